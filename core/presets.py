@@ -1,0 +1,84 @@
+"""Named scenarios. Every preset is an ordinary ``Scenario``; variants come from
+``dataclasses.replace``.
+
+The retail presets share one network: three stores selling 40, 25 and 15 units a day on
+average, lead times of 2 days (production), 3 days (supplier -> warehouse) and 2 days
+(warehouse -> store), lost sales charged at 10 per unit, holding costs of 0.5, 0.25 and 0.125
+per unit per day at store, warehouse and supplier, and production capacity of 1.5 times
+average demand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from core.scenario import (
+    Capacities,
+    Costs,
+    DemandModel,
+    Disruption,
+    LeadTimes,
+    Promotion,
+    Scenario,
+    ScenarioError,
+)
+
+STORE_MEANS = (40.0, 25.0, 15.0)
+WEEKLY_RETAIL = (0.85, 0.9, 0.95, 1.0, 1.1, 1.3, 0.9)
+
+
+def _retail(name: str, *, capacity_factor: float = 1.5, **demand: object) -> Scenario:
+    stores = tuple(DemandModel(mean=m, **demand) for m in STORE_MEANS)
+    return Scenario(
+        name=name,
+        stores=stores,
+        lead_times=LeadTimes(production=2, supplier_to_warehouse=3, warehouse_to_store=2),
+        capacities=Capacities(production=capacity_factor * sum(STORE_MEANS)),
+        costs=Costs(store_holding=0.5, warehouse_holding=0.25, supplier_holding=0.125, stockout=10.0),
+    )
+
+
+def _serial_textbook() -> Scenario:
+    """Snyder and Shen, Fundamentals of Supply Chain Theory, Example 6.1 (Clark-Scarf).
+
+    Echelon holding costs 3 (store), 2 (warehouse), 2 (supplier) are local holding costs
+    7, 4 and 2; lead times 1, 1, 2; backorders at 37.12 per unit per period; demand N(5, 1).
+    """
+    return Scenario(
+        name="serial_textbook",
+        stores=(DemandModel(mean=5.0, dispersion=0.2, distribution="normal"),),
+        lead_times=LeadTimes(production=2, supplier_to_warehouse=1, warehouse_to_store=1),
+        costs=Costs(store_holding=7.0, warehouse_holding=4.0, supplier_holding=2.0, stockout=37.12),
+        unmet_demand="backorders",
+        horizon=1000,
+        initial_cover_days=1.0,
+    )
+
+
+def _build() -> dict[str, Scenario]:
+    steady = _retail("steady", dispersion=0.35)
+    seasonal = _retail("seasonal", capacity_factor=1.25, dispersion=0.3, weekly_pattern=WEEKLY_RETAIL,
+                       seasonality_amplitude=0.5, seasonality_peak_day=330)
+    promo_shock = _retail(
+        "promo_shock", dispersion=0.3, weekly_pattern=WEEKLY_RETAIL,
+        promotions=(Promotion(start_day=60, length=7, lift=1.0), Promotion(start_day=160, length=10, lift=0.8),
+                    Promotion(start_day=290, length=7, lift=1.5)),
+        shock_probability=0.03, shock_size=1.0,
+    )
+    disruption = dataclasses.replace(
+        _retail("supply_disruption", capacity_factor=1.3, dispersion=0.3),
+        disruptions=(Disruption(start_day=120, length=30, capacity_loss=0.8, extra_lead_time=4),),
+    )
+    volatile = _retail("high_volatility", dispersion=0.9, shock_probability=0.05, shock_size=1.5)
+    presets = [steady, seasonal, promo_shock, disruption, volatile, _serial_textbook()]
+    return {p.name: p for p in presets}
+
+
+PRESETS: dict[str, Scenario] = _build()
+
+
+def get_preset(name: str) -> Scenario:
+    """The preset called ``name``; an unknown name raises ``ScenarioError`` listing the known ones."""
+    if name not in PRESETS:
+        raise ScenarioError(f"scenario: got {name!r}; allowed: a preset ({', '.join(PRESETS)}) or a JSON file")
+    return PRESETS[name]

@@ -1,0 +1,104 @@
+"""Roll policies through the twin and turn ledgers into system KPIs.
+
+``rollout`` runs one policy mix over a demand path (B chains at once) and keeps the ledger of
+every day; ``kpis`` summarises a rollout per chain; ``summarise`` gives the mean and standard
+error across chains (seeds). Every policy compared on the same demand path sees the same
+customers (common random numbers).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.demand import sample_demand
+from core.policies import PolicyMix
+from core.reconcile import Ledger, reconcile
+from core.scenario import Scenario
+from core.twin import reset, step
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Per-day records of one mix over B chains: ledger fields are (T, B, N + 2)."""
+
+    ledger: dict[str, np.ndarray]
+    store_orders: np.ndarray  # (T, B, N)
+    warehouse_order: np.ndarray  # (T, B)
+    production: np.ndarray  # (T, B)
+    sold: np.ndarray  # (T, B, N)
+    num_stores: int
+
+
+def rollout(scenario: Scenario, mix: PolicyMix, demand: np.ndarray) -> Rollout:
+    """Run ``mix`` on ``demand`` (B, T, N) from the scenario's opening stock."""
+    b, periods, n = demand.shape
+    state = reset(scenario, b)
+    ledgers: list[Ledger] = []
+    store_orders, warehouse_order, production, sold = [], [], [], []
+    for t in range(periods):
+        state, flows = step(state, mix.actions(state, scenario), demand[:, t], scenario)
+        ledgers.append(reconcile(flows, state, scenario))
+        store_orders.append(flows.store_orders)
+        warehouse_order.append(flows.warehouse_order)
+        production.append(flows.production_started)
+        sold.append(flows.sold)
+    fields = ledgers[0].as_dict()
+    return Rollout(
+        ledger={k: np.stack([getattr(led, k) for led in ledgers]) for k in fields},
+        store_orders=np.stack(store_orders), warehouse_order=np.stack(warehouse_order),
+        production=np.stack(production), sold=np.stack(sold), num_stores=n,
+    )
+
+
+def _variance_ratio(orders: np.ndarray, received: np.ndarray) -> np.ndarray:
+    """Var(orders placed) / Var(demand received) over time (axis 0); NaN if demand is constant."""
+    denominator = received.var(axis=0)
+    return np.where(denominator > 1e-12, orders.var(axis=0) / np.where(denominator > 1e-12, denominator, 1.0),
+                    np.nan)
+
+
+def kpis(run: Rollout, warmup: int = 0) -> dict[str, np.ndarray]:
+    """System KPIs per chain, (B,) each, over the days after ``warmup``."""
+    n = run.num_stores
+    led = {k: v[warmup:] for k, v in run.ledger.items()}
+    stores = slice(0, n)
+    demand = led["demand"][:, :, stores]
+    customer_demand = demand.sum(axis=(0, 2))
+    days = demand.shape[0]
+    inventory = (led["on_hand"] + led["in_transit"]).sum(axis=2).mean(axis=0)
+    sold_per_day = run.sold[warmup:].sum(axis=2).mean(axis=0)
+    store_orders = run.store_orders[warmup:]
+    return {
+        "cost_per_day": led["total_cost"].sum(axis=2).mean(axis=0),
+        "holding_cost_per_day": led["holding_cost"].sum(axis=2).mean(axis=0),
+        "stockout_cost_per_day": led["stockout_cost"].sum(axis=2).mean(axis=0),
+        "other_cost_per_day": (led["ordering_cost"] + led["transport_cost"] + led["production_cost"])
+        .sum(axis=2).mean(axis=0),
+        "fill_rate": led["filled"][:, :, stores].sum(axis=(0, 2)) / np.maximum(customer_demand, 1e-12),
+        "lost_sales_per_day": led["unmet"][:, :, stores].sum(axis=(0, 2)) / days,
+        "reward_per_day": led["reward"].sum(axis=2).mean(axis=0),
+        "inventory_turns": 365.0 * sold_per_day / np.maximum(inventory, 1e-12),
+        "bullwhip_store": np.nanmean(_variance_ratio(store_orders, demand), axis=1),
+        "bullwhip_warehouse": _variance_ratio(run.warehouse_order[warmup:], store_orders.sum(axis=2)),
+        "bullwhip_supplier": _variance_ratio(run.production[warmup:], run.warehouse_order[warmup:]),
+    }
+
+
+def summarise(per_chain: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Mean and standard error across chains of every KPI."""
+    out = {}
+    for name, values in per_chain.items():
+        finite = values[np.isfinite(values)]
+        se = float(finite.std(ddof=1) / math.sqrt(finite.size)) if finite.size > 1 else float("nan")
+        out[name] = {"mean": float(finite.mean()) if finite.size else float("nan"), "se": se}
+    return out
+
+
+def simulate(scenario: Scenario, mix: PolicyMix, seeds: int, periods: int | None = None,
+             seed: int = 0, warmup: int = 0) -> dict[str, dict[str, float]]:
+    """KPIs (mean and standard error across ``seeds`` chains) of one mix."""
+    demand = sample_demand(scenario, seeds, np.random.default_rng(seed), periods)
+    return summarise(kpis(rollout(scenario, mix, demand), warmup))

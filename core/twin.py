@@ -1,0 +1,255 @@
+"""The digital twin: one pure, batched NumPy step for B independent supply chains.
+
+Network: supplier (production) -> warehouse -> ``num_stores`` stores -> customers.
+Every array has a leading batch axis B; a single chain is B = 1. Quantities are units of
+product (floats), money is in currency units, time is in days.
+
+Order of events in one period (one call of ``step``, "day t"):
+
+1. Review (evening of day t - 1). Each agent sees the state after the previous day's sales and
+   acts: every store orders from the warehouse, the warehouse orders from the supplier, the
+   supplier starts production. Orders are cut to the free room (store shelf, warehouse
+   storage) and production to the day's capacity (less any disruption).
+2. Shipping. The warehouse ships store orders from its on-hand stock; when it cannot fill them
+   all it shares stock by the scenario's allocation rule. The supplier ships the warehouse order
+   from its finished stock. Unfilled internal orders are cancelled: the next review sees the
+   shortfall and orders again (for base-stock policies this is the same as backlogging them).
+3. Overnight. Holding costs are charged on stock on hand at each node and on goods in transit,
+   which belong to the node that shipped them (Snyder and Shen's convention for serial systems;
+   work in production carries no holding cost).
+4. Morning of day t. Shipments and production whose lead time has elapsed arrive. A lead time
+   of L days means: ordered in the evening review, available for sale on the L-th morning after.
+5. Day t. Customer demand arrives at each store. Backorders (if the scenario uses them) are
+   served first, then the day's demand; what cannot be served is lost (charged once per unit)
+   or backordered (charged per unit per day while it waits).
+
+The state returned by ``step`` is the evening of day t: what the next review sees.
+This module knows nothing of agents, rewards, gymnasium, torch or streamlit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class State:
+    """The evening of day ``day - 1`` for B chains: everything the next review can see."""
+
+    day: int  # index of the next day to be simulated
+    store_on_hand: np.ndarray  # (B, N) units
+    store_backorders: np.ndarray  # (B, N) units owed to customers (backorder scenarios)
+    store_pipeline: np.ndarray  # (B, N, L_ws) units in transit; [..., k] arrives in k + 1 mornings
+    warehouse_on_hand: np.ndarray  # (B,)
+    warehouse_pipeline: np.ndarray  # (B, L_sw_max) units in transit from the supplier
+    supplier_on_hand: np.ndarray  # (B,) finished goods
+    production_pipeline: np.ndarray  # (B, L_p) units in production
+
+    @property
+    def batch_size(self) -> int:
+        return self.store_on_hand.shape[0]
+
+    @property
+    def store_inventory_position(self) -> np.ndarray:
+        """(B, N) on hand + in transit - backorders."""
+        return self.store_on_hand + self.store_pipeline.sum(axis=2) - self.store_backorders
+
+    @property
+    def warehouse_inventory_position(self) -> np.ndarray:
+        """(B,) on hand + in transit from the supplier."""
+        return self.warehouse_on_hand + self.warehouse_pipeline.sum(axis=1)
+
+    @property
+    def supplier_inventory_position(self) -> np.ndarray:
+        """(B,) finished goods + work in production."""
+        return self.supplier_on_hand + self.production_pipeline.sum(axis=1)
+
+    @property
+    def units_in_network(self) -> np.ndarray:
+        """(B,) every physical unit: on hand, in transit and in production."""
+        return (self.store_on_hand.sum(axis=1) + self.store_pipeline.sum(axis=(1, 2))
+                + self.warehouse_inventory_position + self.supplier_inventory_position)
+
+
+@dataclass(frozen=True)
+class Actions:
+    """What the agents decide in one review (units)."""
+
+    store_orders: np.ndarray  # (B, N) ordered from the warehouse
+    warehouse_order: np.ndarray  # (B,) ordered from the supplier
+    production: np.ndarray  # (B,) production started by the supplier
+
+
+@dataclass(frozen=True)
+class Flows:
+    """Everything that moved in one period, for reconciliation and conservation checks."""
+
+    demand: np.ndarray  # (B, N) customer demand on day t
+    filled: np.ndarray  # (B, N) of that demand, served on day t
+    unmet: np.ndarray  # (B, N) of that demand, lost or newly backordered
+    backorders_filled: np.ndarray  # (B, N) older backorders served on day t
+    store_orders: np.ndarray  # (B, N) orders after the shelf limit
+    warehouse_shipped: np.ndarray  # (B, N) shipped to each store
+    warehouse_order: np.ndarray  # (B,) after the storage limit
+    supplier_shipped: np.ndarray  # (B,)
+    production_started: np.ndarray  # (B,) after the capacity limit
+    store_received: np.ndarray  # (B, N) arrived in the morning
+    warehouse_received: np.ndarray  # (B,)
+    production_finished: np.ndarray  # (B,)
+    store_held: np.ndarray  # (B, N) on hand overnight (holding-cost base)
+    warehouse_held: np.ndarray  # (B,) on hand + in transit to stores overnight
+    supplier_held: np.ndarray  # (B,) on hand + in transit to the warehouse overnight
+
+    @property
+    def sold(self) -> np.ndarray:
+        """(B, N) units handed to customers on day t."""
+        return self.filled + self.backorders_filled
+
+
+def reset(scenario: Scenario, batch_size: int = 1) -> State:
+    """Opening stock: ``initial_cover_days`` of mean demand on hand at every node, pipelines
+    carrying one day of mean demand per day of lead time."""
+    means = np.array([m.mean for m in scenario.stores])
+    total = means.sum()
+    lead = scenario.lead_times
+    cover = scenario.initial_cover_days
+    b, n = batch_size, scenario.num_stores
+    warehouse_pipeline = np.zeros((b, scenario.max_supplier_lead_time))
+    warehouse_pipeline[:, : lead.supplier_to_warehouse] = total
+    return State(
+        day=0,
+        store_on_hand=np.tile(means * cover, (b, 1)),
+        store_backorders=np.zeros((b, n)),
+        store_pipeline=np.tile(means[None, :, None], (b, 1, lead.warehouse_to_store)).astype(float),
+        warehouse_on_hand=np.full(b, total * cover),
+        warehouse_pipeline=warehouse_pipeline,
+        supplier_on_hand=np.full(b, total * cover),
+        production_pipeline=np.full((b, lead.production), total),
+    )
+
+
+def production_capacity(scenario: Scenario, day: int) -> float:
+    """Units the supplier can start on the review before ``day``."""
+    capacity = scenario.capacities.production
+    for d in scenario.disruptions:
+        if d.start_day <= day < d.start_day + d.length:
+            capacity = 0.0 if d.capacity_loss == 1.0 else capacity * (1.0 - d.capacity_loss)
+    return capacity
+
+
+def supplier_lead_time(scenario: Scenario, day: int) -> int:
+    """Supplier -> warehouse lead time of a shipment sent on the review before ``day``."""
+    extra = [d.extra_lead_time for d in scenario.disruptions if d.start_day <= day < d.start_day + d.length]
+    return scenario.lead_times.supplier_to_warehouse + max(extra, default=0)
+
+
+def allocate(available: np.ndarray, orders: np.ndarray, cover: np.ndarray, rule: str) -> np.ndarray:
+    """Share ``available`` (B,) among store ``orders`` (B, N) when it cannot fill them all.
+
+    proportional: every store gets the same fraction of its order.
+    lowest_cover_first: stores are served in order of ``cover`` (days of stock), lowest first,
+    each in full while stock lasts.
+    """
+    total = orders.sum(axis=1)
+    if rule == "proportional":
+        fraction = np.minimum(1.0, available / np.maximum(total, 1e-12))
+        return orders * fraction[:, None]
+    rank = np.argsort(cover, axis=1, kind="stable")
+    ranked = np.take_along_axis(orders, rank, axis=1)
+    before = np.cumsum(ranked, axis=1) - ranked
+    shipped_ranked = np.clip(available[:, None] - before, 0.0, ranked)
+    shipped = np.empty_like(orders)
+    np.put_along_axis(shipped, rank, shipped_ranked, axis=1)
+    return shipped
+
+
+def _ship(pipeline: np.ndarray, quantity: np.ndarray, lead_time: int) -> tuple[np.ndarray, np.ndarray]:
+    """Add ``quantity`` with ``lead_time``, then move one day on: (arrivals, new pipeline)."""
+    arrivals = pipeline[..., 0] + quantity if lead_time == 1 else pipeline[..., 0]
+    moved = np.concatenate([pipeline[..., 1:], np.zeros_like(pipeline[..., :1])], axis=-1)
+    if lead_time > 1:
+        moved[..., lead_time - 2] += quantity
+    return arrivals, moved
+
+
+def step(state: State, actions: Actions, demand: np.ndarray, scenario: Scenario) -> tuple[State, Flows]:
+    """Simulate one period (see the module docstring); ``demand`` is day t's (B, N) demand."""
+    day = state.day
+    caps = scenario.capacities
+
+    # 1. Review: orders cut to free room, production to capacity; negative requests are zero.
+    store_inbound = state.store_pipeline.sum(axis=2)
+    store_orders = np.maximum(actions.store_orders, 0.0)
+    if caps.store_shelf != np.inf:
+        room = caps.store_shelf - state.store_on_hand - store_inbound
+        store_orders = np.minimum(store_orders, np.maximum(room, 0.0))
+    production = np.minimum(np.maximum(actions.production, 0.0), production_capacity(scenario, day))
+
+    # 2. Shipping: warehouse -> stores (shared by the allocation rule when short), supplier -> warehouse.
+    if scenario.allocation == "proportional":
+        shipped = allocate(state.warehouse_on_hand, store_orders, store_orders, "proportional")
+    else:
+        mean_demand = np.array([m.mean for m in scenario.stores])
+        cover = (state.store_on_hand + store_inbound - state.store_backorders) / mean_demand
+        shipped = allocate(state.warehouse_on_hand, store_orders, cover, scenario.allocation)
+    warehouse_on_hand = state.warehouse_on_hand - shipped.sum(axis=1)
+    warehouse_inbound = state.warehouse_pipeline.sum(axis=1)
+    warehouse_order = np.maximum(actions.warehouse_order, 0.0)
+    if caps.warehouse_storage != np.inf:
+        room = caps.warehouse_storage - warehouse_on_hand - warehouse_inbound
+        warehouse_order = np.minimum(warehouse_order, np.maximum(room, 0.0))
+    supplier_shipped = np.minimum(warehouse_order, state.supplier_on_hand)
+    supplier_on_hand = state.supplier_on_hand - supplier_shipped
+
+    # 3. Overnight: what holding costs are charged on (goods in transit belong to the shipper).
+    store_held = state.store_on_hand
+    warehouse_held = warehouse_on_hand + (store_inbound + shipped).sum(axis=1)
+    supplier_held = supplier_on_hand + warehouse_inbound + supplier_shipped
+
+    # 4. Morning arrivals.
+    lead = scenario.lead_times
+    store_received, store_pipeline = _ship(state.store_pipeline, shipped, lead.warehouse_to_store)
+    warehouse_received, warehouse_pipeline = _ship(state.warehouse_pipeline, supplier_shipped,
+                                                   supplier_lead_time(scenario, day))
+    production_finished, production_pipeline = _ship(state.production_pipeline, production, lead.production)
+    store_on_hand = state.store_on_hand + store_received
+    warehouse_on_hand = warehouse_on_hand + warehouse_received
+    supplier_on_hand = supplier_on_hand + production_finished
+
+    # 5. Customer demand: backorders first, then today's demand.
+    if scenario.unmet_demand == "backorders":
+        backorders_filled = np.minimum(store_on_hand, state.store_backorders)
+        store_on_hand = store_on_hand - backorders_filled
+    else:
+        backorders_filled = state.store_backorders  # always zero under lost sales
+    filled = np.minimum(store_on_hand, demand)
+    store_on_hand = store_on_hand - filled
+    unmet = demand - filled
+    if scenario.unmet_demand == "backorders":
+        store_backorders = state.store_backorders - backorders_filled + unmet
+    else:
+        store_backorders = state.store_backorders
+
+    new_state = State(
+        day=day + 1,
+        store_on_hand=store_on_hand,
+        store_backorders=store_backorders,
+        store_pipeline=store_pipeline,
+        warehouse_on_hand=warehouse_on_hand,
+        warehouse_pipeline=warehouse_pipeline,
+        supplier_on_hand=supplier_on_hand,
+        production_pipeline=production_pipeline,
+    )
+    flows = Flows(
+        demand=demand, filled=filled, unmet=unmet, backorders_filled=backorders_filled,
+        store_orders=store_orders, warehouse_shipped=shipped, warehouse_order=warehouse_order,
+        supplier_shipped=supplier_shipped, production_started=production,
+        store_received=store_received, warehouse_received=warehouse_received,
+        production_finished=production_finished, store_held=store_held,
+        warehouse_held=warehouse_held, supplier_held=supplier_held,
+    )
+    return new_state, flows
