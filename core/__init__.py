@@ -1,0 +1,1 @@
+"""HMARL retail inventory lab: digital twin, agents, training, evaluation and ONNX export."""

@@ -8,6 +8,7 @@ path see the same customers (common random numbers).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -105,3 +106,17 @@ def load_demand_csv(path: str | Path) -> tuple[np.ndarray, list[str]]:
                 raise DemandFileError(f"{path}: no row for store {store!r} on {date}")
             history[i, j] = table[(date, store)]
     return history, stores
+
+
+def scenario_for_history(scenario: Scenario, history: np.ndarray) -> Scenario:
+    """The scenario with one store per history column, each with the column's mean and
+    coefficient of variation, and the history's length as horizon."""
+    means = np.maximum(history.mean(axis=0), 1e-6)
+    stores = tuple(
+        dataclasses.replace(scenario.stores[i % scenario.num_stores], mean=float(m),
+                            dispersion=float(min(history[:, i].std() / m, 5.0)),
+                            weekly_pattern=(1.0,) * 7, seasonality_amplitude=0.0, trend=0.0, promotions=(),
+                            shock_probability=0.0)
+        for i, m in enumerate(means)
+    )
+    return dataclasses.replace(scenario, stores=stores, horizon=history.shape[0])

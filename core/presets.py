@@ -11,6 +11,7 @@ average demand.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from core.scenario import (
     Capacities,
@@ -82,3 +83,17 @@ def get_preset(name: str) -> Scenario:
     if name not in PRESETS:
         raise ScenarioError(f"scenario: got {name!r}; allowed: a preset ({', '.join(PRESETS)}) or a JSON file")
     return PRESETS[name]
+
+
+def load_scenario(ref: str) -> Scenario:
+    """A preset by name, or a scenario JSON file by path."""
+    if ref in PRESETS:
+        return PRESETS[ref]
+    path = Path(ref)
+    if path.suffix.lower() != ".json" and not path.exists():
+        return get_preset(ref)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScenarioError(f"scenario file {ref}: cannot read ({exc.strerror})") from None
+    return Scenario.from_json(text)

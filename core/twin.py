@@ -196,7 +196,8 @@ def step(state: State, actions: Actions, demand: np.ndarray, scenario: Scenario)
         mean_demand = np.array([m.mean for m in scenario.stores])
         cover = (state.store_on_hand + store_inbound - state.store_backorders) / mean_demand
         shipped = allocate(state.warehouse_on_hand, store_orders, cover, scenario.allocation)
-    warehouse_on_hand = state.warehouse_on_hand - shipped.sum(axis=1)
+    # Proportional shares can add up to a hair over the stock in floating point: never below 0.
+    warehouse_on_hand = np.maximum(state.warehouse_on_hand - shipped.sum(axis=1), 0.0)
     warehouse_inbound = state.warehouse_pipeline.sum(axis=1)
     warehouse_order = np.maximum(actions.warehouse_order, 0.0)
     if caps.warehouse_storage != np.inf:
