@@ -36,6 +36,55 @@ import numpy as np
 from core.scenario import Scenario
 
 
+MEMORY_WEIGHT = 0.25  # weight of the newest day in the exponentially weighted averages
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What agents remember of recent days: exponentially weighted averages (units per day)
+    and yesterday's demand. Observations read it; the physics never does."""
+
+    stores: np.ndarray  # (4, B, N) averages of demand, filled on the day, orders placed, shipped to the store
+    upstream: np.ndarray  # (2, B) averages of the warehouse's order and the supplier's shipments
+    last_demand: np.ndarray  # (B, N) yesterday's demand
+
+    @property
+    def demand(self) -> np.ndarray:
+        return self.stores[0]
+
+    @property
+    def filled(self) -> np.ndarray:
+        return self.stores[1]
+
+    @property
+    def store_orders(self) -> np.ndarray:
+        return self.stores[2]
+
+    @property
+    def store_shipped(self) -> np.ndarray:
+        return self.stores[3]
+
+    @property
+    def warehouse_order(self) -> np.ndarray:
+        return self.upstream[0]
+
+    @property
+    def supplier_shipped(self) -> np.ndarray:
+        return self.upstream[1]
+
+    @staticmethod
+    def start(means: np.ndarray, batch_size: int) -> Memory:
+        """As if every past day had mean demand, fully served."""
+        stores = np.tile(means, (4, batch_size, 1)).astype(float)
+        return Memory(stores, np.full((2, batch_size), means.sum()), stores[0].copy())
+
+    def update(self, flows: Flows) -> Memory:
+        w = MEMORY_WEIGHT
+        today = np.stack([flows.demand, flows.filled, flows.store_orders, flows.warehouse_shipped])
+        upstream = np.stack([flows.warehouse_order, flows.supplier_shipped])
+        return Memory((1 - w) * self.stores + w * today, (1 - w) * self.upstream + w * upstream, flows.demand)
+
+
 @dataclass(frozen=True)
 class State:
     """The evening of day ``day - 1`` for B chains: everything the next review can see."""
@@ -48,6 +97,7 @@ class State:
     warehouse_pipeline: np.ndarray  # (B, L_sw_max) units in transit from the supplier
     supplier_on_hand: np.ndarray  # (B,) finished goods
     production_pipeline: np.ndarray  # (B, L_p) units in production
+    memory: Memory  # recent averages for observations
 
     @property
     def batch_size(self) -> int:
@@ -129,6 +179,7 @@ def reset(scenario: Scenario, batch_size: int = 1) -> State:
         warehouse_pipeline=warehouse_pipeline,
         supplier_on_hand=np.full(b, total * cover),
         production_pipeline=np.full((b, lead.production), total),
+        memory=Memory.start(means, b),
     )
 
 
@@ -235,6 +286,14 @@ def step(state: State, actions: Actions, demand: np.ndarray, scenario: Scenario)
     else:
         store_backorders = state.store_backorders
 
+    flows = Flows(
+        demand=demand, filled=filled, unmet=unmet, backorders_filled=backorders_filled,
+        store_orders=store_orders, warehouse_shipped=shipped, warehouse_order=warehouse_order,
+        supplier_shipped=supplier_shipped, production_started=production,
+        store_received=store_received, warehouse_received=warehouse_received,
+        production_finished=production_finished, store_held=store_held,
+        warehouse_held=warehouse_held, supplier_held=supplier_held,
+    )
     new_state = State(
         day=day + 1,
         store_on_hand=store_on_hand,
@@ -244,13 +303,6 @@ def step(state: State, actions: Actions, demand: np.ndarray, scenario: Scenario)
         warehouse_pipeline=warehouse_pipeline,
         supplier_on_hand=supplier_on_hand,
         production_pipeline=production_pipeline,
-    )
-    flows = Flows(
-        demand=demand, filled=filled, unmet=unmet, backorders_filled=backorders_filled,
-        store_orders=store_orders, warehouse_shipped=shipped, warehouse_order=warehouse_order,
-        supplier_shipped=supplier_shipped, production_started=production,
-        store_received=store_received, warehouse_received=warehouse_received,
-        production_finished=production_finished, store_held=store_held,
-        warehouse_held=warehouse_held, supplier_held=supplier_held,
+        memory=state.memory.update(flows),
     )
     return new_state, flows
