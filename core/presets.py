@@ -3,7 +3,7 @@
 
 The retail presets share one network: three stores selling 40, 25 and 15 units a day on
 average, lead times of 2 days (production), 3 days (supplier -> warehouse) and 2 days
-(warehouse -> store), lost sales charged at 10 per unit, holding costs of 0.5, 0.25 and 0.125
+(warehouse -> store), lost sales charged at 20 per unit, holding costs of 0.5, 0.25 and 0.125
 per unit per day at store, warehouse and supplier, and production capacity of 1.5 times
 average demand.
 """
@@ -35,7 +35,7 @@ def _retail(name: str, *, capacity_factor: float = 1.5, **demand: object) -> Sce
         stores=stores,
         lead_times=LeadTimes(production=2, supplier_to_warehouse=3, warehouse_to_store=2),
         capacities=Capacities(production=capacity_factor * sum(STORE_MEANS)),
-        costs=Costs(store_holding=0.5, warehouse_holding=0.25, supplier_holding=0.125, stockout=10.0),
+        costs=Costs(store_holding=0.5, warehouse_holding=0.25, supplier_holding=0.125, stockout=20.0),
     )
 
 

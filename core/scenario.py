@@ -300,7 +300,7 @@ def _from_plain(cls: type, data: Any, prefix: str) -> Any:
             value = tuple(value)
         elif value is None and cls is Capacities:
             value = math.inf
-        elif isinstance(value, str) and value in ("NaN", "Infinity", "-Infinity"):
+        elif f.type != "str" and isinstance(value, str) and value in ("NaN", "Infinity", "-Infinity"):
             _fail(prefix + name, value, "a finite number")
         kwargs[name] = value
     try:

@@ -7,12 +7,15 @@ product (floats), money is in currency units, time is in days.
 Order of events in one period (one call of ``step``, "day t"):
 
 1. Review (evening of day t - 1). Each agent sees the state after the previous day's sales and
-   acts: every store orders from the warehouse, the warehouse orders from the supplier, the
-   supplier starts production. Orders are cut to the free room (store shelf, warehouse
-   storage) and production to the day's capacity (less any disruption).
+   acts, all at once: every store orders from the warehouse, the warehouse orders from the
+   supplier, the supplier starts production. An upstream agent therefore learns of tonight's
+   downstream orders at the next review (a one-day information lag; echelon policies, which
+   watch the whole downstream stock, are unaffected). Store orders are cut to the free shelf
+   room and production to the day's capacity (less any disruption).
 2. Shipping. The warehouse ships store orders from its on-hand stock; when it cannot fill them
-   all it shares stock by the scenario's allocation rule. The supplier ships the warehouse order
-   from its finished stock. Unfilled internal orders are cancelled: the next review sees the
+   all it shares stock by the scenario's allocation rule. Its own order is then cut to the
+   storage room left after those shipments. The supplier ships the warehouse order from its
+   finished stock. Unfilled internal orders are cancelled: the next review sees the
    shortfall and orders again (for base-stock policies this is the same as backlogging them).
 3. Overnight. Holding costs are charged on stock on hand at each node and on goods in transit,
    which belong to the node that shipped them (Snyder and Shen's convention for serial systems;
@@ -34,7 +37,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.scenario import Scenario
-
 
 MEMORY_WEIGHT = 0.25  # weight of the newest day in the exponentially weighted averages
 
@@ -210,7 +212,8 @@ def allocate(available: np.ndarray, orders: np.ndarray, cover: np.ndarray, rule:
         fraction = np.minimum(1.0, available / np.maximum(total, 1e-12))
         return orders * fraction[:, None]
     rank = np.argsort(cover, axis=1, kind="stable")
-    ranked = np.take_along_axis(orders, rank, axis=1)
+    # Orders are capped at the stock first, so a huge order cannot swamp the running sum.
+    ranked = np.minimum(np.take_along_axis(orders, rank, axis=1), available[:, None])
     before = np.cumsum(ranked, axis=1) - ranked
     shipped_ranked = np.clip(available[:, None] - before, 0.0, ranked)
     shipped = np.empty_like(orders)

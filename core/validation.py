@@ -66,7 +66,8 @@ def validate(scenario: Scenario, batch_size: int = 16, periods: int | None = Non
         ledgers.append(ledger)
         entered += flows.production_started
         sold += flows.sold.sum(axis=1)
-        worst_conservation = max(worst_conservation, float(np.abs(state.units_in_network - opening - entered + sold).max()))
+        imbalance = state.units_in_network - opening - entered + sold
+        worst_conservation = max(worst_conservation, float(np.abs(imbalance).max()))
         worst_split = max(worst_split, float(np.abs(flows.demand - flows.filled - flows.unmet).max()))
         states_ok &= _sound(_state_arrays(state))
         values = ledger.as_dict()
@@ -78,7 +79,8 @@ def validate(scenario: Scenario, batch_size: int = 16, periods: int | None = Non
     yield Check("step", states_ok, f"{periods} periods x {batch_size} chains: every stock finite and >= 0")
     yield Check("conservation", worst_conservation < TOLERANCE * max(1.0, float(opening.max())),
                 f"units in network = opening + produced - sold, worst error {worst_conservation:.2e} units")
-    yield Check("demand split", worst_split < TOLERANCE, f"demand = filled + lost/backordered, worst error {worst_split:.2e}")
+    yield Check("demand split", worst_split < TOLERANCE,
+                f"demand = filled + lost/backordered, worst error {worst_split:.2e}")
     yield Check("reconciliation", ledgers_ok, "every ledger metric finite, fill rates in [0, 1]")
     if default_weights:
         yield Check("rewards", worst_reward < TOLERANCE * max(1.0, float(np.abs(values["total_cost"]).max())),
