@@ -1,0 +1,47 @@
+"""What the agents know about the future: the demand model's expected demand (planned
+promotions, seasonality and weekly pattern included, random shocks not), production capacity and
+supplier lead time per day (planned disruptions included). Sums over windows are O(1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.demand import expected_demand_matrix
+from core.scenario import Scenario
+from core.twin import production_capacity, supplier_lead_time
+
+LOOKAHEAD = 120  # days of forecast kept beyond the horizon
+
+
+@dataclass(frozen=True)
+class Forecast:
+    base_mean: np.ndarray  # (N,) units per day, the demand model's mean
+    cumulative: np.ndarray  # (T + LOOKAHEAD + 1, N) cumulative expected demand from day 0
+    total_cumulative: np.ndarray  # (T + LOOKAHEAD + 1,) the same, summed over stores
+    capacity: np.ndarray  # (T + LOOKAHEAD,) units the supplier can start before each day
+    supplier_lead_time: np.ndarray  # (T + LOOKAHEAD,) days, for shipments sent before each day
+
+    @staticmethod
+    def of(scenario: Scenario, periods: int | None = None) -> Forecast:
+        """Forecast for ``periods`` days (default: the horizon) plus ``LOOKAHEAD``."""
+        days = np.arange((scenario.horizon if periods is None else periods) + LOOKAHEAD)
+        daily = expected_demand_matrix(scenario, days)
+        cumulative = np.concatenate([np.zeros((1, scenario.num_stores)), np.cumsum(daily, axis=0)])
+        return Forecast(
+            base_mean=np.array([m.mean for m in scenario.stores]),
+            cumulative=cumulative,
+            total_cumulative=cumulative.sum(axis=1),
+            capacity=np.array([production_capacity(scenario, int(d)) for d in days]),
+            supplier_lead_time=np.array([supplier_lead_time(scenario, int(d)) for d in days]),
+        )
+
+    def store_demand(self, day: int, days: int) -> np.ndarray:
+        """(N,) expected demand of each store over days [day, day + days)."""
+        last = min(day + days, self.cumulative.shape[0] - 1)
+        return self.cumulative[last] - self.cumulative[min(day, last)]
+
+    def capacity_over(self, day: int, days: int) -> float:
+        """Units the supplier can start over the reviews before days [day, day + days)."""
+        return float(self.capacity[day: day + days].sum())

@@ -1,0 +1,86 @@
+"""Domain randomisation: the ranges the learned policies are trained on, which are also the
+ranges of the app's sliders, and a sampler of training scenarios inside them.
+
+A training scenario starts from a preset (so every preset's neighbourhood is well covered) and
+redraws its demand level, volatility, seasonality, promotions, shocks, disruption, lead times and
+capacity within ``RANGES``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from core.presets import PRESETS
+from core.scenario import Capacities, DemandModel, Disruption, LeadTimes, Promotion, Scenario
+
+RANGES = {
+    "demand_scale": (0.5, 2.0),  # multiplier of the preset's store means
+    "dispersion": (0.1, 1.0),  # coefficient of variation of daily demand
+    "seasonality_amplitude": (0.0, 0.6),
+    "promotion_lift": (0.3, 1.5),
+    "promotion_length": (3, 14),  # days
+    "shock_probability": (0.0, 0.06),
+    "disruption_length": (10, 45),  # days
+    "disruption_capacity_loss": (0.3, 1.0),
+    "disruption_extra_lead_time": (0, 5),  # days
+    "warehouse_to_store": (1, 4),  # days
+    "supplier_to_warehouse": (1, 6),  # days
+    "production": (1, 4),  # days
+    "capacity_factor": (1.15, 2.5),  # production capacity / mean demand
+    "num_stores": (1, 50),
+}
+
+
+def _uniform(rng: np.random.Generator, key: str) -> float:
+    lo, hi = RANGES[key]
+    return float(rng.uniform(lo, hi))
+
+
+def _integer(rng: np.random.Generator, key: str) -> int:
+    lo, hi = RANGES[key]
+    return int(rng.integers(lo, hi + 1))
+
+
+def sample_scenario(rng: np.random.Generator, num_stores: int) -> Scenario:
+    """A random training scenario with ``num_stores`` stores."""
+    base = PRESETS[rng.choice(list(PRESETS))].with_num_stores(num_stores)
+    if base.name == "serial_textbook":  # keep its cost structure and backorders; vary demand and lead times
+        scale = _uniform(rng, "demand_scale")
+        stores = tuple(dataclasses.replace(m, mean=m.mean * scale * rng.uniform(0.8, 1.25),
+                                           dispersion=rng.uniform(0.1, 0.4)) for m in base.stores)
+        return dataclasses.replace(base, name="random_textbook", stores=stores, horizon=365,
+                                   lead_times=LeadTimes(production=_integer(rng, "production"),
+                                                        supplier_to_warehouse=rng.integers(1, 3).item(),
+                                                        warehouse_to_store=rng.integers(1, 3).item()))
+    scale = _uniform(rng, "demand_scale")
+    amplitude = _uniform(rng, "seasonality_amplitude") if rng.random() < 0.5 else base.stores[0].seasonality_amplitude
+    promotions = tuple(
+        Promotion(start_day=int(rng.integers(0, 350)), length=_integer(rng, "promotion_length"),
+                  lift=_uniform(rng, "promotion_lift"))
+        for _ in range(int(rng.integers(0, 4)))
+    ) if rng.random() < 0.5 else base.stores[0].promotions
+    dispersion = _uniform(rng, "dispersion")
+    shock = _uniform(rng, "shock_probability") if rng.random() < 0.5 else 0.0
+    peak = int(rng.integers(0, 365))
+    stores = tuple(
+        DemandModel(mean=m.mean * scale * rng.uniform(0.7, 1.4), dispersion=dispersion, distribution=m.distribution,
+                    weekly_pattern=m.weekly_pattern, seasonality_amplitude=amplitude,
+                    seasonality_peak_day=peak if amplitude != m.seasonality_amplitude else m.seasonality_peak_day,
+                    promotions=promotions, shock_probability=shock, shock_size=float(rng.uniform(0.5, 2.0)))
+        for m in base.stores
+    )
+    disruptions = (
+        Disruption(start_day=int(rng.integers(20, 320)), length=_integer(rng, "disruption_length"),
+                   capacity_loss=_uniform(rng, "disruption_capacity_loss"),
+                   extra_lead_time=_integer(rng, "disruption_extra_lead_time")),
+    ) if rng.random() < 0.3 else base.disruptions
+    mean_total = sum(m.mean for m in stores)
+    return dataclasses.replace(
+        base, name=f"random_{base.name}", stores=stores, disruptions=disruptions,
+        lead_times=LeadTimes(production=_integer(rng, "production"),
+                             supplier_to_warehouse=_integer(rng, "supplier_to_warehouse"),
+                             warehouse_to_store=_integer(rng, "warehouse_to_store")),
+        capacities=Capacities(production=_uniform(rng, "capacity_factor") * mean_total),
+    )

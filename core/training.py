@@ -1,0 +1,229 @@
+"""Hierarchical PPO training, one role at a time (``python -m core train``).
+
+Phase 1 trains the store policy, shared by every store; phase 2 the warehouse with the stores
+frozen; phase 3 the supplier with stores and warehouse frozen; phase 4 fine-tunes the learned
+roles in turn (round robin, each with the others frozen at their latest version) at a lower
+learning rate. A role not learned yet acts by a fixed menu entry (forecast + 1 day of safety).
+
+After each phase the new hierarchy and the previous one are evaluated on held-out seeds of every
+preset; the phase is kept only if it lowers the mean system cost, otherwise the role keeps its
+previous policy. Each phase writes, under ``OUT/phaseK_ROLE/``: the SB3 checkpoint
+(``model.zip``, plus periodic ones to resume from), TensorBoard logs, ``metrics.json`` (per
+episode: reward, service level, stockouts, holding and total cost; per update: losses) and
+plotly learning curves (``learning_curves.html``). ``OUT/hierarchy.json`` records which model
+each role uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
+from stable_baselines3.common.logger import KVWriter, Logger, make_output_format
+
+from core.evaluation import mean_cost
+from core.learned import frozen_choosers, learned_mix
+from core.policies import ROLES
+from core.presets import PRESETS
+from core.vec_env import RoleVecEnv
+
+PHASES = {1: "store", 2: "warehouse", 3: "supplier", 4: "joint"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Everything a training run depends on; written to ``OUT/config.json``."""
+
+    out: str = "runs/latest"  # output folder
+    timesteps: int = 1_500_000  # agent transitions per phase (phase 4: in total)
+    seed: int = 0
+    groups: int = 16  # scenarios trained on at once (each redrawn every episode)
+    chains: int = 16  # chains per scenario
+    num_stores: int = 3  # stores per chain while training (observations do not depend on it)
+    horizon: int = 365  # days per training episode
+    learning_rate: float = 3e-4
+    joint_learning_rate: float = 1e-4
+    joint_rounds: int = 2
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.01
+    n_steps: int = 64  # per row; a rollout is n_steps x rows transitions
+    batch_size: int = 8192
+    n_epochs: int = 4
+    net_arch: tuple[int, ...] = (64, 64)
+    acceptance_seeds: int = 8  # held-out seeds per preset for the phase acceptance check
+    checkpoint_every: int = 250_000  # transitions
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("timesteps", "groups", "chains", "num_stores", "horizon", "n_steps", "batch_size", "n_epochs",
+                     "acceptance_seeds", "checkpoint_every", "joint_rounds"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: got {value!r}; allowed: an integer >= 1")
+
+
+class TrainingLog(KVWriter):
+    """Keeps SB3's per-update values (losses, entropy, ...) for ``metrics.json``."""
+
+    def __init__(self) -> None:
+        self.updates: list[dict[str, float]] = []
+
+    def write(self, key_values, key_excluded, step=0) -> None:
+        row = {k: float(v) for k, v in key_values.items() if isinstance(v, (int, float, np.floating))}
+        row["timesteps"] = float(step)
+        self.updates.append(row)
+
+    def close(self) -> None:
+        pass
+
+
+class EpisodeLog(BaseCallback):
+    """Collects every finished training episode's business metrics from the VecEnv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.episodes: list[dict[str, float | str]] = []
+
+    def _on_step(self) -> bool:
+        env: RoleVecEnv = self.training_env
+        for episode in env.completed_episodes:
+            self.episodes.append({**episode, "timesteps": self.num_timesteps})
+        env.completed_episodes.clear()
+        return True
+
+
+def _atomic_json(path: Path, data: object) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _save_model(model: PPO, path: Path) -> None:
+    tmp = path.with_name(path.stem + ".tmp.zip")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _figures(phase_dir: Path, episodes: list[dict], updates: list[dict]) -> None:
+    """Plotly learning curves: episode reward, service level, costs, and the PPO losses."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    panels = [("reward", "episode reward (scale-free)"), ("service_level", "service level"),
+              ("cost_per_day", "system cost per chain-day"), ("holding_cost_per_day", "holding cost per chain-day")]
+    losses = [k for k in ("train/policy_gradient_loss", "train/value_loss", "train/entropy_loss")
+              if any(k in u for u in updates)]
+    fig = make_subplots(rows=2, cols=3, subplot_titles=[t for _, t in panels] + [k.split("/")[1] for k in losses[:2]])
+    for i, (key, _) in enumerate(panels):
+        fig.add_trace(go.Scatter(x=[e["timesteps"] for e in episodes], y=[e[key] for e in episodes], mode="markers",
+                                 name=key), row=1 + i // 3, col=1 + i % 3)
+    for j, key in enumerate(losses[:2]):
+        rows = [u for u in updates if key in u]
+        fig.add_trace(go.Scatter(x=[u["timesteps"] for u in rows], y=[u[key] for u in rows], name=key),
+                      row=2, col=2 + j)
+    fig.update_layout(height=700, showlegend=False, title=f"Learning curves: {phase_dir.name}")
+    tmp = phase_dir / "learning_curves.html.tmp"
+    fig.write_html(tmp, include_plotlyjs=True)
+    os.replace(tmp, phase_dir / "learning_curves.html")
+
+
+def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str, PPO], timesteps: int,
+               learning_rate: float, seed: int, start_from: Path | None = None) -> PPO:
+    """Train ``role`` for ``timesteps`` transitions with the other roles frozen; resumable."""
+    torch.set_num_threads(1)
+    phase_dir.mkdir(parents=True, exist_ok=True)
+    env = RoleVecEnv(role, frozen_choosers(models, role), groups=config.groups, chains=config.chains,
+                     num_stores=config.num_stores, horizon=config.horizon, seed=seed)
+    checkpoints = sorted((phase_dir / "checkpoints").glob("*.zip"), key=lambda p: p.stat().st_mtime)
+    fresh = True
+    if checkpoints:
+        model = PPO.load(checkpoints[-1], env=env, device="cpu")
+        fresh = False
+    elif start_from is not None:
+        model = PPO.load(start_from, env=env, device="cpu", learning_rate=learning_rate)
+    else:
+        model = PPO("MlpPolicy", env, learning_rate=learning_rate, n_steps=config.n_steps,
+                    batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma,
+                    gae_lambda=config.gae_lambda, clip_range=config.clip_range, ent_coef=config.ent_coef,
+                    policy_kwargs={"net_arch": list(config.net_arch)}, seed=seed, device="cpu", verbose=0)
+    log = TrainingLog()
+    model.set_logger(Logger(str(phase_dir), [log, make_output_format("tensorboard", str(phase_dir / "tensorboard"))]))
+    episodes = EpisodeLog()
+    done = 0 if fresh else model.num_timesteps
+    checkpoint = CheckpointCallback(max(config.checkpoint_every // env.num_envs, 1), str(phase_dir / "checkpoints"),
+                                    name_prefix=role)
+    if timesteps > done:
+        model.learn(timesteps - done, callback=[episodes, checkpoint], progress_bar=config.progress_bar,
+                    reset_num_timesteps=fresh and start_from is None)
+    _save_model(model, phase_dir / "model.zip")
+    _atomic_json(phase_dir / "metrics.json", {"role": role, "episodes": episodes.episodes, "updates": log.updates})
+    if episodes.episodes:
+        _figures(phase_dir, episodes.episodes, log.updates)
+    return model
+
+
+def acceptance_cost(config: TrainConfig, models: dict[str, PPO]) -> dict[str, float]:
+    """Mean system cost per day on held-out seeds of every preset."""
+    scenarios = [dataclasses.replace(p, horizon=min(p.horizon, config.horizon)) for p in PRESETS.values()]
+    return mean_cost(scenarios, learned_mix(models), config.acceptance_seeds)
+
+
+def _relative(new: dict[str, float], old: dict[str, float]) -> float:
+    return float(np.mean([new[k] / old[k] for k in old]))
+
+
+def run_phases(config: TrainConfig, phases: list[int]) -> dict[str, object]:
+    """Run the chosen phases in order, keeping a phase only if it lowers held-out system cost."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_json(out / "config.json", dataclasses.asdict(config))
+    hierarchy_path = out / "hierarchy.json"
+    hierarchy = json.loads(hierarchy_path.read_text()) if hierarchy_path.exists() else {"roles": {}, "phases": []}
+    models = {role: PPO.load(out / path, device="cpu") for role, path in hierarchy["roles"].items()}
+    for phase in phases:
+        if any(record["phase"] == phase for record in hierarchy["phases"]):
+            print(f"phase {phase} ({PHASES[phase]}): already done in {out}, skipped", flush=True)
+            continue
+        started = time.perf_counter()
+        before = acceptance_cost(config, models)
+        trained = dict(models)
+        paths: dict[str, str] = {}
+        if PHASES[phase] != "joint":
+            role = PHASES[phase]
+            phase_dir = out / f"phase{phase}_{role}"
+            trained[role] = train_role(config, role, phase_dir, models, config.timesteps, config.learning_rate,
+                                       seed=config.seed * 100 + phase)
+            paths[role] = str((phase_dir / "model.zip").relative_to(out))
+        else:
+            learned = [r for r in ROLES if r in models]
+            budget = config.timesteps // max(1, config.joint_rounds * len(learned))
+            for round_ in range(config.joint_rounds):
+                for role in learned:
+                    phase_dir = out / f"phase4_joint/round{round_}_{role}"
+                    start = out / (paths.get(role) or hierarchy["roles"][role])
+                    trained[role] = train_role(config, role, phase_dir, trained, budget, config.joint_learning_rate,
+                                               seed=config.seed * 100 + 40 + 3 * round_ + ROLES.index(role),
+                                               start_from=start)
+                    paths[role] = str((phase_dir / "model.zip").relative_to(out))
+        after = acceptance_cost(config, trained)
+        kept = _relative(after, before) < 1.0
+        record = {"phase": phase, "role": PHASES[phase], "kept": kept, "cost_before": before, "cost_after": after,
+                  "relative_cost": _relative(after, before), "seconds": time.perf_counter() - started}
+        print(f"phase {phase} ({PHASES[phase]}): held-out cost x{record['relative_cost']:.3f} -> "
+              f"{'kept' if kept else 'rejected: the roles keep their previous policies'}", flush=True)
+        if kept:
+            models = trained
+            hierarchy["roles"].update(paths)
+        hierarchy["phases"].append(record)
+        _atomic_json(hierarchy_path, hierarchy)
+    return hierarchy

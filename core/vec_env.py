@@ -1,0 +1,191 @@
+"""An SB3 ``VecEnv`` that trains one role with parameter sharing, at NumPy speed.
+
+The environment holds ``groups`` batches of ``chains`` supply chains; every group runs its own
+randomised scenario (``core.randomization``) through the batched twin. Each row of the VecEnv
+is one agent of the trained role: for stores a (group, chain, store) triple, so one policy learns
+from every store of every chain (centralised training, decentralised execution); for the
+warehouse and the supplier a (group, chain) pair. The other roles act through fixed choosers
+(rule-based menu entries or frozen learned policies).
+
+Rewards are per day and scale-free (cost divided by mean demand x stockout price):
+a store is charged an equal share of its chain's cost (charged only its own, a store learns to
+over-order to win a larger share of the warehouse's stock when it is short, at its siblings' cost);
+the warehouse its own cost plus its stores' (its echelon); the supplier the whole chain's. The horizon is a truncation: every row is done together, with
+``terminal_observation`` and ``TimeLimit.truncated`` in its info so PPO bootstraps the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnv
+
+from core.demand import sample_demand
+from core.forecast import Forecast
+from core.menus import NUM_ACTIONS, Chooser, menu_quantities
+from core.observations import FEATURES, OBSERVERS
+from core.policies import ROLES, PolicyMix
+from core.randomization import sample_scenario
+from core.reconcile import reconcile
+from core.scenario import Scenario
+from core.twin import Actions, State, reset, step
+
+
+@dataclass
+class Group:
+    scenario: Scenario
+    forecast: Forecast
+    demand: np.ndarray  # (chains, T, N)
+    state: State
+    shadow: State  # the same chains run by the reference mix, on the same demand
+    reward_scale: np.ndarray  # (N,) for stores, () upstream
+    totals: dict[str, float] = dataclasses.field(default_factory=dict)  # episode sums for the training log
+
+    def record(self, ledger) -> None:
+        n = self.scenario.num_stores
+        for key, value in (("demand", ledger.demand[:, :n]), ("filled", ledger.filled[:, :n]),
+                           ("lost", ledger.unmet[:, :n]), ("holding_cost", ledger.holding_cost),
+                           ("cost", ledger.total_cost)):
+            self.totals[key] = self.totals.get(key, 0.0) + float(value.sum())
+
+    def summary(self, mean_return: float) -> dict[str, float | str]:
+        """Per chain and day: the episode's service level, stockouts, holding and total cost."""
+        chain_days = self.demand.shape[0] * self.state.day
+        t = self.totals
+        return {"scenario": self.scenario.name, "reward": mean_return,
+                "service_level": t["filled"] / max(t["demand"], 1e-9), "stockouts_per_day": t["lost"] / chain_days,
+                "holding_cost_per_day": t["holding_cost"] / chain_days, "cost_per_day": t["cost"] / chain_days}
+
+
+def role_rewards(ledger_reward: np.ndarray, role: str) -> np.ndarray:
+    """Training reward of the role's agents from the ledger's per-node rewards (B, N + 2)."""
+    n = ledger_reward.shape[1] - 2
+    if role == "store":
+        return np.repeat(ledger_reward.sum(axis=1, keepdims=True) / n, n, axis=1)
+    if role == "warehouse":
+        return ledger_reward[:, : n + 1].sum(axis=1)
+    return ledger_reward.sum(axis=1)
+
+
+class RoleVecEnv(VecEnv):
+    """Rows are the trained role's agents across ``groups`` x ``chains`` chains."""
+
+    def __init__(self, role: str, frozen: dict[str, Chooser], *, groups: int = 16, chains: int = 16,
+                 num_stores: int = 3, horizon: int = 365, seed: int = 0,
+                 scenarios: list[Scenario] | None = None, reference: PolicyMix | None = None) -> None:
+        if role not in ROLES:
+            raise ValueError(f"role: got {role!r}; allowed: {', '.join(ROLES)}")
+        missing = [r for r in ROLES if r != role and r not in frozen]
+        if missing:
+            raise ValueError(f"frozen: no policy for {', '.join(missing)}")
+        self.role, self.frozen = role, frozen
+        self.num_groups, self.chains, self.num_stores = groups, chains, num_stores
+        self.fixed_scenarios, self.horizon = scenarios, horizon
+        self.rng = np.random.default_rng(seed)
+        per_chain = num_stores if role == "store" else 1
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (len(FEATURES[role]),), np.float32)
+        super().__init__(groups * chains * per_chain, observation_space, gym.spaces.Discrete(NUM_ACTIONS))
+        self.groups: list[Group] = []
+        self.returns = np.zeros(self.num_envs)
+        self.pending: np.ndarray | None = None
+        self.completed_episodes: list[dict[str, float | str]] = []  # drained by the training log
+        self.reference = reference
+
+    # --- episode management -------------------------------------------------------------
+    def _new_group(self, index: int) -> Group:
+        if self.fixed_scenarios is not None:
+            scenario = self.fixed_scenarios[index % len(self.fixed_scenarios)].with_num_stores(self.num_stores)
+        else:
+            scenario = sample_scenario(self.rng, self.num_stores)
+        scenario = dataclasses.replace(scenario, horizon=self.horizon)
+        mean = np.array([m.mean for m in scenario.stores]) * scenario.costs.stockout
+        scale = mean if self.role == "store" else mean.sum()
+        start = reset(scenario, self.chains)
+        return Group(scenario, Forecast.of(scenario), sample_demand(scenario, self.chains, self.rng), start, start,
+                     scale)
+
+    def _observe(self) -> np.ndarray:
+        obs = [OBSERVERS[self.role](g.state, g.scenario, g.forecast) for g in self.groups]
+        return np.concatenate([o.reshape(-1, o.shape[-1]) for o in obs])
+
+    def reset(self) -> np.ndarray:
+        self.groups = [self._new_group(i) for i in range(self.num_groups)]
+        self.returns[:] = 0.0
+        return self._observe()
+
+    # --- stepping --------------------------------------------------------------------------
+    def step_async(self, actions: np.ndarray) -> None:
+        self.pending = np.asarray(actions).reshape(-1)
+
+    def _decide(self, group: Group, choice: np.ndarray) -> Actions:
+        quantities = {}
+        for role in ROLES:
+            if role == self.role:
+                picked = choice.reshape(self.chains, -1) if role == "store" else choice
+            else:
+                obs = OBSERVERS[role](group.state, group.scenario, group.forecast)
+                picked = self.frozen[role](obs.reshape(-1, obs.shape[-1])).reshape(obs.shape[:-1])
+            quantities[role] = menu_quantities(group.state, group.scenario, group.forecast, role, picked)
+        return Actions(quantities["store"], quantities["warehouse"], quantities["supplier"])
+
+    def step_wait(self):
+        assert self.pending is not None, "step_async first"
+        rows = self.num_envs // self.num_groups
+        rewards = np.empty(self.num_envs)
+        for i, group in enumerate(self.groups):
+            choice = self.pending[i * rows: (i + 1) * rows]
+            actions = self._decide(group, choice)
+            t = group.state.day
+            group.state, flows = step(group.state, actions, group.demand[:, t], group.scenario)
+            ledger = reconcile(flows, group.state, group.scenario)
+            group.record(ledger)
+            group.shadow, shadow_flows = step(group.shadow, self.reference.actions(group.shadow, group.scenario),
+                                              group.demand[:, t], group.scenario)
+            shadow_reward = reconcile(shadow_flows, group.shadow, group.scenario).reward
+            reward = role_rewards(ledger.reward - shadow_reward, self.role)
+            rewards[i * rows: (i + 1) * rows] = (reward / group.reward_scale).reshape(-1)
+        self.returns += rewards
+        obs = self._observe()
+        horizon_reached = self.groups[0].state.day >= self.groups[0].demand.shape[1]
+        dones = np.full(self.num_envs, horizon_reached)
+        infos: list[dict] = [{} for _ in range(self.num_envs)]
+        if horizon_reached:
+            length = self.groups[0].state.day
+            self.completed_episodes.extend(
+                g.summary(float(self.returns[i * rows: (i + 1) * rows].mean())) for i, g in enumerate(self.groups))
+            for j, info in enumerate(infos):
+                info.update({"terminal_observation": obs[j], "TimeLimit.truncated": True,
+                             "episode": {"r": float(self.returns[j]), "l": length}})
+            obs = self.reset()
+        return obs, rewards.astype(np.float32), dones, infos
+
+    # --- the rest of the VecEnv interface -------------------------------------------------
+    def close(self) -> None:
+        self.groups = []
+
+    def get_attr(self, attr_name, indices=None):
+        return [getattr(self, attr_name)] * len(self._get_indices(indices))
+
+    def set_attr(self, attr_name, value, indices=None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name, *method_args, indices=None, **method_kwargs):
+        return [getattr(self, method_name)(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class, indices=None):
+        return [False] * len(self._get_indices(indices))
+
+    def seed(self, seed: int | None = None):
+        self.rng = np.random.default_rng(seed)
+        return [seed] * self.num_envs
+
+    def row_agent(self, row: int) -> tuple[int, int, str]:
+        """(group, chain, agent id) of a row."""
+        per_chain = self.num_stores if self.role == "store" else 1
+        rows = self.num_envs // self.num_groups
+        group, rest = divmod(row, rows)
+        chain, store = divmod(rest, per_chain)
+        return group, chain, f"store_{store}" if self.role == "store" else self.role
