@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from core.demand import DemandFileError, load_demand_csv, sample_demand, scenari
 from core.policy_spec import PolicySpecError, parse_policy
 from core.presets import PRESETS, load_scenario
 from core.scenario import ScenarioError
+from core.serving import EXPORTED_MODELS, PolicyLoadError
 from core.simulate import kpis, rollout, summarise
 
 
@@ -90,6 +92,65 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_config(args: argparse.Namespace, out: str):
+    from core.training import TrainConfig
+
+    overrides = {"out": out, "seed": args.seed, "progress_bar": not args.no_progress}
+    if args.timesteps is not None:
+        overrides["timesteps"] = args.timesteps
+    return TrainConfig(**overrides)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from core.training import PHASES, run_phases
+
+    phases = list(PHASES) if args.phase == "all" else [int(args.phase)]
+    run_phases(_train_config(args, args.out), phases)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from core.export import export_run
+
+    manifest = export_run(Path(args.source), Path(args.out), command=" ".join(sys.argv))
+    for role, card in manifest["roles"].items():
+        print(f"{role}: {card.get('file', 'rule-based: forecast + %g standard deviations' % card.get('safety_factor', 0))}")
+    print(f"manifest: {Path(args.out) / 'manifest.json'}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from core.report import evaluate, markdown, write
+
+    names = [args.scenario] if args.scenario else list(PRESETS)
+    for name in names:
+        if name not in PRESETS:
+            raise ScenarioError(f"--scenario: got {name!r}; allowed: {', '.join(PRESETS)}")
+    report = evaluate(names, args.seeds, Path(args.models))
+    write(report, Path(args.out))
+    print(json.dumps(report, indent=2) if args.json else markdown(report))
+    return 0
+
+
+def _cmd_pipeline(args: argparse.Namespace) -> int:
+    from core.export import record_evaluation
+    from core.report import evaluate, markdown, write
+    from core.training import PHASES, run_phases
+    print("== 1/4 validate every preset", flush=True)
+    if _cmd_validate(argparse.Namespace(scenario=None, periods=None)):
+        return 1
+    print("== 2/4 train all phases", flush=True)
+    run_phases(_train_config(args, args.out), list(PHASES))
+    print("== 3/4 export", flush=True)
+    _cmd_export(argparse.Namespace(source=args.out, out=args.models))
+    print("== 4/4 evaluate", flush=True)
+    report = evaluate(list(PRESETS), args.seeds, Path(args.models))
+    write(report, Path(args.out) / "evaluation")
+    record_evaluation(Path(args.models), report)
+    print(markdown(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="HMARL retail inventory lab")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +178,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_tune)
 
+    def training_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--timesteps", type=int, default=None, help="agent transitions per phase")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("train", help="hierarchical PPO training, phase by phase")
+    p.add_argument("--phase", choices=["1", "2", "3", "4", "all"], default="all")
+    p.add_argument("--out", default="runs/latest", help="output folder (resumes what it finds there)")
+    training_options(p)
+    p.set_defaults(run=_cmd_train)
+
+    p = sub.add_parser("export", help="export a training run's policies to ONNX")
+    p.add_argument("--from", dest="source", default="runs/latest", help="training run folder")
+    p.add_argument("--out", default=str(EXPORTED_MODELS))
+    p.set_defaults(run=_cmd_export)
+
+    p = sub.add_parser("evaluate", help="every policy on every preset, common random numbers, 95%% intervals")
+    p.add_argument("--scenario", help="one preset (default: all)")
+    p.add_argument("--seeds", type=int, default=30)
+    p.add_argument("--models", default=str(EXPORTED_MODELS), help="folder of exported policies")
+    p.add_argument("--out", default="runs/evaluation")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_cmd_evaluate)
+
+    p = sub.add_parser("pipeline", help="validate, train all phases, export, evaluate")
+    p.add_argument("--out", default="runs/pipeline", help="training run folder")
+    p.add_argument("--models", default=str(EXPORTED_MODELS))
+    p.add_argument("--seeds", type=int, default=30, help="evaluation seeds per preset")
+    training_options(p)
+    p.set_defaults(run=_cmd_pipeline)
+
     p = sub.add_parser("bench", help="throughput of the twin and the tuner")
     p.add_argument("--scenario", default="steady")
     p.add_argument("--json", action="store_true")
@@ -141,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _positive(args)
         return run(args)
-    except (ScenarioError, PolicySpecError, DemandFileError) as exc:
+    except (ScenarioError, PolicySpecError, DemandFileError, PolicyLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.menus import Chooser, MenuPolicy, forecast_base_stock
+from core.menus import DEFAULT_SAFETY_FACTOR, Chooser, MenuPolicy, forecast_base_stock
 from core.policies import ROLES, PolicyMix
-
-DEFAULT_SAFETY_DAYS = 1.0  # the rule-based menu entry used by roles not (yet) learned
 
 
 def model_chooser(model) -> Chooser:
@@ -27,7 +25,7 @@ def model_chooser(model) -> Chooser:
 def learned_mix(models: dict[str, object]) -> PolicyMix:
     """Learned policies for the roles in ``models``; the default menu entry for the others."""
     return PolicyMix(*(MenuPolicy(role, model_chooser(models[role])) if role in models
-                       else forecast_base_stock(role, DEFAULT_SAFETY_DAYS) for role in ROLES))
+                       else forecast_base_stock(role, DEFAULT_SAFETY_FACTOR) for role in ROLES))
 
 
 def frozen_choosers(models: dict[str, object], trained_role: str) -> dict[str, Chooser]:

@@ -1,17 +1,20 @@
 """The agents' action menus, and the policy that acts through them.
 
-Every role chooses a safety stock, in days of forecast demand, from ``SAFETY_DAYS``, and orders
-up to its protection-window forecast plus that safety stock:
+Every role chooses a safety factor z from ``SAFETY_FACTORS`` and orders up to its
+protection-window forecast plus z standard deviations of demand over that window:
 
-    store i:    order       = max(0, f_i * (L_ws + s) - IP_i)
-    warehouse:  order       = max(0, f * (L_ws + L_sw + s) - echelon IP)
-    supplier:   production  = max(0, f * (L_ws + L_sw + L_p + s) - echelon IP)
+    store i:    order       = max(0, f_i L1 + z sd_i sqrt(L1) - IP_i)
+    warehouse:  order       = max(0, f L2 + z sd sqrt(L2) - echelon IP),   L2 = L_ws + L_sw
+    supplier:   production  = max(0, f L3 + z sd sqrt(L3) - echelon IP),   L3 = L2 + L_p
 
-with f the expected demand per day over the window. The original design's menus (store: no
-order, 0.5x, 1x or 1.5x forecast; warehouse 4 and supplier 3 levels) could not express a
-base-stock policy, the best rule-based policy; this menu contains every forecast-driven echelon
-base-stock policy (a constant choice) and lets a learned policy change its safety stock with the
-season, promotions, disruptions and its stock.
+with f the expected demand per day over the window (from the forecast: season, weekly pattern and
+planned promotions included) and sd the daily standard deviation of demand at that level (stores
+pooled upstream). The original design's menus (store: no order, 0.5x, 1x or 1.5x forecast;
+warehouse 4 and supplier 3 levels) could not express a base-stock policy, the best rule-based
+policy. This menu contains every forecast-driven echelon base-stock policy (a constant choice),
+and measuring safety stock in standard deviations makes one choice good across demand levels,
+volatilities and lead times (the textbook's optimum is z of about 1.4 at every stage); a learned
+policy moves z with the season, promotions, disruptions and its own stock.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from core.policies import echelon_position
 from core.scenario import Scenario
 from core.twin import State
 
-SAFETY_DAYS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.0, 10.0,
-               14.0, 20.0)
-ACTION_MEANINGS = tuple(f"order up to forecast + {s:g} days of safety stock" for s in SAFETY_DAYS)
-NUM_ACTIONS = len(SAFETY_DAYS)
+SAFETY_FACTORS = (-1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0, 3.5, 4.0,
+                  5.0, 7.0, 10.0)
+ACTION_MEANINGS = tuple(f"order up to forecast + {z:g} standard deviations" for z in SAFETY_FACTORS)
+NUM_ACTIONS = len(SAFETY_FACTORS)
+DEFAULT_SAFETY_FACTOR = 2.0  # the rule-based entry of roles with no learned policy
 
 Chooser = Callable[[np.ndarray], np.ndarray]  # observations (M, F) -> action indices (M,)
 
@@ -39,9 +43,23 @@ def menu_quantities(state: State, scenario: Scenario, forecast: Forecast, role: 
                     choice: np.ndarray) -> np.ndarray:
     """Order (production) quantities for action indices ``choice``: (B, N) stores, (B,) upstream."""
     day = state.day
-    safety = np.asarray(SAFETY_DAYS)[choice]
-    target = daily_forecast(scenario, forecast, role, day) * (protection_days(scenario, forecast, role, day) + safety)
+    z = np.asarray(SAFETY_FACTORS)[choice]
+    days = protection_days(scenario, forecast, role, day)
+    per_store = daily_forecast(scenario, forecast, "store", day) if role != "store" else None
+    f = daily_forecast(scenario, forecast, role, day)
+    sd = demand_sd(scenario, f if role == "store" else per_store)
+    if role != "store":
+        sd = np.sqrt((sd**2).sum())
+    target = f * days + z * sd * np.sqrt(days)
     return np.maximum(target - echelon_position(state, role), 0.0)
+
+
+def demand_sd(scenario: Scenario, daily_mean: np.ndarray) -> np.ndarray:
+    """(N,) daily standard deviation of each store's demand at ``daily_mean`` (same model as
+    ``core.demand``: coefficient of variation, at least Poisson for integer demand)."""
+    cv = np.array([m.dispersion for m in scenario.stores])
+    integer = np.array([m.distribution == "negative_binomial" for m in scenario.stores])
+    return np.where(integer, np.maximum(cv * daily_mean, np.sqrt(daily_mean)), cv * daily_mean)
 
 
 @dataclass
@@ -63,17 +81,31 @@ class MenuPolicy:
 
     def act(self, state: State, scenario: Scenario) -> np.ndarray:
         forecast = self.forecast(scenario, state.day + 1)
-        obs = OBSERVERS[self.role](state, scenario, forecast)
-        choice = self.choose(obs.reshape(-1, obs.shape[-1])).reshape(obs.shape[:-1])
-        return menu_quantities(state, scenario, forecast, self.role, choice)
+        return menu_quantities(state, scenario, forecast, self.role,
+                               choose(self.choose, self.role, state, scenario, forecast))
 
 
-def constant_chooser(index: int) -> Chooser:
+@dataclass(frozen=True)
+class ConstantChooser:
     """Always the same menu entry: a forecast-driven echelon base-stock policy."""
-    return lambda obs: np.full(obs.shape[0], index, dtype=np.int64)
+
+    index: int
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return np.full(obs.shape[0], self.index, dtype=np.int64)
 
 
-def forecast_base_stock(role: str, safety_days: float) -> MenuPolicy:
-    """The menu entry closest to ``safety_days`` of safety stock, every day."""
-    index = int(np.argmin(np.abs(np.asarray(SAFETY_DAYS) - safety_days)))
-    return MenuPolicy(role, constant_chooser(index), name=f"forecast_base_stock({SAFETY_DAYS[index]:g}d)")
+def choose(chooser: Chooser, role: str, state: State, scenario: Scenario, forecast: Forecast) -> np.ndarray:
+    """Menu indices of the role's agents: (B, N) for stores, (B,) upstream. A constant chooser
+    needs no observation, so none is computed for it."""
+    if isinstance(chooser, ConstantChooser):
+        shape = state.store_on_hand.shape if role == "store" else state.warehouse_on_hand.shape
+        return np.full(shape, chooser.index, dtype=np.int64)
+    obs = OBSERVERS[role](state, scenario, forecast)
+    return chooser(obs.reshape(-1, obs.shape[-1])).reshape(obs.shape[:-1])
+
+
+def forecast_base_stock(role: str, safety_factor: float) -> MenuPolicy:
+    """The menu entry closest to ``safety_factor`` standard deviations of safety stock, every day."""
+    index = int(np.argmin(np.abs(np.asarray(SAFETY_FACTORS) - safety_factor)))
+    return MenuPolicy(role, ConstantChooser(index), name=f"forecast_base_stock(z={SAFETY_FACTORS[index]:g})")

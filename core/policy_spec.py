@@ -3,6 +3,7 @@
 SPEC is either a named mix:
     reorder_point    textbook (s, S) at every echelon (the baseline)
     tuned            base-stock levels tuned by simulation for the scenario
+    learned          the exported ONNX policies in exported_models/ (served by onnxruntime)
     random           uniform random quantities
 or one policy per role, comma-separated (roles left out use reorder_point):
     store=base_stock:level=40/25/15,warehouse=echelon_base_stock:level=300,supplier=echelon_base_stock:level=560
@@ -20,7 +21,7 @@ import numpy as np
 from core.policies import ROLES, BaseStock, PolicyMix, RandomPolicy, ReorderPoint, RolePolicy
 from core.scenario import Scenario
 
-NAMED_MIXES = ("reorder_point", "tuned", "random")
+NAMED_MIXES = ("reorder_point", "tuned", "random", "learned")
 KINDS = {"reorder_point": ("z", "cycle_days"), "base_stock": ("level",), "echelon_base_stock": ("level",),
          "random": ("scale",)}
 
@@ -71,6 +72,13 @@ def _role_policy(role: str, text: str, scenario: Scenario, rng: np.random.Genera
 
 def parse_policy(spec: str, scenario: Scenario, rng: np.random.Generator) -> PolicyMix:
     """The mix described by ``spec`` for ``scenario`` (see the module docstring)."""
+    if spec == "learned":
+        from core.serving import PolicyLoadError, learned_mix
+
+        try:
+            return learned_mix()
+        except PolicyLoadError as exc:
+            raise PolicySpecError(f"policy learned: {exc}") from None
     if spec == "tuned":
         from core.tuning import tune_base_stock
 

@@ -43,10 +43,10 @@ class TrainConfig:
     """Everything a training run depends on; written to ``OUT/config.json``."""
 
     out: str = "runs/latest"  # output folder
-    timesteps: int = 1_500_000  # agent transitions per phase (phase 4: in total)
+    timesteps: int = 3_000_000  # agent transitions per phase (phase 4: in total)
     seed: int = 0
     groups: int = 16  # scenarios trained on at once (each redrawn every episode)
-    chains: int = 16  # chains per scenario
+    chains: int = 16  # chains per scenario (times num_stores for the warehouse and supplier)
     num_stores: int = 3  # stores per chain while training (observations do not depend on it)
     horizon: int = 365  # days per training episode
     learning_rate: float = 3e-4
@@ -56,9 +56,9 @@ class TrainConfig:
     gae_lambda: float = 0.95
     clip_range: float = 0.2
     ent_coef: float = 0.01
-    n_steps: int = 64  # per row; a rollout is n_steps x rows transitions
+    n_steps: int = 32  # per row; a rollout is n_steps x rows transitions
     batch_size: int = 8192
-    n_epochs: int = 4
+    n_epochs: int = 5
     net_arch: tuple[int, ...] = (64, 64)
     acceptance_seeds: int = 8  # held-out seeds per preset for the phase acceptance check
     checkpoint_every: int = 250_000  # transitions
@@ -142,7 +142,8 @@ def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str
     """Train ``role`` for ``timesteps`` transitions with the other roles frozen; resumable."""
     torch.set_num_threads(1)
     phase_dir.mkdir(parents=True, exist_ok=True)
-    env = RoleVecEnv(role, frozen_choosers(models, role), groups=config.groups, chains=config.chains,
+    chains = config.chains if role == "store" else config.chains * config.num_stores  # same rows per role
+    env = RoleVecEnv(role, frozen_choosers(models, role), groups=config.groups, chains=chains,
                      num_stores=config.num_stores, horizon=config.horizon, seed=seed)
     checkpoints = sorted((phase_dir / "checkpoints").glob("*.zip"), key=lambda p: p.stat().st_mtime)
     fresh = True

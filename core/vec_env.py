@@ -7,11 +7,15 @@ from every store of every chain (centralised training, decentralised execution);
 warehouse and the supplier a (group, chain) pair. The other roles act through fixed choosers
 (rule-based menu entries or frozen learned policies).
 
-Rewards are per day and scale-free (cost divided by mean demand x stockout price):
-a store is charged an equal share of its chain's cost (charged only its own, a store learns to
-over-order to win a larger share of the warehouse's stock when it is short, at its siblings' cost);
-the warehouse its own cost plus its stores' (its echelon); the supplier the whole chain's. The horizon is a truncation: every row is done together, with
-``terminal_observation`` and ``TimeLimit.truncated`` in its info so PPO bootstraps the value.
+Rewards are per day, scale-free (cost divided by mean demand x stockout price) and measured
+against a shadow copy of every chain run by the reference menu entry on the same demand
+(common random numbers). The shadow's cost does not depend on the agent's actions, so
+subtracting it leaves the policy gradient unbiased while cancelling most of the demand noise.
+A store is charged an equal share of its chain's cost (charged only its own, a store learns to
+over-order to win a larger share of the warehouse's stock when it is short, at its siblings'
+cost); the warehouse its own cost plus its stores' (its echelon); the supplier the whole chain's.
+The horizon is a truncation: every row is done together, with ``terminal_observation`` and
+``TimeLimit.truncated`` in its info so PPO bootstraps the value.
 """
 
 from __future__ import annotations
@@ -25,9 +29,17 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from core.demand import sample_demand
 from core.forecast import Forecast
-from core.menus import NUM_ACTIONS, Chooser, menu_quantities
+from core.menus import (
+    DEFAULT_SAFETY_FACTOR,
+    NUM_ACTIONS,
+    SAFETY_FACTORS,
+    Chooser,
+    ConstantChooser,
+    choose,
+    menu_quantities,
+)
 from core.observations import FEATURES, OBSERVERS
-from core.policies import ROLES, PolicyMix
+from core.policies import ROLES
 from core.randomization import sample_scenario
 from core.reconcile import reconcile
 from core.scenario import Scenario
@@ -75,7 +87,7 @@ class RoleVecEnv(VecEnv):
 
     def __init__(self, role: str, frozen: dict[str, Chooser], *, groups: int = 16, chains: int = 16,
                  num_stores: int = 3, horizon: int = 365, seed: int = 0,
-                 scenarios: list[Scenario] | None = None, reference: PolicyMix | None = None) -> None:
+                 scenarios: list[Scenario] | None = None) -> None:
         if role not in ROLES:
             raise ValueError(f"role: got {role!r}; allowed: {', '.join(ROLES)}")
         missing = [r for r in ROLES if r != role and r not in frozen]
@@ -92,7 +104,9 @@ class RoleVecEnv(VecEnv):
         self.returns = np.zeros(self.num_envs)
         self.pending: np.ndarray | None = None
         self.completed_episodes: list[dict[str, float | str]] = []  # drained by the training log
-        self.reference = reference
+        # The reference mix runs a shadow copy of every chain on the same demand; rewards are
+        # measured against it (see the module docstring).
+        self.reference = {role: ConstantChooser(SAFETY_FACTORS.index(DEFAULT_SAFETY_FACTOR)) for role in ROLES}
 
     # --- episode management -------------------------------------------------------------
     def _new_group(self, index: int) -> Group:
@@ -120,15 +134,16 @@ class RoleVecEnv(VecEnv):
     def step_async(self, actions: np.ndarray) -> None:
         self.pending = np.asarray(actions).reshape(-1)
 
-    def _decide(self, group: Group, choice: np.ndarray) -> Actions:
+    def _decide(self, group: Group, state: State, choosers: dict[str, Chooser],
+                choice: np.ndarray | None = None) -> Actions:
+        """Actions of every role: ``choice`` for the trained role if given, else the choosers'."""
         quantities = {}
         for role in ROLES:
-            if role == self.role:
+            if role == self.role and choice is not None:
                 picked = choice.reshape(self.chains, -1) if role == "store" else choice
             else:
-                obs = OBSERVERS[role](group.state, group.scenario, group.forecast)
-                picked = self.frozen[role](obs.reshape(-1, obs.shape[-1])).reshape(obs.shape[:-1])
-            quantities[role] = menu_quantities(group.state, group.scenario, group.forecast, role, picked)
+                picked = choose(choosers[role], role, state, group.scenario, group.forecast)
+            quantities[role] = menu_quantities(state, group.scenario, group.forecast, role, picked)
         return Actions(quantities["store"], quantities["warehouse"], quantities["supplier"])
 
     def step_wait(self):
@@ -137,12 +152,12 @@ class RoleVecEnv(VecEnv):
         rewards = np.empty(self.num_envs)
         for i, group in enumerate(self.groups):
             choice = self.pending[i * rows: (i + 1) * rows]
-            actions = self._decide(group, choice)
+            actions = self._decide(group, group.state, self.frozen, choice)
             t = group.state.day
             group.state, flows = step(group.state, actions, group.demand[:, t], group.scenario)
             ledger = reconcile(flows, group.state, group.scenario)
             group.record(ledger)
-            group.shadow, shadow_flows = step(group.shadow, self.reference.actions(group.shadow, group.scenario),
+            group.shadow, shadow_flows = step(group.shadow, self._decide(group, group.shadow, self.reference),
                                               group.demand[:, t], group.scenario)
             shadow_reward = reconcile(shadow_flows, group.shadow, group.scenario).reward
             reward = role_rewards(ledger.reward - shadow_reward, self.role)

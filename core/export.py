@@ -1,0 +1,120 @@
+"""Export trained policies to ONNX (``python -m core export``).
+
+Each role's SB3 actor becomes one self-contained ``.onnx`` file (opset ``OPSET``, weights inside,
+no ``.onnx.data`` sidecar): a batch of raw observations in, the greedy menu index (``action``,
+int64) and the menu probabilities (``probabilities``, float32) out. The graph starts with the
+observations' normalisation (clipping to +-``CLIP``; the features are scale-free by construction).
+``manifest.json`` holds a model card per role. Every file is written to a temporary name and
+renamed only when all of them are complete, so an interrupted export leaves the previous models.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from stable_baselines3 import PPO
+from torch import nn
+
+from core.menus import ACTION_MEANINGS, DEFAULT_SAFETY_FACTOR, SAFETY_FACTORS
+from core.observations import CLIP, FEATURES
+from core.policies import ROLES
+from core.randomization import RANGES
+from core.serving import OUTPUTS, sha256
+
+OPSET = 18
+PACKAGES = ("numpy", "onnxruntime", "torch", "stable-baselines3", "gymnasium", "pettingzoo")
+
+
+class Actor(nn.Module):
+    """What acting needs from an SB3 PPO policy: normalise, actor network, softmax, argmax."""
+
+    def __init__(self, model: PPO) -> None:
+        super().__init__()
+        self.features = model.policy.mlp_extractor.policy_net
+        self.head = model.policy.action_net
+
+    def forward(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.head(self.features(torch.clamp(observation, -CLIP, CLIP)))
+        probabilities = torch.softmax(logits, dim=-1)
+        return torch.argmax(logits, dim=-1), probabilities
+
+
+def export_actor(model: PPO, role: str, path: Path) -> None:
+    """Write ``model``'s actor as a single-file ONNX graph with a dynamic batch axis."""
+    torch.set_num_threads(1)
+    actor = Actor(model).eval()
+    example = torch.zeros(4, len(FEATURES[role]), dtype=torch.float32)
+    batch = torch.export.Dim("batch", min=1, max=1_000_000)
+    with torch.no_grad():
+        torch.onnx.export(actor, (example,), str(path), input_names=["observation"], output_names=list(OUTPUTS),
+                          dynamic_shapes=({0: batch},), opset_version=OPSET, dynamo=True, external_data=False)
+    onnx.checker.check_model(onnx.load(str(path)))
+
+
+def _versions() -> dict[str, str]:
+    return {name: importlib.metadata.version(name) for name in PACKAGES}
+
+
+def export_run(run: Path, out: Path, command: str = "") -> dict:
+    """Export every role of a training run (``run/hierarchy.json``) into ``out``; returns the manifest."""
+    run, out = Path(run), Path(out)
+    hierarchy = json.loads((run / "hierarchy.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[Path, Path]] = []
+    cards = {}
+    for role in ROLES:
+        if role not in hierarchy["roles"]:  # no phase for this role was kept: it stays rule-based
+            cards[role] = {"kind": "rule", "safety_factor": DEFAULT_SAFETY_FACTOR, "features": list(FEATURES[role]),
+                           "actions": list(ACTION_MEANINGS), "safety_factor_menu": list(SAFETY_FACTORS)}
+            continue
+        model = PPO.load(run / hierarchy["roles"][role], device="cpu")
+        tmp = Path(tempfile.mkstemp(dir=out, suffix=".onnx.tmp")[1])
+        export_actor(model, role, tmp)
+        name = f"{role}_policy.onnx"
+        staged.append((tmp, out / name))
+        cards[role] = {
+            "kind": "learned", "file": name, "sha256": sha256(tmp), "opset": OPSET, "input": "observation", "outputs": list(OUTPUTS),
+            "features": list(FEATURES[role]), "actions": list(ACTION_MEANINGS), "safety_factor_menu": list(SAFETY_FACTORS),
+            "trained_from": hierarchy["roles"][role], "training_steps": int(model.num_timesteps),
+        }
+    manifest = {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": command, "training": {"config": config, "phases": hierarchy["phases"]},
+        "training_ranges": RANGES, "evaluation": {}, "packages": _versions(), "roles": cards,
+    }
+    manifest_tmp = out / "manifest.json.tmp"
+    manifest_tmp.write_text(json.dumps(manifest, indent=2, default=float))
+    for tmp, final in staged:
+        os.replace(tmp, final)
+    os.replace(manifest_tmp, out / "manifest.json")
+    return manifest
+
+
+def torch_probabilities(model: PPO, obs: np.ndarray) -> np.ndarray:
+    """The SB3 policy's own menu probabilities (for parity checks)."""
+    with torch.no_grad():
+        return model.policy.get_distribution(torch.as_tensor(obs, dtype=torch.float32)).distribution.probs.numpy()
+
+
+def record_evaluation(out: Path, report: dict) -> None:
+    """Put the evaluation summary (cost per day and fill rate per preset and policy) in the manifest."""
+    path = Path(out) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["evaluation"] = {
+        "seeds": report["seeds"],
+        "presets": {preset: {policy: {k: kpis[k]["mean"] for k in ("cost_per_day", "fill_rate")}
+                             for policy, kpis in entry["policies"].items()}
+                    for preset, entry in report["presets"].items()},
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, default=float))
+    os.replace(tmp, path)

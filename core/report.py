@@ -1,0 +1,129 @@
+"""The evaluation report (``python -m core evaluate``): every policy on every preset, on common
+random numbers, as JSON, CSV, a markdown table and plotly comparison figures."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+from core.evaluation import EVAL_SEED, REPORTED, mean_ci, paired, run_mixes
+from core.menus import DEFAULT_SAFETY_FACTOR, forecast_base_stock
+from core.policies import ROLES, PolicyMix, reorder_point_mix
+from core.presets import PRESETS
+from core.serving import EXPORTED_MODELS, learned_policy, load_manifest
+from core.tuning import tune_base_stock
+
+BASELINES = ("reorder_point", "tuned_base_stock")
+
+
+def policy_mixes(scenario, models: Path) -> dict[str, PolicyMix]:
+    """Baselines, the default menu entry, each phase's mix and the learned hierarchy."""
+    manifest = load_manifest(models)
+    learned = {role: learned_policy(role, models, manifest) for role in ROLES}
+    default = {role: forecast_base_stock(role, DEFAULT_SAFETY_FACTOR) for role in ROLES}
+    mixes = {
+        "reorder_point": reorder_point_mix(),
+        "tuned_base_stock": tune_base_stock(scenario).mix(),
+        "forecast_base_stock": PolicyMix(*default.values()),
+        "phase1_stores": PolicyMix(learned["store"], default["warehouse"], default["supplier"]),
+        "phase2_warehouse": PolicyMix(learned["store"], learned["warehouse"], default["supplier"]),
+        "learned_hierarchy": PolicyMix(*learned.values()),
+    }
+    return mixes
+
+
+def evaluate(scenarios: list[str], seeds: int, models: Path = EXPORTED_MODELS, seed: int = EVAL_SEED) -> dict:
+    report: dict = {"seeds": seeds, "first_seed": seed, "models": str(models), "presets": {}}
+    for name in scenarios:
+        scenario = PRESETS[name]
+        per_seed = run_mixes(scenario, policy_mixes(scenario, models), seeds, seed)
+        entry = {"policies": {}, "differences": {}}
+        for policy, values in per_seed.items():
+            entry["policies"][policy] = {k: mean_ci(values[k]) for k in REPORTED}
+            entry["differences"][policy] = {
+                f"vs_{base}": {k: paired(values[k], per_seed[base][k]) for k in ("cost_per_day", "fill_rate")}
+                for base in BASELINES if base != policy
+            }
+        report["presets"][name] = entry
+    return report
+
+
+def rows(report: dict) -> list[dict]:
+    out = []
+    for preset, entry in report["presets"].items():
+        for policy, kpis in entry["policies"].items():
+            row = {"preset": preset, "policy": policy}
+            for k, v in kpis.items():
+                row.update({k: v["mean"], f"{k}_low": v["low"], f"{k}_high": v["high"]})
+            for base, diffs in entry["differences"][policy].items():
+                d = diffs["cost_per_day"]
+                row.update({f"cost_{base}": d["mean"], f"cost_{base}_low": d["low"], f"cost_{base}_high": d["high"],
+                            f"cost_{base}_relative": d["relative"]})
+            out.append(row)
+    return out
+
+
+def markdown(report: dict) -> str:
+    """The README table: cost per day and fill rate with 95 % intervals, change against the baselines."""
+    lines = ["| preset | policy | cost/day (95% CI) | fill rate | vs reorder point | vs tuned base-stock |",
+             "|---|---|---|---|---|---|"]
+    for preset, entry in report["presets"].items():
+        for policy, kpis in entry["policies"].items():
+            c, f = kpis["cost_per_day"], kpis["fill_rate"]
+            diffs = entry["differences"][policy]
+
+            def change(base: str, diffs=diffs) -> str:
+                d = diffs.get(f"vs_{base}", {}).get("cost_per_day")
+                if d is None:
+                    return "-"
+                sig = "" if d["low"] <= 0 <= d["high"] else "*"
+                return f"{100 * d['relative']:+.1f}%{sig}"
+
+            lines.append(f"| {preset} | {policy} | {c['mean']:.2f} ({c['low']:.2f}-{c['high']:.2f}) | "
+                         f"{100 * f['mean']:.1f}% | {change('reorder_point')} | {change('tuned_base_stock')} |")
+    lines.append("")
+    lines.append("`*`: the paired 95% interval of the cost difference excludes zero.")
+    return "\n".join(lines)
+
+
+def figures(report: dict):
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    panels = [("cost_per_day", "cost per day"), ("fill_rate", "fill rate"),
+              ("lost_sales_per_day", "stockouts (units/day)"), ("holding_cost_per_day", "holding cost per day")]
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, t in panels])
+    presets = list(report["presets"])
+    policies = list(next(iter(report["presets"].values()))["policies"])
+    for i, (key, _) in enumerate(panels):
+        for j, policy in enumerate(policies):
+            stats = [report["presets"][p]["policies"][policy][key] for p in presets]
+            fig.add_trace(go.Bar(name=policy, x=presets, y=[s["mean"] for s in stats], legendgroup=policy,
+                                 showlegend=i == 0, marker_color=f"hsl({j * 55}, 60%, 50%)",
+                                 error_y={"type": "data", "symmetric": False,
+                                          "array": [s["high"] - s["mean"] for s in stats],
+                                          "arrayminus": [s["mean"] - s["low"] for s in stats]}),
+                          row=1 + i // 2, col=1 + i % 2)
+    fig.update_layout(barmode="group", height=800, title=f"Policies on common random numbers, {report['seeds']} seeds")
+    return fig
+
+
+def write(report: dict, out: Path) -> None:
+    """evaluation.json, evaluation.csv, evaluation.md and comparison.html, each written atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    table = rows(report)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=sorted({k for r in table for k in r}, key=lambda k: (k not in
+                                                                                              ("preset", "policy"), k)))
+    writer.writeheader()
+    writer.writerows(table)
+    files = {"evaluation.json": json.dumps(report, indent=2), "evaluation.csv": buffer.getvalue(),
+             "evaluation.md": markdown(report) + "\n"}
+    for name, text in files.items():
+        (out / f"{name}.tmp").write_text(text)
+        os.replace(out / f"{name}.tmp", out / name)
+    figures(report).write_html(out / "comparison.html.tmp", include_plotlyjs=True)
+    os.replace(out / "comparison.html.tmp", out / "comparison.html")

@@ -1,0 +1,128 @@
+"""Serve exported policies with onnxruntime: numpy and onnxruntime only, never torch.
+
+``exported_models/manifest.json`` lists one model card per role. ``load_policy`` checks a model
+before it is used: the file's sha256 against the manifest, the ONNX graph's input width against
+the role's feature list, and its outputs (``action``, ``probabilities``). Any problem raises
+``PolicyLoadError`` naming the file and what is wrong; nothing half-loaded is returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from core.menus import NUM_ACTIONS, MenuPolicy, forecast_base_stock
+from core.observations import FEATURES
+from core.policies import ROLES, PolicyMix
+
+EXPORTED_MODELS = Path(__file__).resolve().parent.parent / "exported_models"
+OUTPUTS = ("action", "probabilities")
+
+
+class PolicyLoadError(ValueError):
+    """An exported policy or its manifest cannot be used; the message says why."""
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def session(model: bytes | str | Path) -> ort.InferenceSession:
+    """A single-threaded onnxruntime session (the networks are tiny: threads only add latency)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    source = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises several types for unreadable graphs
+        raise PolicyLoadError(f"not a loadable ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+@dataclass
+class OnnxChooser:
+    """Menu indices (and probabilities) from an ONNX policy, for a batch of observations."""
+
+    session: ort.InferenceSession
+    input_name: str
+
+    @staticmethod
+    def checked(model: bytes | str | Path, role: str) -> OnnxChooser:
+        """Load ``model`` and check it fits ``role``: input width and the two outputs."""
+        sess = session(model)
+        inputs = sess.get_inputs()
+        width = len(FEATURES[role])
+        if len(inputs) != 1 or inputs[0].shape[-1] != width:
+            got = [i.shape for i in inputs]
+            raise PolicyLoadError(f"{role} policy: input shape {got}; allowed: one input of width {width} "
+                                  f"({', '.join(FEATURES[role][:3])}, ...)")
+        names = tuple(o.name for o in sess.get_outputs())
+        if names != OUTPUTS:
+            raise PolicyLoadError(f"{role} policy: outputs {names}; allowed: {OUTPUTS}")
+        chooser = OnnxChooser(sess, inputs[0].name)
+        probe = chooser.probabilities(np.zeros((2, width), np.float32))
+        if probe.shape != (2, NUM_ACTIONS):
+            raise PolicyLoadError(f"{role} policy: probabilities of shape {probe.shape[1:]}; "
+                                  f"allowed: ({NUM_ACTIONS},), one per menu entry")
+        return chooser
+
+    def run(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        action, probabilities = self.session.run(None, {self.input_name: np.asarray(obs, np.float32)})
+        return action.astype(np.int64), probabilities
+
+    def probabilities(self, obs: np.ndarray) -> np.ndarray:
+        return self.run(obs)[1]
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return self.run(obs)[0]
+
+
+def load_manifest(folder: Path = EXPORTED_MODELS) -> dict:
+    path = Path(folder) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except OSError as exc:
+        raise PolicyLoadError(f"{path}: cannot read ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise PolicyLoadError(f"{path}: not valid JSON ({exc.msg})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("roles"), dict):
+        raise PolicyLoadError(f"{path}: no 'roles' object")
+    return manifest
+
+
+def load_policy(role: str, folder: Path = EXPORTED_MODELS, manifest: dict | None = None) -> OnnxChooser:
+    """The checked ONNX chooser of ``role`` from an export folder."""
+    folder = Path(folder)
+    manifest = load_manifest(folder) if manifest is None else manifest
+    card = manifest["roles"].get(role)
+    if not isinstance(card, dict) or not {"file", "sha256", "features"} <= set(card):
+        raise PolicyLoadError(f"manifest: no complete entry for role {role!r} (needs file, sha256, features)")
+    if list(card["features"]) != list(FEATURES[role]):
+        raise PolicyLoadError(f"manifest {role}: features differ from this version's {role} observation")
+    path = folder / card["file"]
+    if not path.is_file():
+        raise PolicyLoadError(f"{path}: missing")
+    if sha256(path) != card["sha256"]:
+        raise PolicyLoadError(f"{path}: sha256 {sha256(path)[:12]}... does not match the manifest's "
+                              f"{str(card['sha256'])[:12]}...")
+    return OnnxChooser.checked(path, role)
+
+
+def learned_policy(role: str, folder: Path = EXPORTED_MODELS, manifest: dict | None = None) -> MenuPolicy:
+    """The role's exported policy; a role whose training was never kept is its rule-based menu entry."""
+    manifest = load_manifest(folder) if manifest is None else manifest
+    card = manifest["roles"].get(role, {})
+    if isinstance(card, dict) and card.get("kind") == "rule":
+        return forecast_base_stock(role, float(card["safety_factor"]))
+    return MenuPolicy(role, load_policy(role, folder, manifest))
+
+
+def learned_mix(folder: Path = EXPORTED_MODELS) -> PolicyMix:
+    """The shipped hierarchy: one exported policy per role."""
+    manifest = load_manifest(folder)
+    return PolicyMix(*(learned_policy(role, folder, manifest) for role in ROLES))
