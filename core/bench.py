@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
 from core.demand import sample_demand
-from core.policies import reorder_point_mix
+from core.forecast import Forecast
+from core.observations import FEATURES, OBSERVERS
+from core.policies import ROLES, reorder_point_mix
 from core.presets import get_preset
 from core.reconcile import reconcile
 from core.scenario import Scenario
+from core.serving import EXPORTED_MODELS, learned_policy, load_manifest, load_policy
 from core.tuning import tune_base_stock
 from core.twin import reset, step
 
@@ -60,3 +64,73 @@ def run_bench(scenario_name: str = "steady") -> dict[str, object]:
         "batched": step_rate(scenario, 4096, 100),
         "tuner_seconds": tuner_seconds(scenario),
     }
+
+
+def run_serving_bench() -> dict[str, object]:
+    """Decision latency and the one-year recompute, on the shipped policies."""
+    return {"decision_latency": decision_latency(), "one_year_recompute_seconds": recompute_seconds()}
+
+
+def _percentiles(seconds: list[float]) -> dict[str, float]:
+    us = np.array(seconds) * 1e6
+    return {"median_us": float(np.median(us)), "p99_us": float(np.percentile(us, 99))}
+
+
+def decision_latency(models: Path = EXPORTED_MODELS, repeats: int = 2000) -> dict[str, object]:
+    """Per-day decision of every agent of one chain (3 stores): observations excluded, the
+    networks only: onnxruntime, and where the training run is on disk, torch and SB3's predict."""
+    scenario = get_preset("steady")
+    state = reset(scenario, 1)
+    forecast = Forecast.of(scenario)
+    obs = {role: OBSERVERS[role](state, scenario, forecast).reshape(-1, len(FEATURES[role])) for role in ROLES}
+    manifest = load_manifest(models)
+    learned = [r for r in ROLES if manifest["roles"][r].get("kind") == "learned"]
+    result: dict[str, object] = {"learned_roles": learned, "agents": sum(len(obs[r]) for r in learned)}
+    choosers = {r: load_policy(r, models, manifest) for r in learned}
+
+    def timed(decide) -> dict[str, float]:
+        for _ in range(50):
+            decide()
+        seconds = []
+        for _ in range(repeats):
+            begin = time.perf_counter()
+            decide()
+            seconds.append(time.perf_counter() - begin)
+        return _percentiles(seconds)
+
+    result["onnxruntime"] = timed(lambda: [choosers[r].run(obs[r]) for r in learned])
+    run = Path(manifest["training"]["config"]["out"])
+    if learned and all((run / manifest["roles"][r]["trained_from"]).exists() for r in learned):
+        import torch
+        from stable_baselines3 import PPO
+
+        from core.export import Actor
+
+        torch.set_num_threads(1)
+        ppo = {r: PPO.load(run / manifest["roles"][r]["trained_from"], device="cpu") for r in learned}
+        actors = {r: Actor(ppo[r]).eval() for r in learned}
+        tensors = {r: torch.as_tensor(obs[r]) for r in learned}
+
+        def torch_decide() -> None:
+            with torch.no_grad():
+                for r in learned:
+                    actors[r](tensors[r])
+
+        result["torch"] = timed(torch_decide)
+        result["sb3_predict"] = timed(lambda: [ppo[r].predict(obs[r], deterministic=True) for r in learned])
+    return result
+
+
+def recompute_seconds(repeats: int = 5) -> float:
+    """Median seconds for the Live page's work after a slider move: build the scenario and run
+    one chain for a year with the shipped policies at every echelon."""
+    from core.live import Controls, apply_controls, policy_mix, run_year
+
+    choosers = {r: learned_policy(r).choose for r in ROLES}
+    seconds = []
+    for i in range(repeats):
+        begin = time.perf_counter()
+        scenario = apply_controls("seasonal", Controls(demand_level=1.0 + 0.05 * i, yearly_seasonality=0.5))
+        run_year(scenario, policy_mix(dict.fromkeys(ROLES, "learned"), choosers), seed=i)
+        seconds.append(time.perf_counter() - begin)
+    return statistics.median(seconds)

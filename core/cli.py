@@ -77,9 +77,13 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from core.bench import run_bench
+    from core.bench import run_bench, run_serving_bench
 
     result = run_bench(args.scenario)
+    try:
+        result["serving"] = run_serving_bench()
+    except PolicyLoadError as exc:
+        result["serving"] = {"skipped": str(exc)}
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -89,6 +93,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"  B = {r['batch_size']:5d}: {r['agent_steps_per_s']:14,.0f} agent-steps/s "
               f"({r['chain_steps_per_s']:12,.0f} chain-steps/s, {r['microseconds_per_step']:.1f} us per step)")
     print(f"  tuner: {result['tuner_seconds']:.2f} s for one scenario")
+    serving = result["serving"]
+    if "skipped" in serving:
+        print(f"  serving: skipped ({serving['skipped']})")
+        return 0
+    latency = serving["decision_latency"]
+    learned = ", ".join(latency["learned_roles"])
+    print(f"  decision latency, {latency['agents']} agents of one chain ({learned} learned):")
+    for engine in ("onnxruntime", "torch", "sb3_predict"):
+        if engine in latency:
+            median, p99 = latency[engine]["median_us"], latency[engine]["p99_us"]
+            print(f"    {engine:12s} median {median:8.1f} us, p99 {p99:8.1f} us")
+    seconds = serving["one_year_recompute_seconds"]
+    print(f"  Live page recompute (one chain, one year, shipped policies): {seconds:.3f} s")
     return 0
 
 
@@ -114,7 +131,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     manifest = export_run(Path(args.source), Path(args.out), command=" ".join(sys.argv))
     for role, card in manifest["roles"].items():
-        print(f"{role}: {card.get('file', 'rule-based: forecast + %g standard deviations' % card.get('safety_factor', 0))}")
+        rule = f"rule-based: forecast + {card.get('safety_factor', 0):g} standard deviations"
+        print(f"{role}: {card.get('file', rule)}")
     print(f"manifest: {Path(args.out) / 'manifest.json'}")
     return 0
 

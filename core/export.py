@@ -82,8 +82,9 @@ def export_run(run: Path, out: Path, command: str = "") -> dict:
         name = f"{role}_policy.onnx"
         staged.append((tmp, out / name))
         cards[role] = {
-            "kind": "learned", "file": name, "sha256": sha256(tmp), "opset": OPSET, "input": "observation", "outputs": list(OUTPUTS),
-            "features": list(FEATURES[role]), "actions": list(ACTION_MEANINGS), "safety_factor_menu": list(SAFETY_FACTORS),
+            "kind": "learned", "file": name, "sha256": sha256(tmp), "opset": OPSET, "input": "observation",
+            "outputs": list(OUTPUTS), "features": list(FEATURES[role]), "actions": list(ACTION_MEANINGS),
+            "safety_factor_menu": list(SAFETY_FACTORS),
             "trained_from": hierarchy["roles"][role], "training_steps": int(model.num_timesteps),
         }
     manifest = {

@@ -94,6 +94,12 @@ class ConstantChooser:
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         return np.full(obs.shape[0], self.index, dtype=np.int64)
 
+    def run(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and (one-hot) probabilities, like an ONNX policy's outputs."""
+        probabilities = np.zeros((obs.shape[0], NUM_ACTIONS), np.float32)
+        probabilities[:, self.index] = 1.0
+        return self(obs), probabilities
+
 
 def choose(chooser: Chooser, role: str, state: State, scenario: Scenario, forecast: Forecast) -> np.ndarray:
     """Menu indices of the role's agents: (B, N) for stores, (B,) upstream. A constant chooser

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,8 +138,21 @@ def _figures(phase_dir: Path, episodes: list[dict], updates: list[dict]) -> None
     os.replace(tmp, phase_dir / "learning_curves.html")
 
 
+class Progress(BaseCallback):
+    """Reports the fraction of the phase done to ``report`` (the app's progress bar)."""
+
+    def __init__(self, report: Callable[[float], None], total: int) -> None:
+        super().__init__()
+        self.report, self.total = report, total
+
+    def _on_step(self) -> bool:
+        self.report(min(self.num_timesteps / self.total, 1.0))
+        return True
+
+
 def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str, PPO], timesteps: int,
-               learning_rate: float, seed: int, start_from: Path | None = None) -> PPO:
+               learning_rate: float, seed: int, start_from: Path | None = None,
+               progress: Callable[[float], None] | None = None) -> PPO:
     """Train ``role`` for ``timesteps`` transitions with the other roles frozen; resumable."""
     torch.set_num_threads(1)
     phase_dir.mkdir(parents=True, exist_ok=True)
@@ -164,7 +178,8 @@ def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str
     checkpoint = CheckpointCallback(max(config.checkpoint_every // env.num_envs, 1), str(phase_dir / "checkpoints"),
                                     name_prefix=role)
     if timesteps > done:
-        model.learn(timesteps - done, callback=[episodes, checkpoint], progress_bar=config.progress_bar,
+        callbacks = [episodes, checkpoint] + ([Progress(progress, timesteps)] if progress else [])
+        model.learn(timesteps - done, callback=callbacks, progress_bar=config.progress_bar,
                     reset_num_timesteps=fresh and start_from is None)
     _save_model(model, phase_dir / "model.zip")
     _atomic_json(phase_dir / "metrics.json", {"role": role, "episodes": episodes.episodes, "updates": log.updates})
@@ -183,7 +198,8 @@ def _relative(new: dict[str, float], old: dict[str, float]) -> float:
     return float(np.mean([new[k] / old[k] for k in old]))
 
 
-def run_phases(config: TrainConfig, phases: list[int]) -> dict[str, object]:
+def run_phases(config: TrainConfig, phases: list[int], progress: Callable[[float], None] | None = None
+               ) -> dict[str, object]:
     """Run the chosen phases in order, keeping a phase only if it lowers held-out system cost."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -203,7 +219,7 @@ def run_phases(config: TrainConfig, phases: list[int]) -> dict[str, object]:
             role = PHASES[phase]
             phase_dir = out / f"phase{phase}_{role}"
             trained[role] = train_role(config, role, phase_dir, models, config.timesteps, config.learning_rate,
-                                       seed=config.seed * 100 + phase)
+                                       seed=config.seed * 100 + phase, progress=progress)
             paths[role] = str((phase_dir / "model.zip").relative_to(out))
         else:
             learned = [r for r in ROLES if r in models]

@@ -1,0 +1,71 @@
+"""What the pages share: cached onnxruntime sessions, cached runs, and the policy pickers."""
+
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+
+from core.live import POLICY_CHOICES, policy_mix, run_year
+from core.policies import ROLES
+from core.scenario import Scenario
+from core.serving import OnnxChooser, PolicyLoadError, learned_policy
+from core.simulate import Rollout
+
+ROLE_LABELS = {"store": "Stores", "warehouse": "Warehouse", "supplier": "Supplier"}
+
+
+@st.cache_resource(show_spinner=False)
+def shipped_chooser(role: str):
+    """The shipped policy of ``role`` (an ONNX session, or the rule-based entry the manifest names)."""
+    return learned_policy(role).choose
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def uploaded_chooser(role: str, model: bytes, digest: str) -> OnnxChooser:
+    """A checked session for an uploaded model (``digest`` keys the cache)."""
+    return OnnxChooser.checked(model, role)
+
+
+def uploaded_models() -> dict[str, bytes]:
+    """This browser session's uploaded policies, by role."""
+    return st.session_state.setdefault("uploaded_models", {})
+
+
+def learned_choosers(roles: tuple[str, ...] = ROLES) -> dict:
+    """Uploaded policies where this session has one, shipped ones otherwise, for ``roles``."""
+    uploaded = uploaded_models()
+    return {role: uploaded_chooser(role, uploaded[role], hashlib.sha256(uploaded[role]).hexdigest())
+            if role in uploaded else shipped_chooser(role) for role in roles}
+
+
+def learned_for(choices: dict[str, str]) -> dict:
+    """The learned choosers that ``choices`` ask for (and no others, so a missing model only
+    matters to the echelons that use it)."""
+    return learned_choosers(tuple(r for r in ROLES if choices[r] == "learned"))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_run(scenario_json: str, choices: tuple[tuple[str, str], ...], seed: int,
+               uploads: tuple[str, ...]) -> Rollout:
+    """One year of one chain; ``uploads`` (digests of uploaded models) is part of the cache key."""
+    del uploads
+    return run_year(Scenario.from_json(scenario_json), policy_mix(dict(choices), learned_for(dict(choices))), seed)
+
+
+def run_for(scenario: Scenario, choices: dict[str, str], seed: int) -> Rollout | None:
+    """A cached run, or an error message on the page (never a traceback)."""
+    digests = tuple(sorted(f"{r}:{hashlib.sha256(b).hexdigest()}" for r, b in uploaded_models().items()))
+    try:
+        return cached_run(scenario.to_json(), tuple(sorted(choices.items())), seed, digests)
+    except PolicyLoadError as exc:
+        st.error(f"The learned policy cannot be loaded: {exc}. Choose a rule-based policy for that echelon.")
+        return None
+
+
+def policy_pickers(key: str, defaults: dict[str, str] | None = None, container=st.sidebar) -> dict[str, str]:
+    """One selectbox per echelon."""
+    defaults = defaults or {}
+    return {role: container.selectbox(f"{ROLE_LABELS[role]} policy", POLICY_CHOICES,
+                                      index=POLICY_CHOICES.index(defaults.get(role, "learned")), key=f"{key}_{role}")
+            for role in ROLES}

@@ -1,0 +1,55 @@
+"""Head-to-head: two policy mixes on the same customers (common random numbers)."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.evaluation import REPORTED, mean_ci, paired, run_mixes
+from core.live import policy_mix
+from core.presets import PRESETS
+from core.simulate import kpis
+from pages.common import learned_for, policy_pickers, run_for
+
+st.title("Head-to-head")
+st.caption("Both mixes face exactly the same daily demand, seed by seed, so differences are the policies'.")
+preset = st.selectbox("Scenario preset", list(PRESETS), key="h2h_preset")
+scenario = PRESETS[preset]
+col_a, col_b = st.columns(2)
+with col_a:
+    st.subheader("Mix A")
+    mix_a = policy_pickers("h2h_a", {"store": "learned", "warehouse": "learned", "supplier": "learned"}, col_a)
+with col_b:
+    st.subheader("Mix B")
+    mix_b = policy_pickers("h2h_b", {r: "reorder point (s, S)" for r in ("store", "warehouse", "supplier")}, col_b)
+seed = st.number_input("Demand seed of the single run", 0, 10_000, 0, key="h2h_seed")
+
+runs = {"A": run_for(scenario, mix_a, int(seed)), "B": run_for(scenario, mix_b, int(seed))}
+if any(r is None for r in runs.values()):
+    st.stop()
+fig = go.Figure()
+for name, run in runs.items():
+    fig.add_trace(go.Scatter(y=np.cumsum(run.ledger["total_cost"][:, 0].sum(axis=1)), name=f"mix {name}"))
+fig.update_layout(title="Cumulative system cost, one run", xaxis_title="day", yaxis_title="cost", height=360)
+st.plotly_chart(fig, use_container_width=True)
+
+single = {name: {k: float(v[0]) for k, v in kpis(run).items()} for name, run in runs.items()}
+st.markdown("**KPIs of this run**")
+st.dataframe([{"KPI": k, "mix A": single["A"][k], "mix B": single["B"][k], "A - B": single["A"][k] - single["B"][k]}
+              for k in REPORTED], hide_index=True, use_container_width=True)
+
+
+@st.cache_data(show_spinner="Simulating many seeds...", max_entries=16)
+def summary(preset: str, a: tuple, b: tuple, seeds: int) -> dict:
+    per_seed = run_mixes(PRESETS[preset], {"A": policy_mix(dict(a), learned_for(dict(a))),
+                                           "B": policy_mix(dict(b), learned_for(dict(b)))}, seeds)
+    return {k: {"A": mean_ci(per_seed["A"][k]), "B": mean_ci(per_seed["B"][k]),
+                "A - B": paired(per_seed["A"][k], per_seed["B"][k])} for k in REPORTED}
+
+
+seeds = st.slider("Seeds in the summary", 5, 50, 20, key="h2h_seeds")
+table = summary(preset, tuple(sorted(mix_a.items())), tuple(sorted(mix_b.items())), seeds)
+st.markdown(f"**{seeds} seeds: mean and 95% confidence interval; A - B paired seed by seed**")
+st.dataframe([{"KPI": k, **{col: f"{v['mean']:.3f} ({v['low']:.3f} .. {v['high']:.3f})" for col, v in row.items()}}
+              for k, row in table.items()], hide_index=True, use_container_width=True)

@@ -1,0 +1,78 @@
+"""Train and export: a short store-policy training run, its evaluation and export; downloads;
+and uploading an ONNX policy to use on the Live page."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from core.policies import ROLES
+from core.serving import EXPORTED_MODELS, OnnxChooser, PolicyLoadError
+from pages.common import ROLE_LABELS, uploaded_models
+
+DEPLOY_SCRIPT = EXPORTED_MODELS / "deploy_policy.py"
+
+st.title("Train and export")
+
+st.header("Download the shipped policies")
+shipped = [p for p in sorted(EXPORTED_MODELS.glob("*.onnx")) + [EXPORTED_MODELS / "manifest.json", DEPLOY_SCRIPT]
+           if p.exists()]
+for col, path in zip(st.columns(max(len(shipped), 1)), shipped, strict=False):
+    col.download_button(path.name, path.read_bytes(), file_name=path.name, key=f"download_{path.name}")
+
+st.header("Train a store policy")
+st.caption("Phase 1 only (the store policy, shared by every store), on randomised scenarios; the warehouse and "
+           "supplier keep their rule. About a minute on 2 cores for the default budget.")
+budget = st.select_slider("Budget (agent transitions)", [50_000, 100_000, 200_000, 400_000, 800_000], 400_000,
+                          key="train_budget")
+if st.button("Train, evaluate and export", key="train_go"):
+    from core.export import export_run
+    from core.report import evaluate, markdown
+    from core.training import TrainConfig, run_phases
+
+    folder = Path(st.session_state.setdefault("train_dir", tempfile.mkdtemp(prefix="hmarl_")))
+    run_dir = folder / f"run_{budget}"
+    bar = st.progress(0.0, text="training the store policy")
+    with st.spinner("training"):
+        config = TrainConfig(out=str(run_dir), timesteps=budget, progress_bar=False, acceptance_seeds=4)
+        hierarchy = run_phases(config, [1], progress=lambda f: bar.progress(f, text=f"training: {100 * f:.0f}%"))
+    record = hierarchy["phases"][-1]
+    bar.progress(1.0, text="trained")
+    verdict = "kept" if record["kept"] else "not kept: the stores keep their rule-based policy"
+    st.write(f"Held-out system cost, new / previous: **x{record['relative_cost']:.3f}** ({verdict}).")
+    with st.spinner("exporting and evaluating"):
+        export_run(run_dir, run_dir / "export", command="streamlit: Train and export")
+        report = evaluate(["steady"], 10, run_dir / "export")
+    st.markdown(markdown(report))
+    st.session_state.trained_export = str(run_dir / "export")
+
+if "trained_export" in st.session_state:
+    export = Path(st.session_state.trained_export)
+    st.markdown("**Your trained export**")
+    files = sorted(export.glob("*.onnx")) + [export / "manifest.json"]
+    for col, path in zip(st.columns(len(files)), files, strict=True):
+        col.download_button(path.name, path.read_bytes(), file_name=path.name, key=f"trained_{path.name}")
+
+st.header("Upload a policy")
+st.caption("An ONNX file exported by this project (input: the role's observation features; outputs: action, "
+           "probabilities). It is checked before use; if it passes, the Live page's 'learned' choice uses it.")
+role = st.selectbox("Role", ROLES, format_func=ROLE_LABELS.get, key="upload_role")
+upload = st.file_uploader("ONNX policy", type=["onnx"], key="upload_file")
+if upload is not None:
+    data = upload.getvalue()
+    try:
+        OnnxChooser.checked(data, role)
+    except PolicyLoadError as exc:
+        st.error(f"Rejected {upload.name}: {exc}. Nothing was changed.")
+    else:
+        uploaded_models()[role] = data
+        st.success(f"{upload.name} ({hashlib.sha256(data).hexdigest()[:12]}) now serves the {role} role "
+                   "on the Live page for this browser session.")
+if uploaded_models():
+    st.write("Uploaded in this session: " + ", ".join(uploaded_models()))
+    if st.button("Forget uploaded policies", key="upload_clear"):
+        uploaded_models().clear()
+        st.rerun()

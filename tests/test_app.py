@@ -1,0 +1,383 @@
+"""Headless UI tests of the Streamlit app with ``streamlit.testing.v1.AppTest``.
+
+Every test opens the app from its entry point (``streamlit_app.py``, which uses ``st.navigation``) and
+switches to a page, as a visitor would. Tests that need the shipped policies skip (with the reason) until
+``exported_models/manifest.json`` exists. Uploading a policy is exercised here with AppTest's
+``file_uploader`` and, in a real browser, in ``test_browser.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "streamlit_app.py")
+MODELS = ROOT / "exported_models"
+MANIFEST = MODELS / "manifest.json"
+TIMEOUT = 120
+
+RULE = "reorder point (s, S)"
+LIVE_SLIDERS = (
+    "live_demand_level", "live_volatility", "live_weekly_seasonality", "live_yearly_seasonality", "live_num_stores",
+    "live_promotion_day", "live_promotion_length", "live_promotion_lift",
+    "live_disruption_day", "live_disruption_length", "live_disruption_severity",
+    "live_store_lead_time", "live_supplier_lead_time", "live_production_lead_time", "live_speed",
+)
+LIVE_SELECTBOXES = ("live_preset", "live_store", "live_warehouse", "live_supplier")
+LIVE_BUTTONS = ("live_play", "live_step", "live_reset")
+KPI_LABELS = ("Day", "Fill rate", "Cost so far", "Stockouts (units)", "Bullwhip (stores)")
+
+needs_models = pytest.mark.skipif(not MANIFEST.exists(),
+                                  reason=f"{MANIFEST} does not exist yet (the training pipeline writes it)")
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+def open_page(page: str | None) -> AppTest:
+    """A fresh session on ``pages/<page>`` (``None``: the default page), run once."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, _exceptions(at)
+    if page is not None:
+        at.switch_page(f"pages/{page}").run()
+    assert_clean(at)
+    return at
+
+
+def _exceptions(at: AppTest) -> list[str]:
+    return [f"{e.message}\n{''.join(e.stack_trace)}" for e in at.exception]
+
+
+def assert_clean(at: AppTest) -> None:
+    """No traceback and no st.error on the page."""
+    assert not at.exception, _exceptions(at)
+    assert not at.error, [e.value for e in at.error]
+
+
+def kpis(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def day_of(at: AppTest) -> int:
+    """The Day metric, "12 / 365" -> 12."""
+    return int(kpis(at)["Day"].split("/")[0])
+
+
+def step(at: AppTest, times: int) -> AppTest:
+    for _ in range(times):
+        at.button(key="live_step").click().run()
+        assert_clean(at)
+    return at
+
+
+def plotly_specs(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def dataframe_values(at: AppTest) -> list[list]:
+    return [df.value.astype(str).values.tolist() for df in at.dataframe]
+
+
+def tiny_policy(role: str, action: int = 0) -> bytes:
+    """A valid policy for ``role`` that always picks menu entry ``action``: (N, F) -> action (N,), probabilities
+    (N, NUM_ACTIONS). Built with onnx.helper so the upload tests do not depend on the training pipeline."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from core.menus import NUM_ACTIONS
+    from core.observations import FEATURES
+
+    width = len(FEATURES[role])
+    logits = np.full(NUM_ACTIONS, -5.0, np.float32)
+    logits[action] = 5.0
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["obs", "w"], ["z"]),
+         helper.make_node("Add", ["z", "b"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+         helper.make_node("ArgMax", ["logits"], ["action"], axis=1, keepdims=0)],
+        "tiny_policy",
+        [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("action", TensorProto.INT64, ["batch"]),
+         helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", NUM_ACTIONS])],
+        [numpy_helper.from_array(np.zeros((width, NUM_ACTIONS), np.float32), "w"),
+         numpy_helper.from_array(logits, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+# --------------------------------------------------------------------------------------------- all pages
+
+PAGES = {
+    "live_twin.py": "Live twin",
+    "head_to_head.py": "Head-to-head",
+    "policy_inspector.py": "Policy inspector",
+    "train_and_export.py": "Train and export",
+    "about.py": "About this lab",
+}
+
+
+@needs_models
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_renders_without_errors(page: str) -> None:
+    at = open_page(page)
+    assert at.title[0].value == PAGES[page]
+
+
+def test_default_page_is_the_live_twin() -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception, _exceptions(at)
+    assert at.title[0].value == "Live twin"
+    assert at.selectbox(key="live_store").value == "learned"
+
+
+def test_about_page_lists_roles_and_menu() -> None:
+    from core.menus import ACTION_MEANINGS
+
+    at = open_page("about.py")
+    text = "\n".join(m.value for m in at.markdown)
+    for role in ("store", "warehouse", "supplier"):
+        assert f"**{role}**" in text
+    assert ACTION_MEANINGS[0] in text
+    assert at.code and at.code[0].value.strip()
+
+
+# --------------------------------------------------------------------------------------------- Live twin
+
+@needs_models
+def test_live_widgets_exist_with_stable_keys() -> None:
+    at = open_page("live_twin.py")
+    for key in LIVE_SLIDERS:
+        assert at.slider(key=key) is not None
+    for key in LIVE_SELECTBOXES:
+        assert at.selectbox(key=key) is not None
+    for key in LIVE_BUTTONS:
+        assert at.button(key=key) is not None
+    assert at.number_input(key="live_seed").value == 0
+    assert tuple(kpis(at)) == KPI_LABELS
+    assert kpis(at)["Day"] == "1 / 365"
+    assert at.button(key="live_play").label == "Play"
+    assert len(at.get("plotly_chart")) == 2 and len(at.dataframe) == 1  # network, series; ledger
+
+
+@needs_models
+def test_live_step_advances_the_day_and_reset_goes_back() -> None:
+    at = open_page("live_twin.py")
+    before = kpis(at)
+    step(at, 3)
+    after = kpis(at)
+    assert day_of(at) == 4
+    assert after["Cost so far"] != before["Cost so far"]
+    at.button(key="live_reset").click().run()
+    assert_clean(at)
+    assert kpis(at) == before
+
+
+@needs_models
+def test_live_demand_and_volatility_sliders_change_the_kpis() -> None:
+    at = step(open_page("live_twin.py"), 5)
+    baseline = kpis(at)
+    assert day_of(at) == 6
+
+    at.slider(key="live_demand_level").set_value(1.5).run()
+    assert_clean(at)
+    busier = kpis(at)
+    assert busier["Day"] == baseline["Day"]  # the day is kept, the year is re-simulated
+    assert busier["Cost so far"] != baseline["Cost so far"]
+
+    at.slider(key="live_volatility").set_value(0.9).run()
+    assert_clean(at)
+    noisier = kpis(at)
+    assert noisier != busier
+
+
+@needs_models
+def test_live_switching_a_policy_changes_the_kpis() -> None:
+    at = step(open_page("live_twin.py"), 5)
+    learned = kpis(at)
+    at.selectbox(key="live_store").set_value(RULE).run()
+    assert_clean(at)
+    assert kpis(at)["Day"] == learned["Day"]
+    assert kpis(at) != learned
+
+
+@needs_models
+def test_live_more_stores_and_a_disruption_still_render() -> None:
+    at = open_page("live_twin.py")
+    at.slider(key="live_num_stores").set_value(12)
+    at.slider(key="live_disruption_day").set_value(2)
+    at.slider(key="live_disruption_length").set_value(30)
+    at.slider(key="live_supplier_lead_time").set_value(6)
+    at.run()
+    assert_clean(at)
+    step(at, 2)
+    assert day_of(at) == 3
+    network = plotly_specs(at)[0]
+    stores = [t for t in network["data"] if t.get("mode") == "markers+text"][0]
+    assert len(stores["x"]) == 12 + 2  # twelve stores, the warehouse and the supplier
+
+
+@needs_models
+def test_live_play_advances_by_the_speed_and_pause_stops() -> None:
+    at = open_page("live_twin.py")
+    speed = at.slider(key="live_speed").value
+    at.button(key="live_play").click().run()  # the click reruns the app with playing on: one tick of `speed` days
+    assert_clean(at)
+    assert at.session_state["live_playing"] is True
+    assert at.button(key="live_play").label == "Pause"
+    assert day_of(at) == 1 + speed
+    at.button(key="live_play").click().run()
+    assert_clean(at)
+    assert at.button(key="live_play").label == "Play"
+    assert day_of(at) == 1 + speed  # pausing does not advance
+
+
+@needs_models
+def test_live_new_preset_loads_its_slider_values() -> None:
+    from core.live import controls_of
+    from core.presets import PRESETS
+
+    at = open_page("live_twin.py")
+    at.slider(key="live_demand_level").set_value(1.8).run()
+    step(at, 2)
+    at.selectbox(key="live_preset").set_value("supply_disruption").run()
+    assert_clean(at)
+    expected = controls_of(PRESETS["supply_disruption"])
+    assert at.slider(key="live_demand_level").value == pytest.approx(expected.demand_level)
+    assert at.slider(key="live_disruption_length").value == expected.disruption_length
+    assert day_of(at) == 1
+
+
+@needs_models
+def test_two_sessions_are_independent() -> None:
+    first = step(open_page("live_twin.py"), 3)
+    second = open_page("live_twin.py")
+    assert day_of(first) == 4
+    assert day_of(second) == 1
+    second.selectbox(key="live_store").set_value(RULE).run()
+    first.run()
+    assert first.selectbox(key="live_store").value == "learned"
+    assert day_of(first) == 4
+    assert first.session_state["live_day"] == 3 and second.session_state["live_day"] == 0
+
+
+# --------------------------------------------------------------------------------------------- Head-to-head
+
+@needs_models
+def test_head_to_head_switching_a_mix_changes_the_tables() -> None:
+    at = open_page("head_to_head.py")
+    for key in ("h2h_preset", "h2h_a_store", "h2h_a_warehouse", "h2h_a_supplier",
+                "h2h_b_store", "h2h_b_warehouse", "h2h_b_supplier"):
+        assert at.selectbox(key=key) is not None
+    assert at.slider(key="h2h_seeds") is not None and at.number_input(key="h2h_seed") is not None
+    assert len(at.dataframe) == 2  # the single run, the many-seed summary
+    single, summary = dataframe_values(at)
+    assert [row[0] for row in single] == [row[0] for row in summary]  # the same KPIs, in the same order
+
+    at.slider(key="h2h_seeds").set_value(5).run()  # fewer seeds keep the following runs short
+    assert_clean(at)
+    before = dataframe_values(at)
+    at.selectbox(key="h2h_b_store").set_value("forecast base-stock").run()
+    assert_clean(at)
+    after = dataframe_values(at)
+    assert after[0] != before[0]
+    assert after[1] != before[1]
+
+
+@needs_models
+def test_head_to_head_same_mix_has_zero_difference() -> None:
+    at = open_page("head_to_head.py")
+    at.slider(key="h2h_seeds").set_value(5)
+    for role in ("store", "warehouse", "supplier"):
+        at.selectbox(key=f"h2h_a_{role}").set_value(RULE)
+    at.run()
+    assert_clean(at)
+    single = at.dataframe[0].value
+    assert (single["A - B"].abs() < 1e-9).all()
+
+
+# --------------------------------------------------------------------------------------------- Policy inspector
+
+@needs_models
+def test_policy_inspector_renders_its_charts() -> None:
+    at = open_page("policy_inspector.py")
+    heatmap, bars = plotly_specs(at)
+    assert [t["type"] for t in heatmap["data"]] == ["heatmap"] * 3
+    assert len(heatmap["data"][0]["z"]) == 21  # the 21 x 21 grid
+    assert bars["data"][0]["type"] == "bar" and len(bars["data"][0]["y"]) == 20
+    caption = at.caption[-1].value
+    at.select_slider(key="inspect_i").set_value(0)
+    at.slider(key="inspect_demand").set_value(120.0)
+    at.slider(key="inspect_lead").set_value(4)
+    at.run()
+    assert_clean(at)
+    assert at.caption[-1].value != caption  # a different point of the grid, another order
+    assert [t["type"] for t in plotly_specs(at)[0]["data"]] == ["heatmap"] * 3
+
+
+# --------------------------------------------------------------------------------------------- Train and export
+
+@needs_models
+def test_train_and_export_offers_the_shipped_files_for_download() -> None:
+    at = open_page("train_and_export.py")
+    expected = [p.name for p in sorted(MODELS.glob("*.onnx"))] + ["manifest.json", "deploy_policy.py"]
+    labels = [b.label for b in at.download_button]
+    assert labels == expected[:5]  # one column each, five columns
+    for name in expected[:5]:
+        assert at.download_button(key=f"download_{name}").label == name
+    assert at.button(key="train_go") is not None
+    assert at.select_slider(key="train_budget").value == 400_000
+    uploader = at.file_uploader(key="upload_file")
+    assert uploader.allowed_type == [".onnx"]
+    assert at.selectbox(key="upload_role").value == "store"
+
+
+@needs_models
+def test_uploading_garbage_is_rejected_and_changes_nothing() -> None:
+    at = open_page("train_and_export.py")
+    at.file_uploader(key="upload_file").upload("bad.onnx", b"\x00garbage, not a model\xff" * 10).run()
+    assert not at.exception, _exceptions(at)
+    assert len(at.error) == 1 and at.error[0].value.startswith("Rejected bad.onnx")
+    assert "Nothing was changed" in at.error[0].value
+    assert not at.session_state["uploaded_models"]
+    assert not at.success
+    at.switch_page("pages/live_twin.py").run()
+    assert_clean(at)
+    assert kpis(at)["Day"] == "1 / 365"
+
+
+@needs_models
+def test_uploading_a_valid_policy_serves_the_live_page_of_that_session_only() -> None:
+    at = open_page("live_twin.py")
+    step(at, 20)
+    shipped = kpis(at)
+    other = step(open_page("live_twin.py"), 20)
+
+    at.switch_page("pages/train_and_export.py").run()
+    at.file_uploader(key="upload_file").upload("always_z_minus_1.onnx", tiny_policy("store", 0)).run()
+    assert_clean(at)
+    assert "always_z_minus_1.onnx" in at.success[0].value
+    assert set(at.session_state["uploaded_models"]) == {"store"}
+
+    at.switch_page("pages/live_twin.py").run()
+    assert_clean(at)
+    assert kpis(at)["Day"] == shipped["Day"]
+    assert kpis(at) != shipped  # the learned stores now order up to forecast - 1 sd
+    other.run()
+    assert kpis(other) == shipped  # another session keeps the shipped policy
+
+
+def test_a_policy_of_the_wrong_width_is_rejected() -> None:
+    at = open_page("train_and_export.py")
+    at.selectbox(key="upload_role").set_value("supplier").run()
+    at.file_uploader(key="upload_file").upload("store_policy.onnx", tiny_policy("store")).run()
+    assert not at.exception, _exceptions(at)
+    assert at.error and at.error[0].value.startswith("Rejected store_policy.onnx: supplier policy: input shape")
+    assert not at.session_state["uploaded_models"]
