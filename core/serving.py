@@ -53,21 +53,30 @@ class OnnxChooser:
 
     @staticmethod
     def checked(model: bytes | str | Path, role: str) -> OnnxChooser:
-        """Load ``model`` and check it fits ``role``: input width and the two outputs."""
-        sess = session(model)
+        """Load ``model`` and check it fits ``role``: input width, the two outputs, and a batch of
+        float32 observations of any size giving one probability per menu entry."""
+        label = f"{role} policy {Path(model).name}" if not isinstance(model, bytes) else f"uploaded {role} policy"
+        try:
+            sess = session(model)
+        except PolicyLoadError as exc:
+            raise PolicyLoadError(f"{label}: {exc}") from None
         inputs = sess.get_inputs()
         width = len(FEATURES[role])
         if len(inputs) != 1 or inputs[0].shape[-1] != width:
             got = [i.shape for i in inputs]
-            raise PolicyLoadError(f"{role} policy: input shape {got}; allowed: one input of width {width} "
+            raise PolicyLoadError(f"{label}: input shape {got}; allowed: one input of width {width} "
                                   f"({', '.join(FEATURES[role][:3])}, ...)")
         names = tuple(o.name for o in sess.get_outputs())
         if names != OUTPUTS:
-            raise PolicyLoadError(f"{role} policy: outputs {names}; allowed: {OUTPUTS}")
+            raise PolicyLoadError(f"{label}: outputs {names}; allowed: {OUTPUTS}")
         chooser = OnnxChooser(sess, inputs[0].name)
-        probe = chooser.probabilities(np.zeros((2, width), np.float32))
-        if probe.shape != (2, NUM_ACTIONS):
-            raise PolicyLoadError(f"{role} policy: probabilities of shape {probe.shape[1:]}; "
+        try:
+            probe = chooser.probabilities(np.zeros((3, width), np.float32))
+        except Exception as exc:  # onnxruntime: wrong dtype, fixed batch size, broken graph
+            raise PolicyLoadError(f"{label}: cannot run a batch of 3 float32 observations "
+                                  f"({type(exc).__name__}: {str(exc)[:160]})") from None
+        if probe.shape != (3, NUM_ACTIONS):
+            raise PolicyLoadError(f"{label}: probabilities of shape {probe.shape[1:]}; "
                                   f"allowed: ({NUM_ACTIONS},), one per menu entry")
         return chooser
 
@@ -90,6 +99,8 @@ def load_manifest(folder: Path = EXPORTED_MODELS) -> dict:
         raise PolicyLoadError(f"{path}: cannot read ({exc.strerror})") from None
     except json.JSONDecodeError as exc:
         raise PolicyLoadError(f"{path}: not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError:
+        raise PolicyLoadError(f"{path}: not a text file") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("roles"), dict):
         raise PolicyLoadError(f"{path}: no 'roles' object")
     return manifest

@@ -159,13 +159,16 @@ def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str
     chains = config.chains if role == "store" else config.chains * config.num_stores  # same rows per role
     env = RoleVecEnv(role, frozen_choosers(models, role), groups=config.groups, chains=chains,
                      num_stores=config.num_stores, horizon=config.horizon, seed=seed)
-    checkpoints = sorted((phase_dir / "checkpoints").glob("*.zip"), key=lambda p: p.stat().st_mtime)
+    # Checkpoints are named ROLE_<steps>_steps.zip: resume from the one with the most steps.
+    checkpoints = sorted((phase_dir / "checkpoints").glob("*_steps.zip"), key=lambda p: int(p.stem.split("_")[-2]))
+    origin = phase_dir / "origin.json"  # steps the phase started from (phase 4 continues a model)
     fresh = True
     if checkpoints:
         model = PPO.load(checkpoints[-1], env=env, device="cpu")
         fresh = False
     elif start_from is not None:
         model = PPO.load(start_from, env=env, device="cpu", learning_rate=learning_rate)
+        _atomic_json(origin, {"start_timesteps": int(model.num_timesteps)})
     else:
         model = PPO("MlpPolicy", env, learning_rate=learning_rate, n_steps=config.n_steps,
                     batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma,
@@ -174,17 +177,24 @@ def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str
     log = TrainingLog()
     model.set_logger(Logger(str(phase_dir), [log, make_output_format("tensorboard", str(phase_dir / "tensorboard"))]))
     episodes = EpisodeLog()
-    done = 0 if fresh else model.num_timesteps
+    start = json.loads(origin.read_text())["start_timesteps"] if origin.exists() else 0
+    done = model.num_timesteps - start
     checkpoint = CheckpointCallback(max(config.checkpoint_every // env.num_envs, 1), str(phase_dir / "checkpoints"),
                                     name_prefix=role)
-    if timesteps > done:
+    trained = timesteps > done
+    if trained:
         callbacks = [episodes, checkpoint] + ([Progress(progress, timesteps)] if progress else [])
         model.learn(timesteps - done, callback=callbacks, progress_bar=config.progress_bar,
                     reset_num_timesteps=fresh and start_from is None)
     _save_model(model, phase_dir / "model.zip")
-    _atomic_json(phase_dir / "metrics.json", {"role": role, "episodes": episodes.episodes, "updates": log.updates})
-    if episodes.episodes:
-        _figures(phase_dir, episodes.episodes, log.updates)
+    metrics_path = phase_dir / "metrics.json"
+    earlier = json.loads(metrics_path.read_text()) if metrics_path.exists() else {"episodes": [], "updates": []}
+    metrics = {"role": role, "episodes": earlier["episodes"] + episodes.episodes,
+               "updates": earlier["updates"] + log.updates}
+    if trained or not metrics_path.exists():
+        _atomic_json(metrics_path, metrics)
+    if metrics["episodes"]:
+        _figures(phase_dir, metrics["episodes"], metrics["updates"])
     return model
 
 

@@ -1,0 +1,343 @@
+"""The served app in a real browser: ``streamlit run`` in a subprocess, driven by Playwright and Chromium.
+
+Every page is reached through the sidebar navigation. Screenshots go to ``artifacts/screenshots/`` (outside
+git); the Live page's one is also saved as ``docs/live_twin.png`` for the README.
+
+Without ``/usr/bin/chromium`` (or the playwright package) these tests skip; with ``REQUIRE_BROWSER=1`` they fail
+instead. Run only these with ``pytest -m browser``; leave them out with ``-m "not browser"``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "exported_models"
+MANIFEST = MODELS / "manifest.json"
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "artifacts"
+SCREENSHOTS = ARTIFACTS / "screenshots"
+DOCS_SCREENSHOT = ROOT / "docs" / "live_twin.png"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run"]
+SERVER_START_TIMEOUT = 60.0  # seconds
+TIMEOUT = 90_000  # ms, for anything that waits on the app (the machine may be slow)
+RULE = "reorder point (s, S)"
+KPI_LABELS = ("Day", "Fill rate", "Cost so far", "Stockouts (units)", "Bullwhip (stores)")
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (REQUIRE_BROWSER=1)")
+    pytest.skip(reason)
+
+
+# --------------------------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """``streamlit run streamlit_app.py`` on a free port; its base URL. Always stopped (whole process group)."""
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} is missing: no browser to drive (install Debian's chromium)")
+    if not MANIFEST.exists():
+        _unavailable(f"{MANIFEST} does not exist yet (the training pipeline writes it)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log_path = ARTIFACTS / "streamlit_server.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
+                    if response.read().decode().strip() == "ok":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not answer on {url}/_stcore/health within {SERVER_START_TIMEOUT:.0f} s:\n"
+                            + log_path.read_text(errors="replace"))
+            time.sleep(0.5)
+        yield url
+    finally:
+        for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=grace)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(server: str):
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is not installed")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser, server: str):
+    """A fresh browser context (a new Streamlit session) on the app's default page."""
+    context = browser.new_context(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
+    context.set_default_timeout(TIMEOUT)
+    page = context.new_page()
+    page.goto(server)
+    wait_idle(page)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+def expect(*args, **kwargs):
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(*args, **kwargs)
+
+
+def wait_idle(page) -> None:
+    """Until the app's script is not running (the app sets this attribute on its root element)."""
+    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning", timeout=TIMEOUT)
+
+
+def navigate(page, title: str, heading: str | None = None) -> None:
+    """Click the page's link in the sidebar navigation and wait for its title."""
+    page.get_by_test_id("stSidebarNavLink").filter(has_text=title).click()
+    expect(page.locator("h1").filter(has_text=heading or title)).to_be_visible(timeout=TIMEOUT)
+    wait_idle(page)
+
+
+def assert_no_errors(page) -> None:
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
+
+
+def metric(page, label: str):
+    labels = page.get_by_test_id("stMetricLabel").get_by_text(label, exact=True)
+    return page.get_by_test_id("stMetric").filter(has=labels).get_by_test_id("stMetricValue")
+
+
+def kpis(page) -> dict[str, str]:
+    return {label: metric(page, label).inner_text() for label in KPI_LABELS}
+
+
+def day_of(page) -> int:
+    return int(metric(page, "Day").inner_text().split("/")[0])
+
+
+def button(page, key: str):
+    return page.locator(f".st-key-{key}").get_by_role("button")
+
+
+def choose(page, key: str, option: str) -> None:
+    """Pick ``option`` in the selectbox with ``key``."""
+    wait_idle(page)
+    combobox = page.locator(f".st-key-{key}").get_by_role("combobox")
+    combobox.click()
+    listbox = page.get_by_role("listbox")
+    expect(listbox).to_be_visible()
+    listbox.get_by_role("option").filter(has_text=re.compile(f"^{re.escape(option)}$")).click()
+    expect(combobox).to_have_value(option)
+
+
+def press_slider(page, key: str, times: int, direction: str = "ArrowRight") -> str:
+    """Focus the slider's thumb and press an arrow key ``times``; the slider's new value."""
+    wait_idle(page)
+    thumb = page.locator(f".st-key-{key}").get_by_role("slider")
+    thumb.focus()
+    for _ in range(times):
+        thumb.press(direction)
+    return thumb.input_value()
+
+
+def screenshot(page, name: str) -> Path:
+    path = SCREENSHOTS / f"{name}.png"
+    page.get_by_test_id("stSidebarContent").evaluate("element => element.scrollTo(0, 0)")
+    page.mouse.move(5, 995)  # no hover labels in the picture
+    page.screenshot(path=str(path))
+    return path
+
+
+# --------------------------------------------------------------------------------------------- tests
+
+def test_live_twin_sliders_policies_and_animation(page) -> None:
+    navigate(page, "Live twin")
+    expect(metric(page, "Day")).to_have_text("1 / 365", timeout=TIMEOUT)
+    assert_no_errors(page)
+    expect(page.locator(".st-key-live_network .js-plotly-plot")).to_be_visible()
+    expect(button(page, "live_play")).to_have_text("Play")
+
+    button(page, "live_step").click()
+    expect(metric(page, "Day")).to_have_text("2 / 365", timeout=TIMEOUT)
+    wait_idle(page)
+    stepped = kpis(page)
+
+    assert press_slider(page, "live_demand_level", 6) == "1.3"  # 1.00 -> 1.30 in steps of 0.05
+    expect(metric(page, "Cost so far")).not_to_have_text(stepped["Cost so far"], timeout=TIMEOUT)
+    wait_idle(page)
+    busier = kpis(page)
+    assert busier["Day"] == "2 / 365"
+
+    choose(page, "live_store", RULE)
+    wait_idle(page)
+    expect(metric(page, "Day")).to_have_text("2 / 365")
+    button(page, "live_step").click()  # the rule's first orders differ from the learned policy's within days
+    expect(metric(page, "Day")).to_have_text("3 / 365", timeout=TIMEOUT)
+    wait_idle(page)
+    before_play = kpis(page)
+    assert_no_errors(page)
+
+    play = button(page, "live_play")
+    play.click()
+    expect(play).to_have_text("Pause", timeout=TIMEOUT)
+    first_day, started = day_of(page), time.monotonic()
+    page.wait_for_timeout(3000)  # let it play: that is what is measured
+    last_day, stopped = day_of(page), time.monotonic()
+    play.click()
+    expect(play).to_have_text("Play", timeout=TIMEOUT)
+    wait_idle(page)
+    paused_day = day_of(page)
+    rate = (last_day - first_day) / (stopped - started)
+    print(f"\nANIMATION_DAYS_PER_SECOND={rate:.1f} (days {first_day} -> {last_day} in {stopped - started:.1f} s "
+          f"while playing; paused at day {paused_day})")
+    assert paused_day > int(before_play["Day"].split("/")[0])
+    after_play = kpis(page)
+    assert after_play["Cost so far"] != before_play["Cost so far"]
+    page.wait_for_timeout(1500)
+    assert day_of(page) == paused_day, "the day kept advancing after Pause"
+    assert_no_errors(page)
+
+    choose(page, "live_store", "learned")  # the picture for the README shows the learned policies
+    wait_idle(page)
+    expect(metric(page, "Day")).to_have_text(after_play["Day"])
+    expect(page.locator(".st-key-live_series .js-plotly-plot")).to_be_visible()
+    assert_no_errors(page)
+    path = screenshot(page, "live_twin")
+    DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    DOCS_SCREENSHOT.write_bytes(path.read_bytes())
+
+
+def test_head_to_head_loads_its_tables(page) -> None:
+    navigate(page, "Head-to-head")
+    expect(page.get_by_text("KPIs of this run")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^\d+ seeds: mean and 95% confidence interval"))).to_be_visible(
+        timeout=TIMEOUT)
+    expect(page.get_by_test_id("stDataFrame")).to_have_count(2)
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(1)
+    assert_no_errors(page)
+    screenshot(page, "head_to_head")
+
+
+def test_policy_inspector_shows_its_heatmap(page) -> None:
+    navigate(page, "Policy inspector")
+    charts = page.get_by_test_id("stPlotlyChart")
+    expect(charts).to_have_count(2)
+    expect(charts.first.locator("g.hm image")).to_have_count(3)  # safety factor, learned order, rule order
+    expect(charts.first.get_by_text("learned: safety factor z")).to_be_visible()
+    expect(charts.nth(1).locator("g.barlayer path")).not_to_have_count(0)
+    assert_no_errors(page)
+    screenshot(page, "policy_inspector")
+
+
+def test_train_and_export_download_and_a_rejected_upload(page, tmp_path: Path) -> None:
+    navigate(page, "Train and export")
+    downloads = page.get_by_test_id("stDownloadButton")
+    shipped = [p.name for p in sorted(MODELS.glob("*.onnx"))] + ["manifest.json", "deploy_policy.py"]
+    expect(downloads).to_have_count(min(5, len(shipped)))
+    for name in ("manifest.json", *[n for n in shipped if n.endswith(".onnx")][:1]):
+        with page.expect_download(timeout=TIMEOUT) as info:
+            downloads.filter(has_text=name).get_by_role("button").click()
+        download = info.value
+        assert download.suggested_filename == name
+        target = tmp_path / name
+        download.save_as(target)
+        assert target.read_bytes() == (MODELS / name).read_bytes()
+
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
+        files=[{"name": "bad.onnx", "mimeType": "application/octet-stream", "buffer": b"\x00garbage\xff" * 64}])
+    error = page.get_by_test_id("stAlertContentError")
+    expect(error).to_have_count(1, timeout=TIMEOUT)
+    expect(error).to_contain_text("Rejected bad.onnx")
+    expect(error).to_contain_text("Nothing was changed")
+    expect(page.get_by_test_id("stAlertContentSuccess")).to_have_count(0)
+    expect(page.get_by_text("Uploaded in this session")).to_have_count(0)
+    expect(downloads).to_have_count(min(5, len(shipped)))
+    screenshot(page, "train_and_export_rejected_upload")
+
+    navigate(page, "Live twin")  # the rejected file changed nothing: the shipped policies still serve
+    expect(metric(page, "Day")).to_have_text("1 / 365", timeout=TIMEOUT)
+    expect(page.locator(".st-key-live_store").get_by_role("combobox")).to_have_value("learned")
+    assert_no_errors(page)
+
+
+def test_about_page(page) -> None:
+    navigate(page, "About", heading="About this lab")
+    expect(page.get_by_text("What each agent observes")).to_be_visible()
+    expect(page.get_by_test_id("stCode")).to_be_visible()
+    assert_no_errors(page)
+    screenshot(page, "about")
+
+
+def test_two_browser_sessions_keep_separate_state(browser, server: str) -> None:
+    contexts = [browser.new_context(viewport={"width": 1280, "height": 900}) for _ in range(2)]
+    try:
+        first, second = (context.new_page() for context in contexts)
+        for page in (first, second):
+            page.set_default_timeout(TIMEOUT)
+            page.goto(server)
+            expect(metric(page, "Day")).to_have_text("1 / 365", timeout=TIMEOUT)
+            wait_idle(page)
+        for day in (2, 3):
+            button(first, "live_step").click()
+            expect(metric(first, "Day")).to_have_text(f"{day} / 365", timeout=TIMEOUT)
+            wait_idle(first)
+        choose(first, "live_warehouse", RULE)
+        expect(metric(second, "Day")).to_have_text("1 / 365")
+        expect(second.locator(".st-key-live_warehouse").get_by_role("combobox")).to_have_value("learned")
+        button(second, "live_step").click()
+        expect(metric(second, "Day")).to_have_text("2 / 365", timeout=TIMEOUT)
+        wait_idle(second)
+        expect(metric(first, "Day")).to_have_text("3 / 365")
+        expect(second.locator(".st-key-live_warehouse").get_by_role("combobox")).to_have_value("learned")
+    finally:
+        for context in contexts:
+            context.close()

@@ -1,0 +1,370 @@
+"""Serving exported policies: ONNX parity with the SB3 policies they came from, clear errors for
+every broken model or manifest, and a torch-free serving path."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from stable_baselines3 import PPO
+from torch import nn
+
+import core.serving as serving
+from core.cli import main
+from core.demand import sample_demand
+from core.export import export_actor, export_run, torch_probabilities
+from core.learned import learned_mix as torch_learned_mix
+from core.learned import model_chooser
+from core.menus import NUM_ACTIONS, SAFETY_FACTORS, ConstantChooser
+from core.observations import FEATURES
+from core.policies import ROLES
+from core.policy_spec import PolicySpecError, parse_policy
+from core.presets import get_preset
+from core.serving import OUTPUTS, OnnxChooser, PolicyLoadError, learned_mix, load_manifest, load_policy, sha256
+from core.simulate import kpis, rollout
+from core.training import TrainConfig
+from core.vec_env import RoleVecEnv
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_INDEX = SAFETY_FACTORS.index(2.0)
+
+
+def role_env(role: str, groups: int = 2, chains: int = 4, horizon: int = 60, seed: int = 0) -> RoleVecEnv:
+    frozen = {r: ConstantChooser(DEFAULT_INDEX) for r in ROLES if r != role}
+    return RoleVecEnv(role, frozen, groups=groups, chains=chains, num_stores=3, horizon=horizon, seed=seed)
+
+
+def untrained_model(role: str, seed: int) -> PPO:
+    """An SB3 PPO policy as training builds it, with its weights shaken so that the menu
+    probabilities are far from uniform (a fresh action head is almost flat)."""
+    env = role_env(role, chains=4 if role == "store" else 12)
+    model = PPO("MlpPolicy", env, n_steps=8, batch_size=32, policy_kwargs={"net_arch": [64, 64]}, seed=seed,
+                device="cpu")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.policy.parameters():
+            parameter.add_(0.4 * torch.randn(parameter.shape, generator=generator))
+    return model
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, PPO]]:
+    """An export folder with all three roles learned, and the SB3 models behind it."""
+    torch.set_num_threads(1)
+    run = tmp_path_factory.mktemp("run")
+    models = {}
+    for i, role in enumerate(ROLES):
+        models[role] = untrained_model(role, seed=10 + i)
+        models[role].save(run / f"{role}.zip")
+    (run / "hierarchy.json").write_text(json.dumps({"roles": {r: f"{r}.zip" for r in ROLES}, "phases": []}))
+    (run / "config.json").write_text(json.dumps(dataclasses.asdict(TrainConfig())))
+    out = tmp_path_factory.mktemp("models")
+    export_run(run, out)
+    return out, models
+
+
+def rollout_observations(role: str, steps: int) -> np.ndarray:
+    """Observations an agent of ``role`` really sees, from random play in random scenarios."""
+    env = role_env(role, groups=4, chains=8 if role == "store" else 24, horizon=steps, seed=3)
+    rng = np.random.default_rng(4)
+    seen = [env.reset()]
+    for _ in range(steps):
+        obs, _, dones, infos = env.step(rng.integers(NUM_ACTIONS, size=env.num_envs))
+        seen.append(obs)
+        if dones.any():
+            seen.append(np.stack([info["terminal_observation"] for info in infos]))
+    return np.concatenate(seen)
+
+
+# --- parity -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("role", ROLES)
+def test_onnx_matches_the_sb3_policy(learned, role: str) -> None:
+    folder, models = learned
+    model = models[role]
+    real = rollout_observations(role, steps=60)
+    random = np.random.default_rng(5).uniform(-20.0, 40.0, size=(10_000, len(FEATURES[role]))).astype(np.float32)
+    obs = np.concatenate([real, random])
+    assert obs.shape[0] >= 15_000 and real.shape[0] >= 5_000
+    chooser = load_policy(role, folder)
+    actions, probabilities = chooser.run(obs)
+    expected = torch_probabilities(model, obs)
+    assert actions.dtype == np.int64 and actions.shape == (obs.shape[0],)
+    assert probabilities.dtype == np.float32 and probabilities.shape == (obs.shape[0], NUM_ACTIONS)
+    np.testing.assert_array_equal(actions, model_chooser(model)(obs))
+    np.testing.assert_array_equal(actions, expected.argmax(axis=1))
+    assert np.abs(probabilities - expected).max() <= 1e-5
+    # the check means something: confident, varied decisions
+    assert probabilities.max(axis=1).mean() > 3.0 / NUM_ACTIONS
+    assert np.unique(actions[: real.shape[0]]).size >= 3
+    # batches of one row give the same answers
+    for i in (0, real.shape[0] - 1, obs.shape[0] - 1):
+        single, _ = chooser.run(obs[i: i + 1])
+        assert single.tolist() == [actions[i]]
+
+
+def test_export_actor_writes_one_self_contained_file(learned, tmp_path: Path) -> None:
+    _, models = learned
+    torch.set_num_threads(1)
+    path = tmp_path / "store.onnx"
+    export_actor(models["store"], "store", path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.onnx"]
+    graph = onnx.load(str(path))
+    onnx.checker.check_model(graph)
+    assert [i.name for i in graph.graph.input] == ["observation"]
+    assert tuple(o.name for o in graph.graph.output) == OUTPUTS
+    obs = np.random.default_rng(0).uniform(-20, 40, size=(2_000, len(FEATURES["store"]))).astype(np.float32)
+    chooser = OnnxChooser.checked(path.read_bytes(), "store")  # from bytes as well as from a path
+    np.testing.assert_array_equal(chooser(obs), model_chooser(models["store"])(obs))
+    # the graph clips observations to the range the features are clipped to when observed
+    wild = obs * 1000.0
+    np.testing.assert_array_equal(chooser(wild), chooser(np.clip(wild, -60.0, 60.0)))
+
+
+# --- broken models ----------------------------------------------------------------------------------
+
+def tiny_onnx(width: int, actions: int = NUM_ACTIONS, names: tuple[str, str] = OUTPUTS, batch: str | int = "batch",
+              dtype: int = TensorProto.FLOAT) -> bytes:
+    """A one-layer policy graph: observation @ W -> (argmax, softmax)."""
+    numpy_type = np.float64 if dtype == TensorProto.DOUBLE else np.float32
+    weights = np.random.default_rng(width + actions).normal(size=(width, actions)).astype(numpy_type)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["observation", "W"], ["logits"]),
+         helper.make_node("ArgMax", ["logits"], [names[0]], axis=1, keepdims=0),
+         helper.make_node("Softmax", ["logits"], [names[1]], axis=1)],
+        "policy",
+        [helper.make_tensor_value_info("observation", dtype, [batch, width])],
+        [helper.make_tensor_value_info(names[0], TensorProto.INT64, [batch]),
+         helper.make_tensor_value_info(names[1], dtype, [batch, actions])],
+        initializer=[numpy_helper.from_array(weights, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+class Linear(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.layer = nn.Linear(width, NUM_ACTIONS)
+
+    def forward(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.layer(observation)
+        return torch.argmax(logits, dim=-1), torch.softmax(logits, dim=-1)
+
+
+def torch_onnx(width: int, path: Path) -> bytes:
+    torch.set_num_threads(1)
+    batch = torch.export.Dim("batch", min=1, max=100_000)
+    torch.onnx.export(Linear(width).eval(), (torch.zeros(4, width),), str(path), input_names=["observation"],
+                      output_names=list(OUTPUTS), dynamic_shapes=({0: batch},), dynamo=True, external_data=False)
+    return path.read_bytes()
+
+
+def test_a_well_formed_tiny_graph_is_accepted() -> None:
+    """The control for the broken variants below."""
+    chooser = OnnxChooser.checked(tiny_onnx(len(FEATURES["store"])), "store")
+    actions, probabilities = chooser.run(np.ones((5, len(FEATURES["store"])), np.float32))
+    assert actions.shape == (5,) and probabilities.shape == (5, NUM_ACTIONS)
+
+
+def test_wrong_input_width_from_torch_is_rejected(tmp_path: Path) -> None:
+    model = torch_onnx(10, tmp_path / "narrow.onnx")
+    with pytest.raises(PolicyLoadError, match=r"store policy: input shape .*width 16") as error:
+        OnnxChooser.checked(model, "store")
+    assert "on_hand_days" in str(error.value)  # names the features the role expects
+    OnnxChooser.checked(torch_onnx(16, tmp_path / "right.onnx"), "store")  # while width 16 is fine
+
+
+BROKEN = {
+    "garbage": (lambda: b"this is not an ONNX model \x00\xff" * 40, "store", r"not a loadable ONNX model"),
+    "empty": (lambda: b"", "store", r"not a loadable ONNX model"),
+    "wrong_width": (lambda: tiny_onnx(12), "store", r"store policy: input shape .*width 16"),
+    "store_model_as_warehouse": (lambda: tiny_onnx(16), "warehouse", r"warehouse policy: input shape .*width 18"),
+    "output_names": (lambda: tiny_onnx(16, names=("logits_argmax", "softmax")), "store",
+                     r"store policy: outputs \('logits_argmax', 'softmax'\); allowed: \('action', 'probabilities'\)"),
+    "menu_size": (lambda: tiny_onnx(19, actions=4), "supplier", r"supplier policy: probabilities of shape \(4,\)"),
+    "fixed_batch": (lambda: tiny_onnx(16, batch=4), "store", r"store policy"),
+    "float64": (lambda: tiny_onnx(16, dtype=TensorProto.DOUBLE), "store", r"store policy"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_model_raises_policy_load_error(case: str) -> None:
+    """Every unusable graph is refused with ``PolicyLoadError`` (what the CLI turns into a one-line
+    error), never an onnxruntime exception or a chooser that fails on first use."""
+    build, role, message = BROKEN[case]
+    with pytest.raises(PolicyLoadError, match=message):
+        OnnxChooser.checked(build(), role)
+
+
+# --- manifests ---------------------------------------------------------------------------------------
+
+def copy_export(source: Path, target: Path) -> Path:
+    target.mkdir()
+    for path in source.iterdir():
+        if path.name == "manifest.json" or path.suffix == ".onnx":
+            (target / path.name).write_bytes(path.read_bytes())
+    return target
+
+
+def edit_manifest(folder: Path, change) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    change(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_the_intact_export_loads(learned) -> None:
+    folder, _ = learned
+    manifest = load_manifest(folder)
+    assert {manifest["roles"][r]["kind"] for r in ROLES} == {"learned"}
+    mix = learned_mix(folder)
+    for role in ROLES:
+        assert isinstance(getattr(mix, role).choose, OnnxChooser)
+
+
+def _drop(role: str, key: str | None = None):
+    def change(manifest: dict) -> None:
+        if key is None:
+            del manifest["roles"][role]
+        else:
+            del manifest["roles"][role][key]
+    return change
+
+
+MANIFEST_PROBLEMS = {
+    "missing_role": (lambda f: edit_manifest(f, _drop("warehouse")), "warehouse",
+                     r"manifest: no complete entry for role 'warehouse'"),
+    "missing_sha256": (lambda f: edit_manifest(f, _drop("supplier", "sha256")), "supplier",
+                       r"manifest: no complete entry for role 'supplier' \(needs file, sha256, features\)"),
+    "features_changed": (lambda f: edit_manifest(f, lambda m: m["roles"]["store"]["features"].reverse()), "store",
+                         r"manifest store: features differ"),
+    "file_missing": (lambda f: (f / "store_policy.onnx").unlink(), "store", r"store_policy\.onnx: missing"),
+    "byte_flipped": (lambda f: _flip_byte(f / "warehouse_policy.onnx"), "warehouse",
+                     r"warehouse_policy\.onnx: sha256 .* does not match the manifest"),
+    "hash_edited": (lambda f: edit_manifest(f, lambda m: m["roles"]["supplier"].update(sha256="0" * 64)),
+                    "supplier", r"supplier_policy\.onnx: sha256 .* does not match the manifest's 000000000000"),
+    "manifest_missing": (lambda f: (f / "manifest.json").unlink(), "store", r"manifest\.json: cannot read"),
+    "manifest_not_json": (lambda f: (f / "manifest.json").write_text("roles: {store: store_policy.onnx}\n"),
+                          "store", r"manifest\.json: not valid JSON"),
+    "manifest_truncated": (lambda f: _truncate(f / "manifest.json"), "store", r"manifest\.json: not valid JSON"),
+    "roles_not_an_object": (lambda f: (f / "manifest.json").write_text('{"roles": ["store", "warehouse"]}'),
+                            "store", r"manifest\.json: no 'roles' object"),
+    "manifest_is_binary": (lambda f: (f / "manifest.json").write_bytes((f / "store_policy.onnx").read_bytes()),
+                           "store", r"manifest\.json"),
+}
+
+
+def _flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+
+
+@pytest.mark.parametrize("case", list(MANIFEST_PROBLEMS))
+def test_manifest_problems_raise_policy_load_error(learned, tmp_path: Path, case: str) -> None:
+    spoil, role, message = MANIFEST_PROBLEMS[case]
+    folder = copy_export(learned[0], tmp_path / "models")
+    spoil(folder)
+    with pytest.raises(PolicyLoadError, match=message):
+        load_policy(role, folder)
+    with pytest.raises(PolicyLoadError, match=message):  # the whole hierarchy: all or nothing
+        learned_mix(folder)
+
+
+def test_load_policy_errors_name_the_file(learned, tmp_path: Path) -> None:
+    """core.serving promises: "Any problem raises PolicyLoadError naming the file and what is wrong"."""
+    folder = copy_export(learned[0], tmp_path / "models")
+    for model, what in ((tiny_onnx(12), "input shape"), (tiny_onnx(16, names=("a", "p")), "outputs"),
+                        (b"garbage", "not a loadable ONNX model")):
+        (folder / "store_policy.onnx").write_bytes(model)
+        edit_manifest(folder, lambda m: m["roles"]["store"].update(sha256=sha256(folder / "store_policy.onnx")))
+        with pytest.raises(PolicyLoadError, match=what) as error:
+            load_policy("store", folder)
+        assert "store_policy.onnx" in str(error.value), str(error.value)
+
+
+def test_learned_mix_of_a_folder_without_models_fails_cleanly(tmp_path: Path) -> None:
+    with pytest.raises(PolicyLoadError, match=r"manifest\.json: cannot read \(No such file or directory\)"):
+        learned_mix(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"roles": {role: {"kind": "learned"} for role in ROLES}}))
+    with pytest.raises(PolicyLoadError, match=r"no complete entry for role 'store'"):
+        learned_mix(tmp_path)
+
+
+def test_policy_spec_learned_reports_load_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--policy learned`` reads the default export folder; point it at an empty one."""
+    real = serving.learned_mix
+    monkeypatch.setattr(serving, "learned_mix", lambda folder=tmp_path: real(folder))
+    with pytest.raises(PolicySpecError, match=r"^policy learned: .*manifest\.json: cannot read"):
+        parse_policy("learned", get_preset("steady"), np.random.default_rng(0))
+
+
+def test_cli_simulate_learned_without_models_exits_2_with_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    real = serving.learned_mix
+    monkeypatch.setattr(serving, "learned_mix", lambda folder=tmp_path: real(folder))
+    code = main(["simulate", "--scenario", "steady", "--policy", "learned", "--seeds", "2", "--periods", "5"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: policy learned: "), captured.err
+    assert "manifest.json" in lines[0] and "Traceback" not in captured.err
+
+
+# --- torch-free serving ---------------------------------------------------------------------------------
+
+SERVE = """
+import json, sys
+import numpy as np
+from core.serving import OnnxChooser, learned_mix
+from core.demand import sample_demand
+from core.presets import get_preset
+from core.simulate import kpis, rollout
+
+mix = learned_mix(sys.argv[1])
+assert all(isinstance(getattr(mix, role).choose, OnnxChooser) for role in ("store", "warehouse", "supplier"))
+scenario = get_preset("seasonal")
+demand = sample_demand(scenario, 2, np.random.default_rng(int(sys.argv[2])))
+run = rollout(scenario, mix, demand)
+assert run.store_orders.shape == (365, 2, 3), run.store_orders.shape
+costs = kpis(run)["cost_per_day"]
+assert np.isfinite(costs).all()
+loaded = sorted(name for name in sys.modules if name == "torch" or name.startswith("torch."))
+assert not loaded, loaded
+print("SERVED WITHOUT TORCH " + json.dumps({"cost_per_day": costs.tolist(),
+                                            "store_orders": float(run.store_orders.sum())}))
+"""
+
+
+def test_serving_needs_no_torch_and_matches_the_sb3_policies(learned) -> None:
+    folder, models = learned
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", SERVE, str(folder), "21"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    marker = [line for line in result.stdout.splitlines() if line.startswith("SERVED WITHOUT TORCH ")]
+    assert len(marker) == 1, result.stdout
+    served = json.loads(marker[0].removeprefix("SERVED WITHOUT TORCH "))
+    # the same year with the SB3 policies themselves (torch, in this process): the same decisions
+    scenario = get_preset("seasonal")
+    demand = sample_demand(scenario, 2, np.random.default_rng(21))
+    run = rollout(scenario, torch_learned_mix(models), demand)
+    np.testing.assert_allclose(served["cost_per_day"], kpis(run)["cost_per_day"], rtol=1e-12)
+    assert served["store_orders"] == pytest.approx(float(run.store_orders.sum()), rel=1e-12)

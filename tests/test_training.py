@@ -1,0 +1,363 @@
+"""Hierarchical PPO training on a tiny budget: every phase runs and writes its artifacts, the
+hierarchy is recorded, training resumes, the run exports to ONNX and the evaluation report is
+reproducible. Each run lives in pytest's temporary folders (never runs/ or exported_models/)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from stable_baselines3 import PPO
+
+import core.training as training
+from core.export import OPSET, export_run, record_evaluation
+from core.menus import ACTION_MEANINGS, DEFAULT_SAFETY_FACTOR, NUM_ACTIONS, SAFETY_FACTORS, ConstantChooser
+from core.observations import FEATURES
+from core.policies import ROLES
+from core.presets import PRESETS, get_preset
+from core.report import evaluate, write
+from core.serving import OUTPUTS, OnnxChooser, learned_mix, load_manifest, load_policy, sha256
+from core.simulate import simulate
+from core.training import PHASES, TrainConfig, run_phases, train_role
+
+TINY = {"timesteps": 2000, "groups": 2, "chains": 2, "n_steps": 8, "batch_size": 32, "acceptance_seeds": 2,
+        "checkpoint_every": 500, "progress_bar": False, "horizon": 20}
+ROWS = 2 * 2 * 3  # groups x chains x stores: the same for every role (upstream roles get 3x the chains)
+EPISODE_KEYS = {"reward", "service_level", "stockouts_per_day", "holding_cost_per_day", "cost_per_day", "timesteps"}
+AFTER_FACTOR = 1e-3
+
+
+def biased_acceptance(factor: float):
+    """The real held-out check, with every phase's "after" cost multiplied by ``factor`` (run_phases
+    calls it before and after each phase, in turn): factor < 1 keeps every phase, > 1 rejects it.
+    Which phases a 2000-step run keeps is otherwise a coin toss."""
+    calls = itertools.count()
+    real = training.acceptance_cost
+
+    def acceptance(config: TrainConfig, models: dict) -> dict[str, float]:
+        costs = real(config, models)
+        scale = factor if next(calls) % 2 else 1.0
+        return {name: cost * scale for name, cost in costs.items()}
+
+    return acceptance
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TrainConfig, dict]:
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("run")
+    config = TrainConfig(out=str(out), **TINY)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "acceptance_cost", biased_acceptance(AFTER_FACTOR))
+        hierarchy = run_phases(config, list(PHASES))
+    return out, config, hierarchy
+
+
+@pytest.fixture(scope="module")
+def exported(run, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    torch.set_num_threads(1)
+    models = tmp_path_factory.mktemp("models")
+    manifest = export_run(run[0], models, command="pytest")
+    return models, manifest
+
+
+def phase_dirs(out: Path) -> list[tuple[Path, str]]:
+    dirs = [(out / f"phase{p}_{role}", role) for p, role in PHASES.items() if role != "joint"]
+    dirs += [(out / "phase4_joint" / f"round{r}_{role}", role) for r in range(2) for role in ROLES]
+    return dirs
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field", ["timesteps", "groups", "batch_size", "checkpoint_every", "horizon"])
+@pytest.mark.parametrize("value", [0, -5, 2.5])
+def test_config_rejects_non_positive_integers(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})
+
+
+# --- a full tiny run ------------------------------------------------------------------------------
+
+def test_every_phase_writes_its_artifacts(run) -> None:
+    out, config, _ = run
+    saved = json.loads((out / "config.json").read_text())
+    assert saved == json.loads(json.dumps(dataclasses.asdict(config)))
+    for phase_dir, role in phase_dirs(out):
+        assert (phase_dir / "model.zip").is_file(), phase_dir
+        assert not list(phase_dir.glob("*.tmp*")), "no temporary files left behind"
+        metrics = json.loads((phase_dir / "metrics.json").read_text())
+        assert metrics["role"] == role
+        assert set(metrics) >= {"episodes", "updates"}
+        assert metrics["updates"], phase_dir
+        assert all(math.isfinite(u["timesteps"]) for u in metrics["updates"])
+        assert any("train/value_loss" in u for u in metrics["updates"])
+        for episode in metrics["episodes"]:
+            assert set(episode) >= EPISODE_KEYS, episode
+            assert 0.0 <= episode["service_level"] <= 1.0
+            for key in ("reward", "stockouts_per_day", "holding_cost_per_day", "cost_per_day"):
+                assert math.isfinite(episode[key]), (key, episode)
+            assert episode["stockouts_per_day"] >= 0 and episode["holding_cost_per_day"] >= 0
+        events = list((phase_dir / "tensorboard").rglob("events.out.tfevents.*"))
+        assert events, f"{phase_dir}: no TensorBoard events"
+        assert (phase_dir / "learning_curves.html").is_file() == bool(metrics["episodes"])
+        if metrics["episodes"]:
+            assert "plotly" in (phase_dir / "learning_curves.html").read_text()[:2_000_000].lower()
+
+
+@pytest.mark.parametrize("phase", [1, 2, 3])
+def test_role_phases_train_their_budget_and_log_every_episode(run, phase: int) -> None:
+    out, config, _ = run
+    role = PHASES[phase]
+    phase_dir = out / f"phase{phase}_{role}"
+    model = PPO.load(phase_dir / "model.zip", device="cpu")
+    rollout = config.n_steps * ROWS
+    assert config.timesteps <= model.num_timesteps < config.timesteps + rollout
+    assert model.observation_space.shape == (len(FEATURES[role]),)
+    assert model.action_space.n == NUM_ACTIONS
+    metrics = json.loads((phase_dir / "metrics.json").read_text())
+    days = model.num_timesteps // ROWS
+    assert len(metrics["episodes"]) == config.groups * (days // config.horizon)
+    stamps = [e["timesteps"] for e in metrics["episodes"]]
+    assert stamps == sorted(stamps)
+    checkpoints = sorted((phase_dir / "checkpoints").glob(f"{role}_*_steps.zip"))
+    assert len(checkpoints) == model.num_timesteps // (config.checkpoint_every // ROWS * ROWS)
+
+
+def test_hierarchy_records_every_phase(run) -> None:
+    out, _, hierarchy = run
+    assert json.loads((out / "hierarchy.json").read_text()) == hierarchy
+    records = hierarchy["phases"]
+    assert [r["phase"] for r in records] == [1, 2, 3, 4]
+    assert [r["role"] for r in records] == ["store", "warehouse", "supplier", "joint"]
+    for record in records:
+        assert set(record) >= {"kept", "relative_cost", "cost_before", "cost_after", "seconds"}
+        assert set(record["cost_before"]) == set(PRESETS) == set(record["cost_after"])
+        assert all(c > 0 and math.isfinite(c) for c in record["cost_before"].values())
+        ratios = [record["cost_after"][k] / record["cost_before"][k] for k in PRESETS]
+        assert record["relative_cost"] == pytest.approx(float(np.mean(ratios)), rel=1e-12)
+        assert record["kept"] == (record["relative_cost"] < 1.0)
+        assert record["kept"]  # forced by biased_acceptance
+    # the held-out check is deterministic: a phase's "before" is the previous phase's "after"
+    for previous, record in itertools.pairwise(records):
+        for name in PRESETS:
+            assert record["cost_before"][name] == pytest.approx(previous["cost_after"][name] / AFTER_FACTOR, rel=1e-9)
+    # every phase kept: each role ends with its last joint fine-tuning round
+    assert hierarchy["roles"] == {role: f"phase4_joint/round1_{role}/model.zip" for role in ROLES}
+    for path in hierarchy["roles"].values():
+        assert (out / path).is_file()
+
+
+def test_joint_phase_fine_tunes_from_the_kept_models(run) -> None:
+    out, config, _ = run
+    budget = config.timesteps // (config.joint_rounds * len(ROLES))
+    rollout = config.n_steps * ROWS
+    for role in ROLES:
+        previous = PPO.load(out / f"phase{ROLES.index(role) + 1}_{role}" / "model.zip", device="cpu").num_timesteps
+        for round_ in range(config.joint_rounds):
+            model = PPO.load(out / "phase4_joint" / f"round{round_}_{role}" / "model.zip", device="cpu")
+            assert previous + budget <= model.num_timesteps < previous + budget + rollout, (role, round_)
+            assert model.learning_rate == config.joint_learning_rate
+            previous = model.num_timesteps
+
+
+def test_rerunning_skips_the_phases_already_done(run, capsys: pytest.CaptureFixture[str]) -> None:
+    out, config, hierarchy = run
+    before = (out / "hierarchy.json").read_bytes()
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("model.zip")}
+    again = run_phases(config, list(PHASES))
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) == len(PHASES)
+    for line, (phase, role) in zip(printed, PHASES.items(), strict=True):
+        assert line.startswith(f"phase {phase} ({role})") and "skipped" in line, line
+    assert again == hierarchy
+    assert (out / "hierarchy.json").read_bytes() == before
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("model.zip")} == stamps
+
+
+def test_rejected_phases_leave_the_roles_rule_based(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    config = TrainConfig(out=str(tmp_path / "run"), **{**TINY, "timesteps": 200})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "acceptance_cost", biased_acceptance(1e3))
+        run_phases(config, [1])
+    hierarchy = run_phases(config, [4])  # resumes the hierarchy written by the first call
+    first, joint = hierarchy["phases"]
+    assert first["phase"] == 1 and not first["kept"] and first["relative_cost"] > 1.0
+    assert (tmp_path / "run" / "phase1_store" / "model.zip").is_file()  # trained, then rejected
+    assert hierarchy["roles"] == {}
+    # with no learned role there is nothing to fine-tune
+    assert joint["phase"] == 4 and not joint["kept"] and joint["relative_cost"] == 1.0
+    assert not (tmp_path / "run" / "phase4_joint").exists()
+
+    manifest = export_run(tmp_path / "run", tmp_path / "models")
+    assert not list((tmp_path / "models").glob("*.onnx*"))
+    for role in ROLES:
+        card = manifest["roles"][role]
+        assert card["kind"] == "rule" and card["safety_factor"] == DEFAULT_SAFETY_FACTOR
+        assert card["features"] == list(FEATURES[role])
+    mix = learned_mix(tmp_path / "models")
+    for role in ROLES:
+        policy = getattr(mix, role)
+        assert policy.choose == ConstantChooser(SAFETY_FACTORS.index(DEFAULT_SAFETY_FACTOR))
+    assert simulate(dataclasses.replace(get_preset("steady"), horizon=30), mix, seeds=2)["fill_rate"]["mean"] > 0.5
+
+
+# --- resumption -----------------------------------------------------------------------------------
+
+def _resume_config(tmp_path: Path) -> TrainConfig:
+    return TrainConfig(out=str(tmp_path), **{**TINY, "checkpoint_every": 100})
+
+
+def test_train_role_resumes_from_its_latest_checkpoint(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    config = _resume_config(tmp_path)
+    phase_dir = tmp_path / "phase1_store"
+    rollout = config.n_steps * ROWS
+    first = train_role(config, "store", phase_dir, {}, 600, config.learning_rate, seed=1)
+    assert 600 <= first.num_timesteps < 600 + rollout
+    reached = max(int(p.stem.split("_")[1]) for p in (phase_dir / "checkpoints").glob("store_*_steps.zip"))
+    assert reached <= first.num_timesteps
+    logged_first = len(json.loads((phase_dir / "metrics.json").read_text())["updates"])
+
+    # a larger budget continues from the checkpoint instead of starting again; the log is extended
+    second = train_role(config, "store", phase_dir, {}, 1000, config.learning_rate, seed=1)
+    assert 1000 <= second.num_timesteps < 1000 + rollout
+    updates = json.loads((phase_dir / "metrics.json").read_text())["updates"][logged_first:]
+    assert updates[0]["timesteps"] == reached + rollout, "the first update after resuming follows the checkpoint"
+    assert len(updates) == math.ceil((1000 - reached) / rollout)
+
+    # the same budget again: the last checkpoint is the finished model, so nothing more is trained
+    third = train_role(config, "store", phase_dir, {}, 1000, config.learning_rate, seed=1)
+    assert third.num_timesteps == second.num_timesteps
+
+
+def test_reentering_a_finished_phase_keeps_its_training_log(tmp_path: Path) -> None:
+    """run_phases records a phase only after its held-out check; interrupted during that check, the
+    next run re-enters the phase, whose training is already complete. Its log must survive."""
+    torch.set_num_threads(1)
+    config = _resume_config(tmp_path)
+    phase_dir = tmp_path / "phase1_store"
+    first = train_role(config, "store", phase_dir, {}, 600, config.learning_rate, seed=1)
+    logged = json.loads((phase_dir / "metrics.json").read_text())
+    assert logged["episodes"] and logged["updates"]
+    again = train_role(config, "store", phase_dir, {}, 600, config.learning_rate, seed=1)
+    assert again.num_timesteps == first.num_timesteps  # nothing left to train
+    after = json.loads((phase_dir / "metrics.json").read_text())
+    assert len(after["episodes"]) >= len(logged["episodes"]), "metrics.json lost the phase's episodes"
+    assert len(after["updates"]) >= len(logged["updates"]), "metrics.json lost the phase's updates"
+
+
+def test_interrupted_joint_round_resumes_its_budget(tmp_path: Path) -> None:
+    """A phase-4 round starts from the previous model (``start_from``) and trains ``timesteps`` more.
+    Interrupted after its first checkpoint, it should train what is left of that budget."""
+    torch.set_num_threads(1)
+    config = _resume_config(tmp_path)
+    base = train_role(config, "store", tmp_path / "phase1_store", {}, 200, config.learning_rate, seed=1)
+    start = tmp_path / "phase1_store" / "model.zip"
+    round_dir = tmp_path / "phase4_joint" / "round0_store"
+    budget = 300
+    full = train_role(config, "store", round_dir, {"store": base}, budget, config.joint_learning_rate, seed=2,
+                      start_from=start)
+    assert full.num_timesteps >= base.num_timesteps + budget
+
+    # interruption right after the round's first checkpoint
+    checkpoints = sorted((round_dir / "checkpoints").glob("*.zip"), key=lambda p: p.stat().st_mtime)
+    assert len(checkpoints) >= 2
+    for later in checkpoints[1:]:
+        later.unlink()
+    (round_dir / "model.zip").unlink()
+    resumed = train_role(config, "store", round_dir, {"store": base}, budget, config.joint_learning_rate, seed=2,
+                         start_from=start)
+    assert resumed.num_timesteps >= base.num_timesteps + budget, (
+        f"resumed at {checkpoints[0].name} and stopped at {resumed.num_timesteps} transitions; "
+        f"the round should reach {base.num_timesteps} + {budget}")
+
+
+# --- export -----------------------------------------------------------------------------------------
+
+def test_export_writes_a_checked_model_card_per_role(run, exported) -> None:
+    out, config, hierarchy = run
+    models, manifest = exported
+    assert json.loads((models / "manifest.json").read_text()) == json.loads(json.dumps(manifest, default=float))
+    assert not list(models.glob("*.tmp")) and not list(models.glob("*.onnx.data"))
+    assert manifest["command"] == "pytest"
+    assert manifest["training"]["phases"] == hierarchy["phases"]
+    assert manifest["training"]["config"]["timesteps"] == config.timesteps
+    assert set(manifest["packages"]) >= {"numpy", "onnxruntime", "torch", "stable-baselines3"}
+    for role in ROLES:
+        card = manifest["roles"][role]
+        assert card["kind"] == "learned"
+        path = models / card["file"]
+        assert card["file"] == f"{role}_policy.onnx" and path.is_file()
+        assert card["sha256"] == sha256(path)
+        assert not path.with_name(path.name + ".data").exists()
+        graph = onnx.load(str(path))
+        onnx.checker.check_model(graph)
+        assert graph.graph.initializer and all(t.data_location != onnx.TensorProto.EXTERNAL
+                                               for t in graph.graph.initializer)
+        assert card["opset"] == OPSET and card["input"] == "observation" and tuple(card["outputs"]) == OUTPUTS
+        assert card["features"] == list(FEATURES[role])
+        assert card["actions"] == list(ACTION_MEANINGS) and card["safety_factor_menu"] == list(SAFETY_FACTORS)
+        assert card["trained_from"] == hierarchy["roles"][role]
+        assert card["training_steps"] == PPO.load(out / hierarchy["roles"][role], device="cpu").num_timesteps
+        chooser = load_policy(role, models)
+        assert isinstance(chooser, OnnxChooser)
+        probabilities = chooser.probabilities(np.zeros((3, len(FEATURES[role])), np.float32))
+        assert probabilities.shape == (3, NUM_ACTIONS)
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+# --- evaluation -------------------------------------------------------------------------------------
+
+def test_evaluation_is_reproducible_and_written(exported, tmp_path: Path) -> None:
+    models, _ = exported
+    report = evaluate(["steady"], seeds=3, models=models)
+    again = evaluate(["steady"], seeds=3, models=models)
+    assert json.dumps(report, sort_keys=True) == json.dumps(again, sort_keys=True)
+    assert report["seeds"] == 3 and list(report["presets"]) == ["steady"]
+    entry = report["presets"]["steady"]
+    policies = ["reorder_point", "tuned_base_stock", "forecast_base_stock", "phase1_stores", "phase2_warehouse",
+                "learned_hierarchy"]
+    assert list(entry["policies"]) == policies
+    for policy, kpis in entry["policies"].items():
+        assert set(kpis) >= {"cost_per_day", "fill_rate", "lost_sales_per_day", "holding_cost_per_day"}
+        cost = kpis["cost_per_day"]
+        assert cost["low"] <= cost["mean"] <= cost["high"] and cost["mean"] > 0
+        assert 0.0 <= kpis["fill_rate"]["mean"] <= 1.0
+        expected = {f"vs_{b}" for b in ("reorder_point", "tuned_base_stock") if b != policy}
+        assert set(entry["differences"][policy]) == expected
+        for diffs in entry["differences"][policy].values():
+            assert set(diffs) == {"cost_per_day", "fill_rate"}
+            assert set(diffs["cost_per_day"]) >= {"mean", "low", "high", "relative"}
+    tuned = entry["policies"]["tuned_base_stock"]["cost_per_day"]["mean"]
+    rop = entry["policies"]["reorder_point"]["cost_per_day"]["mean"]
+    assert entry["differences"]["tuned_base_stock"]["vs_reorder_point"]["cost_per_day"]["mean"] == \
+        pytest.approx(tuned - rop, rel=1e-9, abs=1e-9)
+
+    out = tmp_path / "evaluation"
+    write(report, out)
+    assert {p.name for p in out.iterdir()} == {"evaluation.json", "evaluation.csv", "evaluation.md",
+                                                "comparison.html"}
+    assert json.loads((out / "evaluation.json").read_text()) == json.loads(json.dumps(report))
+    table = list(csv.DictReader((out / "evaluation.csv").read_text().splitlines()))
+    assert [(r["preset"], r["policy"]) for r in table] == [("steady", p) for p in policies]
+    assert float(table[0]["cost_per_day"]) == pytest.approx(rop)
+    markdown = (out / "evaluation.md").read_text()
+    assert markdown.startswith("| preset | policy |")
+    assert all(f"| steady | {p} |" in markdown for p in policies)
+    assert "plotly" in (out / "comparison.html").read_text().lower()
+
+    record_evaluation(models, report)
+    manifest = load_manifest(models)
+    assert manifest["evaluation"]["seeds"] == 3
+    assert manifest["evaluation"]["presets"]["steady"]["learned_hierarchy"]["cost_per_day"] == pytest.approx(
+        entry["policies"]["learned_hierarchy"]["cost_per_day"]["mean"])
+    learned_mix(models)  # the models still pass their checks after the manifest is rewritten
