@@ -129,7 +129,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from core.export import export_run
 
-    manifest = export_run(Path(args.source), Path(args.out), command=" ".join(sys.argv))
+    manifest = export_run(Path(args.source), Path(args.out), command="python -m core " + " ".join(sys.argv[1:]))
     for role, card in manifest["roles"].items():
         rule = f"rule-based: forecast + {card.get('safety_factor', 0):g} standard deviations"
         print(f"{role}: {card.get('file', rule)}")

@@ -77,7 +77,10 @@ def export_run(run: Path, out: Path, command: str = "") -> dict:
                            "actions": list(ACTION_MEANINGS), "safety_factor_menu": list(SAFETY_FACTORS)}
             continue
         model = PPO.load(run / hierarchy["roles"][role], device="cpu")
-        tmp = Path(tempfile.mkstemp(dir=out, suffix=".onnx.tmp")[1])
+        handle, name = tempfile.mkstemp(dir=out, suffix=".onnx.tmp")
+        os.close(handle)
+        tmp = Path(name)
+        tmp.chmod(0o644)
         export_actor(model, role, tmp)
         name = f"{role}_policy.onnx"
         staged.append((tmp, out / name))
