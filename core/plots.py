@@ -77,7 +77,7 @@ def series_figure(run: Rollout, day: int) -> go.Figure:
 
 
 def kpis_so_far(run: Rollout, day: int) -> dict[str, float]:
-    """Fill rate, cost, stockouts and bullwhip (warehouse) over days 1..day+1."""
+    """Fill rate, cost, stockouts and the stores' bullwhip ratio over days 1..day+1."""
     n = run.num_stores
     led = {k: v[: day + 1, 0] for k, v in run.ledger.items()}
     demand = led["demand"][:, :n].sum()

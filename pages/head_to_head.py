@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -10,7 +12,7 @@ from core.evaluation import REPORTED, mean_ci, paired, run_mixes
 from core.live import policy_mix
 from core.presets import PRESETS
 from core.simulate import kpis
-from pages.common import learned_for, policy_pickers, run_for
+from pages.common import learned_for, policy_pickers, run_for, uploaded_models
 
 st.title("Head-to-head")
 st.caption("Both mixes face exactly the same daily demand, seed by seed, so differences are the policies'.")
@@ -32,16 +34,18 @@ fig = go.Figure()
 for name, run in runs.items():
     fig.add_trace(go.Scatter(y=np.cumsum(run.ledger["total_cost"][:, 0].sum(axis=1)), name=f"mix {name}"))
 fig.update_layout(title="Cumulative system cost, one run", xaxis_title="day", yaxis_title="cost", height=360)
-st.plotly_chart(fig, use_container_width=True)
+st.plotly_chart(fig, width="stretch")
 
 single = {name: {k: float(v[0]) for k, v in kpis(run).items()} for name, run in runs.items()}
 st.markdown("**KPIs of this run**")
 st.dataframe([{"KPI": k, "mix A": single["A"][k], "mix B": single["B"][k], "A - B": single["A"][k] - single["B"][k]}
-              for k in REPORTED], hide_index=True, use_container_width=True)
+              for k in REPORTED], hide_index=True, width="stretch")
 
 
 @st.cache_data(show_spinner="Simulating many seeds...", max_entries=16)
-def summary(preset: str, a: tuple, b: tuple, seeds: int) -> dict:
+def summary(preset: str, a: tuple, b: tuple, seeds: int, uploads: tuple[str, ...]) -> dict:
+    """``uploads`` (digests of this session's uploaded models) is part of the cache key, as in ``cached_run``."""
+    del uploads
     per_seed = run_mixes(PRESETS[preset], {"A": policy_mix(dict(a), learned_for(dict(a))),
                                            "B": policy_mix(dict(b), learned_for(dict(b)))}, seeds)
     return {k: {"A": mean_ci(per_seed["A"][k]), "B": mean_ci(per_seed["B"][k]),
@@ -49,7 +53,8 @@ def summary(preset: str, a: tuple, b: tuple, seeds: int) -> dict:
 
 
 seeds = st.slider("Seeds in the summary", 5, 50, 20, key="h2h_seeds")
-table = summary(preset, tuple(sorted(mix_a.items())), tuple(sorted(mix_b.items())), seeds)
+uploads = tuple(sorted(f"{r}:{hashlib.sha256(b).hexdigest()}" for r, b in uploaded_models().items()))
+table = summary(preset, tuple(sorted(mix_a.items())), tuple(sorted(mix_b.items())), seeds, uploads)
 st.markdown(f"**{seeds} seeds: mean and 95% confidence interval; A - B paired seed by seed**")
 st.dataframe([{"KPI": k, **{col: f"{v['mean']:.3f} ({v['low']:.3f} .. {v['high']:.3f})" for col, v in row.items()}}
-              for k, row in table.items()], hide_index=True, use_container_width=True)
+              for k, row in table.items()], hide_index=True, width="stretch")

@@ -64,14 +64,14 @@ st.session_state.setdefault("live_playing", False)
 st.session_state.live_day = min(st.session_state.live_day, horizon - 1)
 
 play, step_day, restart, speed_col = st.columns([1, 1, 1, 3])
-if play.button("Pause" if st.session_state.live_playing else "Play", key="live_play", use_container_width=True):
+if play.button("Pause" if st.session_state.live_playing else "Play", key="live_play", width="stretch"):
     st.session_state.live_playing = not st.session_state.live_playing
     st.rerun()
-if step_day.button("Step a day", key="live_step", use_container_width=True):
+if step_day.button("Step a day", key="live_step", width="stretch"):
     st.session_state.live_day = min(st.session_state.live_day + 1, horizon - 1)
-if restart.button("Reset", key="live_reset", use_container_width=True):
+if restart.button("Reset", key="live_reset", width="stretch"):
     st.session_state.live_day, st.session_state.live_playing = 0, False
-speed = speed_col.slider("Speed (days per tick, 4 ticks a second)", 1, 15, 5, key="live_speed")
+speed = speed_col.slider("Speed (days per animation step)", 1, 20, 8, key="live_speed")
 
 
 @st.fragment(run_every=0.25 if st.session_state.live_playing else None)
@@ -80,6 +80,7 @@ def day_view() -> None:
         st.session_state.live_day = min(st.session_state.live_day + speed, horizon - 1)
         if st.session_state.live_day >= horizon - 1:
             st.session_state.live_playing = False
+            st.rerun()  # the whole page: the button shows "Play" again and the timer stops
     day = st.session_state.live_day
     k = kpis_so_far(run, day)
     tiles = st.columns(5)
@@ -89,10 +90,10 @@ def day_view() -> None:
     tiles[3].metric("Stockouts (units)", f"{k['stockouts']:,.0f}")
     tiles[4].metric("Bullwhip (stores)", "-" if k["bullwhip"] != k["bullwhip"] else f"{k['bullwhip']:.2f}")
     left, right = st.columns([3, 2])
-    left.plotly_chart(network_figure(run, day), use_container_width=True, key="live_network")
+    left.plotly_chart(network_figure(run, day), width="stretch", key="live_network")
     right.markdown("**Reconciliation ledger of the day**")
-    right.dataframe(ledger_rows(run, day), hide_index=True, use_container_width=True)
-    st.plotly_chart(series_figure(run, day), use_container_width=True, key="live_series")
+    right.dataframe(ledger_rows(run, day), hide_index=True, width="stretch")
+    st.plotly_chart(series_figure(run, day), width="stretch", key="live_series")
 
 
 day_view()

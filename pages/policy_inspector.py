@@ -7,7 +7,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from core.live import inspect_store_policy
-from core.menus import ACTION_MEANINGS
+from core.menus import ACTION_MEANINGS, SAFETY_FACTORS, ConstantChooser
 from core.observations import STORE_FEATURES
 from core.policies import ReorderPoint
 from core.serving import PolicyLoadError
@@ -24,6 +24,9 @@ try:
 except PolicyLoadError as exc:
     st.error(f"The learned store policy cannot be loaded: {exc}")
     st.stop()
+if isinstance(chooser, ConstantChooser):
+    st.info(f"The store policy in use is rule-based, not learned: its training phase did not lower the held-out "
+            f"cost, so it orders up to forecast + {SAFETY_FACTORS[chooser.index]:g} standard deviations everywhere.")
 grid = inspect_store_policy(chooser, ReorderPoint("store"), demand, lead_time)
 axes = {"x": grid["in_transit_days"], "y": grid["on_hand_days"]}
 fig = make_subplots(rows=1, cols=3, subplot_titles=("learned: safety factor z", "learned: order (units)",
@@ -34,7 +37,7 @@ for col, key in enumerate(("safety_factor", "learned_order", "rule_order"), star
     fig.update_xaxes(title_text="in transit (days of demand)", row=1, col=col)
 fig.update_yaxes(title_text="on hand (days of demand)", row=1, col=1)
 fig.update_layout(height=430, coloraxis={"colorscale": "Blues"})
-st.plotly_chart(fig, use_container_width=True)
+st.plotly_chart(fig, width="stretch")
 
 st.markdown("**Action probabilities at one point of the grid**")
 a, b = st.columns(2)
@@ -45,7 +48,7 @@ j = b.select_slider("In transit (days)", options=list(range(len(grid["in_transit
 probabilities = grid["probabilities"][i, j]
 bar = go.Figure(go.Bar(x=list(ACTION_MEANINGS), y=probabilities))
 bar.update_layout(height=380, xaxis_tickangle=-40, yaxis_title="probability")
-st.plotly_chart(bar, use_container_width=True)
+st.plotly_chart(bar, width="stretch")
 st.caption(f"Chosen: {ACTION_MEANINGS[int(probabilities.argmax())]}; learned order {grid['learned_order'][i, j]:.1f}, "
            f"reorder-point order {grid['rule_order'][i, j]:.1f} units. The store policy observes: "
            + ", ".join(STORE_FEATURES) + ".")

@@ -60,7 +60,8 @@ st.header("Upload a policy")
 st.caption("An ONNX file exported by this project (input: the role's observation features; outputs: action, "
            "probabilities). It is checked before use; if it passes, the Live page's 'learned' choice uses it.")
 role = st.selectbox("Role", ROLES, format_func=ROLE_LABELS.get, key="upload_role")
-upload = st.file_uploader("ONNX policy", type=["onnx"], key="upload_file")
+generation = st.session_state.setdefault("upload_generation", 0)  # a new uploader forgets its file
+upload = st.file_uploader("ONNX policy", type=["onnx"], key=f"upload_file_{generation}")
 if upload is not None:
     data = upload.getvalue()
     try:
@@ -75,4 +76,5 @@ if uploaded_models():
     st.write("Uploaded in this session: " + ", ".join(uploaded_models()))
     if st.button("Forget uploaded policies", key="upload_clear"):
         uploaded_models().clear()
+        st.session_state.upload_generation += 1
         st.rerun()

@@ -134,9 +134,14 @@ def expect(*args, **kwargs):
     return playwright_expect(*args, **kwargs)
 
 
-def wait_idle(page) -> None:
-    """Until the app's script is not running (the app sets this attribute on its root element)."""
-    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning", timeout=TIMEOUT)
+def wait_idle(page, settle_ms: int = 0) -> None:
+    """Until the app's script is not running (the app sets this attribute on its root element); with
+    ``settle_ms``, still not running that much later (a widget may trigger a few reruns in a row)."""
+    app = page.get_by_test_id("stApp")
+    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=TIMEOUT)
+    if settle_ms:
+        page.wait_for_timeout(settle_ms)
+        expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=TIMEOUT)
 
 
 def navigate(page, title: str, heading: str | None = None) -> None:
@@ -169,12 +174,22 @@ def button(page, key: str):
 
 
 def choose(page, key: str, option: str) -> None:
-    """Pick ``option`` in the selectbox with ``key``."""
+    """Pick ``option`` in the selectbox with ``key``: open its list from the keyboard (a mouse click on the
+    combobox does not always open it in headless Chromium), then click the option."""
     wait_idle(page)
     combobox = page.locator(f".st-key-{key}").get_by_role("combobox")
-    combobox.click()
     listbox = page.get_by_role("listbox")
-    expect(listbox).to_be_visible()
+    for attempt in range(3):
+        combobox.focus()
+        combobox.press("ArrowDown")
+        try:
+            expect(listbox).to_be_visible(timeout=10_000)
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
+            combobox.press("Escape")
+            wait_idle(page, settle_ms=500)
     listbox.get_by_role("option").filter(has_text=re.compile(f"^{re.escape(option)}$")).click()
     expect(combobox).to_have_value(option)
 
@@ -212,8 +227,9 @@ def test_live_twin_sliders_policies_and_animation(page) -> None:
     stepped = kpis(page)
 
     assert press_slider(page, "live_demand_level", 6) == "1.3"  # 1.00 -> 1.30 in steps of 0.05
+    expect(page.locator(".st-key-live_demand_level").get_by_test_id("stSliderThumbValue")).to_have_text("1.30")
     expect(metric(page, "Cost so far")).not_to_have_text(stepped["Cost so far"], timeout=TIMEOUT)
-    wait_idle(page)
+    wait_idle(page, settle_ms=750)
     busier = kpis(page)
     assert busier["Day"] == "2 / 365"
 
@@ -238,7 +254,9 @@ def test_live_twin_sliders_policies_and_animation(page) -> None:
     paused_day = day_of(page)
     rate = (last_day - first_day) / (stopped - started)
     print(f"\nANIMATION_DAYS_PER_SECOND={rate:.1f} (days {first_day} -> {last_day} in {stopped - started:.1f} s "
-          f"while playing; paused at day {paused_day})")
+          f"while playing)")
+    print(f"PAUSE_OVERSHOOT_DAYS={paused_day - last_day} (day {last_day} when Pause was clicked, paused at day "
+          f"{paused_day})")
     assert paused_day > int(before_play["Day"].split("/")[0])
     after_play = kpis(page)
     assert after_play["Cost so far"] != before_play["Cost so far"]
