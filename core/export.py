@@ -3,7 +3,8 @@
 Each role's SB3 actor becomes one self-contained ``.onnx`` file (opset ``OPSET``, weights inside,
 no ``.onnx.data`` sidecar): a batch of raw observations in, the greedy menu index (``action``,
 int64) and the menu probabilities (``probabilities``, float32) out. The graph starts with the
-observations' normalisation (clipping to +-``CLIP``; the features are scale-free by construction).
+observations' normalisation (clipping to +-``CLIP``, then standardising with the statistics
+measured when the policy was trained: ``core.learned.Standardize``).
 ``manifest.json`` holds a model card per role. Every file is written to a temporary name and
 renamed only when all of them are complete, so an interrupted export leaves the previous models.
 """
@@ -38,11 +39,12 @@ class Actor(nn.Module):
 
     def __init__(self, model: PPO) -> None:
         super().__init__()
+        self.normalise = model.policy.pi_features_extractor
         self.features = model.policy.mlp_extractor.policy_net
         self.head = model.policy.action_net
 
     def forward(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.head(self.features(torch.clamp(observation, -CLIP, CLIP)))
+        logits = self.head(self.features(self.normalise(torch.clamp(observation, -CLIP, CLIP))))
         probabilities = torch.softmax(logits, dim=-1)
         return torch.argmax(logits, dim=-1), probabilities
 

@@ -3,11 +3,29 @@ of learned roles as a ``PolicyMix``. (Serving uses ONNX instead: ``core.serving`
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import torch
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from core.menus import DEFAULT_SAFETY_FACTOR, Chooser, MenuPolicy, forecast_base_stock
 from core.policies import ROLES, PolicyMix
+
+
+class Standardize(BaseFeaturesExtractor):
+    """The observation normalisation inside every policy: (obs - mean) / std, clipped to +-10.
+
+    Context features (critical ratio, demand CV, lead times) vary little in absolute terms next to
+    stock levels; standardised, the network can tell situations apart. The statistics are measured
+    once per training phase and saved (and exported) with the model."""
+
+    def __init__(self, observation_space: gym.spaces.Box, mean: list[float], std: list[float]) -> None:
+        super().__init__(observation_space, len(mean))
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return torch.clamp((observations - self.mean) / self.std, -10.0, 10.0)
 
 
 def model_chooser(model) -> Chooser:

@@ -31,7 +31,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.logger import KVWriter, Logger, make_output_format
 
 from core.evaluation import mean_cost
-from core.learned import frozen_choosers, learned_mix
+from core.learned import Standardize, frozen_choosers, learned_mix
 from core.policies import ROLES
 from core.presets import PRESETS
 from core.vec_env import RoleVecEnv
@@ -50,13 +50,13 @@ class TrainConfig:
     chains: int = 16  # chains per scenario (times num_stores for the warehouse and supplier)
     num_stores: int = 3  # stores per chain while training (observations do not depend on it)
     horizon: int = 365  # days per training episode
-    learning_rate: float = 3e-4
-    joint_learning_rate: float = 1e-4
+    learning_rate: float = 1e-3
+    joint_learning_rate: float = 3e-4
     joint_rounds: int = 2
     gamma: float = 0.99
     gae_lambda: float = 0.95
     clip_range: float = 0.2
-    ent_coef: float = 0.01
+    ent_coef: float = 0.003
     n_steps: int = 32  # per row; a rollout is n_steps x rows transitions
     batch_size: int = 8192
     n_epochs: int = 5
@@ -150,6 +150,17 @@ class Progress(BaseCallback):
         return True
 
 
+def observation_statistics(env: RoleVecEnv, seed: int, days: int = 120) -> tuple[list[float], list[float]]:
+    """Mean and standard deviation of the role's observations over ``days`` of random menu choices."""
+    rng = np.random.default_rng(seed)
+    samples = [env.reset()]
+    for _ in range(min(days, env.horizon - 1)):
+        samples.append(env.step(rng.integers(0, env.action_space.n, env.num_envs))[0])
+    stacked = np.concatenate(samples)
+    env.reset()
+    return stacked.mean(axis=0).tolist(), np.maximum(stacked.std(axis=0), 1e-3).tolist()
+
+
 def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str, PPO], timesteps: int,
                learning_rate: float, seed: int, start_from: Path | None = None,
                progress: Callable[[float], None] | None = None) -> PPO:
@@ -170,10 +181,13 @@ def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str
         model = PPO.load(start_from, env=env, device="cpu", learning_rate=learning_rate)
         _atomic_json(origin, {"start_timesteps": int(model.num_timesteps)})
     else:
+        mean, std = observation_statistics(env, seed)
+        policy_kwargs = {"net_arch": list(config.net_arch), "features_extractor_class": Standardize,
+                         "features_extractor_kwargs": {"mean": mean, "std": std}}
         model = PPO("MlpPolicy", env, learning_rate=learning_rate, n_steps=config.n_steps,
                     batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma,
                     gae_lambda=config.gae_lambda, clip_range=config.clip_range, ent_coef=config.ent_coef,
-                    policy_kwargs={"net_arch": list(config.net_arch)}, seed=seed, device="cpu", verbose=0)
+                    policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0)
     log = TrainingLog()
     model.set_logger(Logger(str(phase_dir), [log, make_output_format("tensorboard", str(phase_dir / "tensorboard"))]))
     episodes = EpisodeLog()
