@@ -14,7 +14,7 @@ from core.forecast import Forecast
 from core.menus import DEFAULT_SAFETY_FACTOR, SAFETY_FACTORS, Chooser, MenuPolicy, forecast_base_stock, menu_quantities
 from core.observations import store_observation
 from core.policies import ROLES, PolicyMix, RolePolicy, reorder_point_mix
-from core.presets import WEEKLY_RETAIL, get_preset
+from core.presets import STORE_MEANS, WEEKLY_RETAIL, get_preset
 from core.scenario import Disruption, LeadTimes, Promotion, Scenario
 from core.simulate import Rollout, rollout
 from core.twin import reset
@@ -112,7 +112,7 @@ def inspect_store_policy(chooser, rule: RolePolicy, demand_level: float, lead_ti
     """A store's decisions over on-hand x in-transit stock (in days of demand) for one store
     selling ``demand_level`` units a day: the learned policy's menu choice, its probabilities and
     order, and the rule-based policy's order."""
-    scenario = apply_controls("steady", Controls(demand_level=demand_level / 40.0, store_lead_time=lead_time,
+    scenario = apply_controls("steady", Controls(demand_level=demand_level / STORE_MEANS[0], store_lead_time=lead_time,
                                                  num_stores=1))
     days = np.linspace(0.0, max_cover_days, grid)
     on_hand, in_transit = np.meshgrid(days, days, indexing="ij")

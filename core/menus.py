@@ -26,7 +26,7 @@ import numpy as np
 
 from core.forecast import Forecast
 from core.observations import OBSERVERS, daily_forecast, protection_days
-from core.policies import echelon_position
+from core.policies import demand_sd, echelon_position
 from core.scenario import Scenario
 from core.twin import State
 
@@ -52,14 +52,6 @@ def menu_quantities(state: State, scenario: Scenario, forecast: Forecast, role: 
         sd = np.sqrt((sd**2).sum())
     target = f * days + z * sd * np.sqrt(days)
     return np.maximum(target - echelon_position(state, role), 0.0)
-
-
-def demand_sd(scenario: Scenario, daily_mean: np.ndarray) -> np.ndarray:
-    """(N,) daily standard deviation of each store's demand at ``daily_mean`` (same model as
-    ``core.demand``: coefficient of variation, at least Poisson for integer demand)."""
-    cv = np.array([m.dispersion for m in scenario.stores])
-    integer = np.array([m.distribution == "negative_binomial" for m in scenario.stores])
-    return np.where(integer, np.maximum(cv * daily_mean, np.sqrt(daily_mean)), cv * daily_mean)
 
 
 @dataclass

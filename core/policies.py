@@ -30,12 +30,18 @@ class RolePolicy(Protocol):
     def act(self, state: State, scenario: Scenario) -> np.ndarray: ...
 
 
+def demand_sd(scenario: Scenario, daily_mean: np.ndarray) -> np.ndarray:
+    """(N,) daily standard deviation of each store's demand at ``daily_mean`` (same model as
+    ``core.demand``: coefficient of variation, at least Poisson for integer demand)."""
+    cv = np.array([m.dispersion for m in scenario.stores])
+    integer = np.array([m.distribution == "negative_binomial" for m in scenario.stores])
+    return np.where(integer, np.maximum(cv * daily_mean, np.sqrt(daily_mean)), cv * daily_mean)
+
+
 def store_demand_stats(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
     """(N,) mean and standard deviation of each store's daily demand (units)."""
     mean = np.array([m.mean for m in scenario.stores])
-    sd = np.array([m.dispersion * m.mean for m in scenario.stores])
-    integer = np.array([m.distribution == "negative_binomial" for m in scenario.stores])
-    return mean, np.where(integer, np.maximum(sd, np.sqrt(mean)), sd)
+    return mean, demand_sd(scenario, mean)
 
 
 def local_position(state: State, role: str) -> np.ndarray:
