@@ -60,9 +60,18 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from core.tuning import tune_base_stock
+    from core.tuning import tune_base_stock, tune_menu
 
     scenario = load_scenario(args.scenario)
+    if args.menu:
+        menu = tune_menu(scenario, seeds=args.seeds)
+        if args.json:
+            print(json.dumps(menu, indent=2))
+            return 0
+        factors = ", ".join(f"{role} {z:g}" for role, z in menu["safety_factors"].items())
+        print(f"scenario {scenario.name}: best constant menu entries on {args.seeds} seeds: {factors}")
+        print(f"  cost per day on the tuning seeds: {menu['cost_per_day']:.3f}")
+        return 0
     tuned = tune_base_stock(scenario, seeds=args.seeds, periods=args.periods)
     if args.json:
         print(json.dumps(tuned.__dict__, indent=2))
@@ -100,10 +109,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     latency = serving["decision_latency"]
     learned = ", ".join(latency["learned_roles"])
     print(f"  decision latency, {latency['agents']} agents of one chain ({learned} learned):")
-    for engine in ("onnxruntime", "torch", "sb3_predict"):
+    for engine in ("onnxruntime_one_call", "onnxruntime", "torch", "sb3_predict"):
         if engine in latency:
             median, p99 = latency[engine]["median_us"], latency[engine]["p99_us"]
-            print(f"    {engine:12s} median {median:8.1f} us, p99 {p99:8.1f} us")
+            print(f"    {engine:20s} median {median:8.1f} us, p99 {p99:8.1f} us")
     seconds = serving["one_year_recompute_seconds"]
     print(f"  Live page recompute (one chain, one year, shipped policies): {seconds:.3f} s")
     return 0
@@ -193,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", default="steady")
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--periods", type=int, default=None)
+    p.add_argument("--menu", action="store_true",
+                   help="the best constant action-menu entries (forecast base-stock) instead of base-stock levels")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_tune)
 

@@ -35,8 +35,22 @@ def expected_demand(model: DemandModel, days: np.ndarray) -> np.ndarray:
 
 
 def expected_demand_matrix(scenario: Scenario, days: np.ndarray) -> np.ndarray:
-    """(len(days), N) mean demand of every store."""
-    return np.stack([expected_demand(m, days) for m in scenario.stores], axis=1)
+    """(len(days), N) mean demand of every store, random shocks' expected lift included."""
+    return np.stack([expected_demand(m, days) * shock_lift(m) for m in scenario.stores], axis=1)
+
+
+def shock_lift(model: DemandModel) -> float:
+    """Expected demand multiplier of random shocks: 1 + probability x size."""
+    return 1.0 + model.shock_probability * model.shock_size
+
+
+def demand_cv(model: DemandModel) -> float:
+    """Coefficient of variation of a day's demand around its expectation, random shocks included:
+    demand is mean x S x noise, with S = 1 + size on a shock day and noise of CV ``dispersion``."""
+    p, size = model.shock_probability, model.shock_size
+    lift = shock_lift(model)
+    second_moment = 1.0 + p * ((1.0 + size) ** 2 - 1.0)
+    return float(np.sqrt(second_moment * (1.0 + model.dispersion**2) / lift**2 - 1.0))
 
 
 def _draw(model: DemandModel, mean: np.ndarray, rng: np.random.Generator) -> np.ndarray:

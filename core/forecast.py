@@ -45,3 +45,14 @@ class Forecast:
     def capacity_over(self, day: int, days: int) -> float:
         """Units the supplier can start over the reviews before days [day, day + days)."""
         return float(self.capacity[day: day + days].sum())
+
+    def prebuild(self, day: int, window: int, days: int = LOOKAHEAD) -> float:
+        """Units to hold beyond the protection ``window`` now so that planned capacity covers the
+        forecast: the largest cumulative excess of demand from day ``day + window`` on over the
+        capacity of the production starts after today, looking ``days`` ahead (0 if none)."""
+        start = min(day + window, self.total_cumulative.size - 1)
+        end = min(start + days, self.total_cumulative.size - 1)
+        demand = np.diff(self.total_cumulative[start: end + 1])
+        capacity = np.minimum(self.capacity[day + 1: day + 1 + demand.size], 1e12)
+        excess = np.cumsum(demand[: capacity.size] - capacity)
+        return max(float(excess.max(initial=0.0)), 0.0)

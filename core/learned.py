@@ -8,8 +8,10 @@ import numpy as np
 import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-from core.menus import DEFAULT_SAFETY_FACTOR, Chooser, MenuPolicy, forecast_base_stock
+from core.menus import Chooser, MenuPolicy, reference_policy
 from core.policies import ROLES, PolicyMix
+
+STANDARD_CLIP = 10.0  # standardised features are clipped to +-this
 
 
 class Standardize(BaseFeaturesExtractor):
@@ -25,7 +27,7 @@ class Standardize(BaseFeaturesExtractor):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return torch.clamp((observations - self.mean) / self.std, -10.0, 10.0)
+        return torch.clamp((observations - self.mean) / self.std, -STANDARD_CLIP, STANDARD_CLIP)
 
 
 def model_chooser(model) -> Chooser:
@@ -43,7 +45,7 @@ def model_chooser(model) -> Chooser:
 def learned_mix(models: dict[str, object]) -> PolicyMix:
     """Learned policies for the roles in ``models``; the default menu entry for the others."""
     return PolicyMix(*(MenuPolicy(role, model_chooser(models[role])) if role in models
-                       else forecast_base_stock(role, DEFAULT_SAFETY_FACTOR) for role in ROLES))
+                       else reference_policy(role) for role in ROLES))
 
 
 def frozen_choosers(models: dict[str, object], trained_role: str) -> dict[str, Chooser]:

@@ -11,7 +11,7 @@ import numpy as np
 
 from core.demand import sample_demand
 from core.forecast import Forecast
-from core.menus import DEFAULT_SAFETY_FACTOR, SAFETY_FACTORS, Chooser, MenuPolicy, forecast_base_stock, menu_quantities
+from core.menus import SAFETY_FACTORS, Chooser, MenuPolicy, menu_quantities, reference_policy
 from core.observations import store_observation
 from core.policies import ROLES, PolicyMix, RolePolicy, reorder_point_mix
 from core.presets import STORE_MEANS, WEEKLY_RETAIL, get_preset
@@ -94,7 +94,7 @@ def policy_mix(choices: dict[str, str], learned: dict[str, Chooser]) -> PolicyMi
         if choice == "learned":
             policies.append(MenuPolicy(role, learned[role]))
         elif choice == "forecast base-stock":
-            policies.append(forecast_base_stock(role, DEFAULT_SAFETY_FACTOR))
+            policies.append(reference_policy(role))
         elif choice == "reorder point (s, S)":
             policies.append(getattr(rules, role))
         else:

@@ -5,11 +5,13 @@ protection-window forecast plus z standard deviations of demand over that window
 
     store i:    order       = max(0, f_i L1 + z sd_i sqrt(L1) - IP_i)
     warehouse:  order       = max(0, f L2 + z sd sqrt(L2) - echelon IP),   L2 = L_ws + L_sw
-    supplier:   production  = max(0, f L3 + z sd sqrt(L3) - echelon IP),   L3 = L2 + L_p
+    supplier:   production  = max(0, f L3 + z sd sqrt(L3) + P - echelon IP),   L3 = L2 + L_p
 
 with f the expected demand per day over the window (from the forecast: season, weekly pattern and
 planned promotions included) and sd the daily standard deviation of demand at that level (stores
-pooled upstream). The original design's menus (store: no order, 0.5x, 1x or 1.5x forecast;
+pooled upstream). P is the supplier's pre-build: the stock it must hold beyond its window now so
+that planned production capacity covers the forecast (a planned disruption, a peak season above
+capacity); zero when capacity suffices. The original design's menus (store: no order, 0.5x, 1x or 1.5x forecast;
 warehouse 4 and supplier 3 levels) could not express a base-stock policy, the best rule-based
 policy. This menu contains every forecast-driven echelon base-stock policy (a constant choice),
 and measuring safety stock in standard deviations makes one choice good across demand levels,
@@ -34,7 +36,9 @@ SAFETY_FACTORS = (-1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2
                   5.0, 7.0, 10.0)
 ACTION_MEANINGS = tuple(f"order up to forecast + {z:g} standard deviations" for z in SAFETY_FACTORS)
 NUM_ACTIONS = len(SAFETY_FACTORS)
-DEFAULT_SAFETY_FACTOR = 2.0  # the rule-based entry of roles with no learned policy
+# The reference entries: what a role with no learned policy does, and where a fresh policy starts.
+# They are the best constant entries on ``steady`` (``python -m core tune --scenario steady --menu``).
+REFERENCE_SAFETY_FACTORS = {"store": 2.25, "warehouse": 2.5, "supplier": 2.25}
 
 Chooser = Callable[[np.ndarray], np.ndarray]  # observations (M, F) -> action indices (M,)
 
@@ -51,6 +55,8 @@ def menu_quantities(state: State, scenario: Scenario, forecast: Forecast, role: 
     if role != "store":
         sd = np.sqrt((sd**2).sum())
     target = f * days + z * sd * np.sqrt(days)
+    if role == "supplier":
+        target = target + forecast.prebuild(day, days)
     return np.maximum(target - echelon_position(state, role), 0.0)
 
 
@@ -101,6 +107,16 @@ def choose(chooser: Chooser, role: str, state: State, scenario: Scenario, foreca
         return np.full(shape, chooser.index, dtype=np.int64)
     obs = OBSERVERS[role](state, scenario, forecast)
     return chooser(obs.reshape(-1, obs.shape[-1])).reshape(obs.shape[:-1])
+
+
+def reference_index(role: str) -> int:
+    """Menu index of the role's reference entry."""
+    return SAFETY_FACTORS.index(REFERENCE_SAFETY_FACTORS[role])
+
+
+def reference_policy(role: str) -> MenuPolicy:
+    """The role's reference entry as a policy (forecast base-stock)."""
+    return forecast_base_stock(role, REFERENCE_SAFETY_FACTORS[role])
 
 
 def forecast_base_stock(role: str, safety_factor: float) -> MenuPolicy:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.demand import demand_cv
 from core.forecast import Forecast
 from core.scenario import Scenario
 from core.twin import State
@@ -34,7 +35,7 @@ WAREHOUSE_FEATURES = (
 SUPPLIER_FEATURES = (
     "on_hand_days", "in_production_days", "echelon_cover_beyond_lead_time_days",
     "recent_warehouse_orders_ratio", "recent_fill_to_warehouse", "capacity_ratio", "capacity_next_30_ratio",
-    "forecast_next_30_ratio", "forecast_next_90_ratio", "capacity_shortfall_next_90_days", "season_level",
+    "forecast_next_30_ratio", "forecast_next_90_ratio", "prebuild_next_90_days", "season_level",
     "season_sin", "season_cos", "production_lead_time_weeks", "total_lead_time_weeks",
     "extra_supplier_lead_time_weeks", "demand_cv", "critical_ratio", "backorders_mode",
 )
@@ -66,7 +67,7 @@ def _calendar(day: int) -> tuple[float, float]:
 def _common(scenario: Scenario) -> tuple[float, float, float]:
     """Mean demand CV, the stores' critical ratio p / (p + h) and the backorders flag."""
     costs = scenario.costs
-    cv = float(np.mean([m.dispersion for m in scenario.stores]))
+    cv = float(np.mean([demand_cv(m) for m in scenario.stores]))
     critical = costs.stockout / (costs.stockout + costs.store_holding + EPS)
     return cv, critical, float(scenario.unmet_demand == "backorders")
 
@@ -94,7 +95,7 @@ def store_observation(state: State, scenario: Scenario, forecast: Forecast) -> n
         mem.last_demand / f, mem.demand / f, _ratio(mem.filled, mem.demand),
         _ratio(mem.store_shipped, mem.store_orders),
         next_week / f, f / forecast.base_mean, sin, cos, lead / 7.0,
-        np.array([m.dispersion for m in scenario.stores]), critical, backorders,
+        np.array([demand_cv(m) for m in scenario.stores]), critical, backorders,
     ], state.store_on_hand.shape)
 
 
@@ -129,11 +130,7 @@ def supplier_observation(state: State, scenario: Scenario, forecast: Forecast) -
     in_production = state.production_pipeline.sum(axis=1)
     echelon = state.supplier_on_hand + in_production + state.warehouse_inventory_position \
         + state.store_inventory_position.sum(axis=1)
-    cumulative = forecast.total_cumulative
-    end = min(day + 90, cumulative.size - 1)
-    demand_ahead = np.diff(cumulative[min(day, end): end + 1])
-    capacity_ahead = np.minimum(forecast.capacity[day: day + demand_ahead.size], 1e12)
-    shortfall = max(float(np.max(np.cumsum(demand_ahead - capacity_ahead), initial=0.0)), 0.0)
+    shortfall = forecast.prebuild(day, window, 90)
     base_lead = scenario.lead_times.supplier_to_warehouse
     supplier_lead = window - scenario.lead_times.warehouse_to_store - scenario.lead_times.production
     sin, cos = _calendar(day)

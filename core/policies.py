@@ -16,6 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
+from core.demand import demand_cv, shock_lift
 from core.scenario import Scenario
 from core.twin import Actions, State
 
@@ -32,15 +33,15 @@ class RolePolicy(Protocol):
 
 def demand_sd(scenario: Scenario, daily_mean: np.ndarray) -> np.ndarray:
     """(N,) daily standard deviation of each store's demand at ``daily_mean`` (same model as
-    ``core.demand``: coefficient of variation, at least Poisson for integer demand)."""
-    cv = np.array([m.dispersion for m in scenario.stores])
+    ``core.demand``: coefficient of variation with random shocks, at least Poisson for integer demand)."""
+    cv = np.array([demand_cv(m) for m in scenario.stores])
     integer = np.array([m.distribution == "negative_binomial" for m in scenario.stores])
     return np.where(integer, np.maximum(cv * daily_mean, np.sqrt(daily_mean)), cv * daily_mean)
 
 
 def store_demand_stats(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
-    """(N,) mean and standard deviation of each store's daily demand (units)."""
-    mean = np.array([m.mean for m in scenario.stores])
+    """(N,) mean and standard deviation of each store's daily demand (units), shocks included."""
+    mean = np.array([m.mean * shock_lift(m) for m in scenario.stores])
     return mean, demand_sd(scenario, mean)
 
 

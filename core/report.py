@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from core.evaluation import EVAL_SEED, REPORTED, mean_ci, paired, run_mixes
-from core.menus import DEFAULT_SAFETY_FACTOR, forecast_base_stock
+from core.menus import reference_policy
 from core.policies import ROLES, PolicyMix, reorder_point_mix
 from core.presets import PRESETS
 from core.serving import EXPORTED_MODELS, learned_policy, load_manifest
@@ -23,7 +23,7 @@ def policy_mixes(scenario, models: Path) -> dict[str, PolicyMix]:
     """Baselines, the default menu entry, each phase's mix and the learned hierarchy."""
     manifest = load_manifest(models)
     learned = {role: learned_policy(role, models, manifest) for role in ROLES}
-    default = {role: forecast_base_stock(role, DEFAULT_SAFETY_FACTOR) for role in ROLES}
+    default = {role: reference_policy(role) for role in ROLES}
     mixes = {
         "reorder_point": reorder_point_mix(),
         "tuned_base_stock": tune_base_stock(scenario).mix(),

@@ -3,7 +3,8 @@
 Phase 1 trains the store policy, shared by every store; phase 2 the warehouse with the stores
 frozen; phase 3 the supplier with stores and warehouse frozen; phase 4 fine-tunes the learned
 roles in turn (round robin, each with the others frozen at their latest version) at a lower
-learning rate. A role not learned yet acts by a fixed menu entry (forecast + 1 day of safety).
+learning rate. A role not learned yet acts by its reference menu entry (forecast base-stock with
+``REFERENCE_SAFETY_FACTORS``), and a fresh policy starts out preferring that entry.
 
 After each phase the new hierarchy and the previous one are evaluated on held-out seeds of every
 preset; the phase is kept only if it lowers the mean system cost, otherwise the role keeps its
@@ -32,6 +33,7 @@ from stable_baselines3.common.logger import KVWriter, Logger, make_output_format
 
 from core.evaluation import mean_cost
 from core.learned import Standardize, frozen_choosers, learned_mix
+from core.menus import NUM_ACTIONS, reference_index
 from core.policies import ROLES
 from core.presets import PRESETS
 from core.vec_env import RoleVecEnv
@@ -61,6 +63,7 @@ class TrainConfig:
     batch_size: int = 8192
     n_epochs: int = 5
     net_arch: tuple[int, ...] = (64, 64)
+    reference_probability: float = 0.5  # a fresh policy's initial probability of the reference entry
     acceptance_seeds: int = 8  # held-out seeds per preset for the phase acceptance check
     checkpoint_every: int = 250_000  # transitions
     progress_bar: bool = True
@@ -71,6 +74,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: got {value!r}; allowed: an integer >= 1")
+        if not 0.0 < self.reference_probability < 1.0:
+            raise ValueError(f"reference_probability: got {self.reference_probability!r}; allowed: 0 < p < 1")
 
 
 class TrainingLog(KVWriter):
@@ -161,6 +166,17 @@ def observation_statistics(env: RoleVecEnv, seed: int, days: int = 120) -> tuple
     return stacked.mean(axis=0).tolist(), np.maximum(stacked.std(axis=0), 1e-3).tolist()
 
 
+def start_at_reference(model: PPO, role: str, probability: float) -> None:
+    """Bias the fresh policy's action logits so that it picks the reference menu entry (the
+    rule-based forecast base-stock) with ``probability`` and every other entry equally: PPO then
+    improves on the rule instead of starting from uniformly random safety stock."""
+    others = NUM_ACTIONS - 1
+    bias = torch.zeros(NUM_ACTIONS)
+    bias[reference_index(role)] = float(np.log(probability * others / (1.0 - probability)))
+    with torch.no_grad():
+        model.policy.action_net.bias.copy_(bias)
+
+
 def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str, PPO], timesteps: int,
                learning_rate: float, seed: int, start_from: Path | None = None,
                progress: Callable[[float], None] | None = None) -> PPO:
@@ -188,6 +204,7 @@ def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str
                     batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma,
                     gae_lambda=config.gae_lambda, clip_range=config.clip_range, ent_coef=config.ent_coef,
                     policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0)
+        start_at_reference(model, role, config.reference_probability)
     log = TrainingLog()
     model.set_logger(Logger(str(phase_dir), [log, make_output_format("tensorboard", str(phase_dir / "tensorboard"))]))
     episodes = EpisodeLog()

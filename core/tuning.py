@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.demand import sample_demand
-from core.policies import BaseStock, PolicyMix, base_stock_mix, store_demand_stats
+from core.policies import ROLES, BaseStock, PolicyMix, base_stock_mix, store_demand_stats
 from core.reconcile import reconcile
 from core.scenario import Scenario
 from core.twin import reset, step
@@ -98,3 +98,25 @@ def tune_base_stock(scenario: Scenario, seeds: int = 8, periods: int | None = No
         cost_per_day=best_cost,
         candidates_evaluated=evaluated,
     )
+
+
+def tune_menu(scenario: Scenario, seeds: int = 16, seed: int = 777, sweeps: int = 2) -> dict[str, object]:
+    """The best constant menu entries (forecast base-stock) per role: coordinate search, one role
+    at a time over the whole menu, every candidate on the same demand paths."""
+    from core.evaluation import run_mixes
+    from core.menus import SAFETY_FACTORS, forecast_base_stock, reference_index
+
+    best = {role: reference_index(role) for role in ROLES}
+
+    def mix(indices: dict[str, int]) -> PolicyMix:
+        return PolicyMix(*(forecast_base_stock(role, SAFETY_FACTORS[indices[role]]) for role in ROLES))
+
+    cost = math.inf
+    for _ in range(sweeps):
+        for role in ROLES:
+            candidates = {i: mix({**best, role: i}) for i in range(len(SAFETY_FACTORS))}
+            runs = run_mixes(scenario, candidates, seeds, seed)
+            costs = {i: float(k["cost_per_day"].mean()) for i, k in runs.items()}
+            best[role] = min(costs, key=costs.__getitem__)
+            cost = costs[best[role]]
+    return {"safety_factors": {role: SAFETY_FACTORS[i] for role, i in best.items()}, "cost_per_day": cost}

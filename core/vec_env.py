@@ -30,13 +30,12 @@ from stable_baselines3.common.vec_env import VecEnv
 from core.demand import sample_demand
 from core.forecast import Forecast
 from core.menus import (
-    DEFAULT_SAFETY_FACTOR,
     NUM_ACTIONS,
-    SAFETY_FACTORS,
     Chooser,
     ConstantChooser,
     choose,
     menu_quantities,
+    reference_index,
 )
 from core.observations import FEATURES, OBSERVERS
 from core.policies import ROLES
@@ -106,7 +105,7 @@ class RoleVecEnv(VecEnv):
         self.completed_episodes: list[dict[str, float | str]] = []  # drained by the training log
         # The reference mix runs a shadow copy of every chain on the same demand; rewards are
         # measured against it (see the module docstring).
-        self.reference = {role: ConstantChooser(SAFETY_FACTORS.index(DEFAULT_SAFETY_FACTOR)) for role in ROLES}
+        self.reference = {role: ConstantChooser(reference_index(role)) for role in ROLES}
 
     # --- episode management -------------------------------------------------------------
     def _new_group(self, index: int) -> Group:

@@ -18,15 +18,26 @@ import torch
 from stable_baselines3 import PPO
 
 import core.training as training
-from core.export import OPSET, export_run, record_evaluation
-from core.menus import ACTION_MEANINGS, DEFAULT_SAFETY_FACTOR, NUM_ACTIONS, SAFETY_FACTORS, ConstantChooser
+from core.evaluation import run_mixes
+from core.export import OPSET, export_run, record_evaluation, torch_probabilities
+from core.menus import (
+    ACTION_MEANINGS,
+    NUM_ACTIONS,
+    REFERENCE_SAFETY_FACTORS,
+    SAFETY_FACTORS,
+    ConstantChooser,
+    reference_index,
+    reference_policy,
+)
 from core.observations import FEATURES
-from core.policies import ROLES
+from core.policies import ROLES, PolicyMix
 from core.presets import PRESETS, get_preset
 from core.report import evaluate, write
 from core.serving import OUTPUTS, OnnxChooser, learned_mix, load_manifest, load_policy, sha256
 from core.simulate import simulate
 from core.training import PHASES, TrainConfig, run_phases, train_role
+from core.tuning import tune_menu
+from core.vec_env import RoleVecEnv
 
 TINY = {"timesteps": 2000, "groups": 2, "chains": 2, "n_steps": 8, "batch_size": 32, "acceptance_seeds": 2,
         "checkpoint_every": 500, "progress_bar": False, "horizon": 20}
@@ -201,12 +212,12 @@ def test_rejected_phases_leave_the_roles_rule_based(tmp_path: Path) -> None:
     assert not list((tmp_path / "models").glob("*.onnx*"))
     for role in ROLES:
         card = manifest["roles"][role]
-        assert card["kind"] == "rule" and card["safety_factor"] == DEFAULT_SAFETY_FACTOR
+        assert card["kind"] == "rule" and card["safety_factor"] == REFERENCE_SAFETY_FACTORS[role]
         assert card["features"] == list(FEATURES[role])
     mix = learned_mix(tmp_path / "models")
     for role in ROLES:
         policy = getattr(mix, role)
-        assert policy.choose == ConstantChooser(SAFETY_FACTORS.index(DEFAULT_SAFETY_FACTOR))
+        assert policy.choose == ConstantChooser(reference_index(role))
     assert simulate(dataclasses.replace(get_preset("steady"), horizon=30), mix, seeds=2)["fill_rate"]["mean"] > 0.5
 
 
@@ -361,3 +372,31 @@ def test_evaluation_is_reproducible_and_written(exported, tmp_path: Path) -> Non
     assert manifest["evaluation"]["presets"]["steady"]["learned_hierarchy"]["cost_per_day"] == pytest.approx(
         entry["policies"]["learned_hierarchy"]["cost_per_day"]["mean"])
     learned_mix(models)  # the models still pass their checks after the manifest is rewritten
+
+
+# --- the reference entries ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("role", ROLES)
+def test_a_fresh_policy_starts_at_its_reference_entry(role: str) -> None:
+    """Before any update, the policy picks its role's reference entry with the configured
+    probability and spreads the rest evenly, whatever it observes."""
+    torch.set_num_threads(1)
+    env = RoleVecEnv(role, {r: ConstantChooser(reference_index(r)) for r in ROLES if r != role}, groups=2, chains=4,
+                     horizon=20)
+    model = PPO("MlpPolicy", env, n_steps=8, batch_size=32, seed=1, device="cpu")
+    training.start_at_reference(model, role, 0.5)
+    obs = np.concatenate([env.reset(), np.random.default_rng(0).uniform(-5, 30, (200, len(FEATURES[role])))])
+    probabilities = torch_probabilities(model, obs.astype(np.float32))
+    assert (probabilities.argmax(axis=1) == reference_index(role)).all()
+    np.testing.assert_allclose(probabilities[:, reference_index(role)], 0.5, atol=0.03)
+    others = np.delete(probabilities, reference_index(role), axis=1)
+    np.testing.assert_allclose(others, 0.5 / (NUM_ACTIONS - 1), atol=0.01)
+
+
+def test_menu_tuner_is_never_worse_than_the_reference_entries() -> None:
+    scenario = dataclasses.replace(get_preset("high_volatility"), horizon=60)
+    tuned = tune_menu(scenario, seeds=3, sweeps=1)
+    reference = run_mixes(scenario, {"ref": PolicyMix(*(reference_policy(r) for r in ROLES))}, 3, 777)
+    assert set(tuned["safety_factors"]) == set(ROLES)
+    assert all(z in SAFETY_FACTORS for z in tuned["safety_factors"].values())
+    assert tuned["cost_per_day"] <= reference["ref"]["cost_per_day"].mean() + 1e-9

@@ -1,0 +1,57 @@
+"""The menus' forecast: the supplier's pre-build for planned capacity losses, and demand
+statistics that match the demand model, random shocks included."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from core.demand import demand_cv, sample_demand, shock_lift
+from core.forecast import Forecast
+from core.menus import SAFETY_FACTORS, menu_quantities
+from core.scenario import Capacities, DemandModel, Disruption, LeadTimes, Scenario
+from core.twin import reset
+
+# One store selling 10 a day; capacity 15 a day, none at all on days 50..59.
+FLAT = Scenario(name="flat", stores=(DemandModel(mean=10.0, dispersion=0.2, distribution="normal"),),
+                lead_times=LeadTimes(production=1, supplier_to_warehouse=1, warehouse_to_store=1),
+                capacities=Capacities(production=15.0), initial_cover_days=0.0)
+OUTAGE = dataclasses.replace(FLAT, disruptions=(Disruption(start_day=50, length=10, capacity_loss=1.0),))
+
+
+@pytest.mark.parametrize(("day", "expected"), [(49, 100.0), (39, 50.0), (30, 5.0), (20, 0.0), (60, 0.0)])
+def test_prebuild_is_the_planned_shortfall_net_of_spare_capacity_before_it(day: int, expected: float) -> None:
+    """Ten days without production need 100 units in stock when they start; each day of spare
+    capacity (5 units) before them lowers what must already be held by 5."""
+    assert Forecast.of(OUTAGE).prebuild(day, 3) == pytest.approx(expected)
+    assert Forecast.of(FLAT).prebuild(day, 3) == 0.0
+
+
+def test_supplier_menu_adds_the_prebuild_and_other_roles_do_not() -> None:
+    state = dataclasses.replace(reset(OUTAGE, 2), day=45)
+    choice = np.array([SAFETY_FACTORS.index(1.0)] * 2)
+    with_outage, without = Forecast.of(OUTAGE), Forecast.of(FLAT)
+    extra = menu_quantities(state, OUTAGE, with_outage, "supplier", choice) \
+        - menu_quantities(state, FLAT, without, "supplier", choice)
+    np.testing.assert_allclose(extra, with_outage.prebuild(45, 4))
+    assert with_outage.prebuild(45, 4) > 0
+    for role in ("store", "warehouse"):
+        picked = np.zeros((2, 1), np.int64) + choice[0] if role == "store" else choice
+        np.testing.assert_array_equal(menu_quantities(state, OUTAGE, with_outage, role, picked),
+                                      menu_quantities(state, FLAT, without, role, picked))
+
+
+@pytest.mark.parametrize(("dispersion", "probability", "size"), [(0.3, 0.0, 1.0), (0.9, 0.05, 1.5), (0.2, 0.2, 2.0)])
+def test_demand_statistics_match_sampled_demand_with_shocks(dispersion: float, probability: float,
+                                                            size: float) -> None:
+    model = DemandModel(mean=50.0, dispersion=dispersion, distribution="negative_binomial",
+                        shock_probability=probability,
+                        shock_size=size)
+    scenario = dataclasses.replace(FLAT, stores=(model,))
+    draws = sample_demand(scenario, 400, np.random.default_rng(7), 365).ravel()
+    expected_mean = 50.0 * shock_lift(model)
+    assert draws.mean() == pytest.approx(expected_mean, rel=0.01)
+    assert draws.std() / draws.mean() == pytest.approx(demand_cv(model), rel=0.05)
+    assert Forecast.of(scenario).store_demand(0, 10)[0] == pytest.approx(10 * expected_mean)
