@@ -21,7 +21,7 @@ from core.policies import ROLES, reorder_point_mix
 from core.presets import get_preset
 from core.reconcile import reconcile
 from core.scenario import Scenario
-from core.serving import EXPORTED_MODELS, learned_policy, load_manifest, load_policy
+from core.serving import EXPORTED_MODELS, learned_policy, load_hierarchy, load_manifest, load_policy
 from core.tuning import tune_base_stock
 from core.twin import reset, step
 
@@ -78,7 +78,8 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
 
 def decision_latency(models: Path = EXPORTED_MODELS, repeats: int = 2000) -> dict[str, object]:
     """Per-day decision of every agent of one chain (3 stores): observations excluded, the
-    networks only: onnxruntime, and where the training run is on disk, torch and SB3's predict."""
+    networks only: onnxruntime in one call (``hierarchy_policy.onnx``, what ``learned_mix`` uses)
+    and in one call per role, and where the training run is on disk, torch and SB3's predict."""
     scenario = get_preset("steady")
     state = reset(scenario, 1)
     forecast = Forecast.of(scenario)
@@ -98,6 +99,9 @@ def decision_latency(models: Path = EXPORTED_MODELS, repeats: int = 2000) -> dic
             seconds.append(time.perf_counter() - begin)
         return _percentiles(seconds)
 
+    if learned and manifest.get("hierarchy"):
+        joint = load_hierarchy(models, manifest, choosers)
+        result["onnxruntime_one_call"] = timed(lambda: joint.run(obs))
     result["onnxruntime"] = timed(lambda: [choosers[r].run(obs[r]) for r in learned])
     run = Path(manifest["training"]["config"]["out"])
     if learned and all((run / manifest["roles"][r]["trained_from"]).exists() for r in learned):

@@ -2,10 +2,12 @@
 
 Each role's SB3 actor becomes one self-contained ``.onnx`` file (opset ``OPSET``, weights inside,
 no ``.onnx.data`` sidecar): a batch of raw observations in, the greedy menu index (``action``,
-int64) and the menu probabilities (``probabilities``, float32) out. The graph starts with the
+int64) and the menu probabilities (``probabilities``, float32) out. The graph includes the
 observations' normalisation (clipping to +-``CLIP``, then standardising with the statistics
-measured when the policy was trained: ``core.learned.Standardize``).
-``manifest.json`` holds a model card per role. Every file is written to a temporary name and
+measured when the policy was trained: ``core.learned.Standardize``), folded into a per-feature
+clip and the first layer (``Actor``).
+``hierarchy_policy.onnx`` holds the learned roles' graphs side by side, for one onnxruntime call
+per day (``merge_roles``). ``manifest.json`` holds a model card per role. Every file is written to a temporary name and
 renamed only when all of them are complete, so an interrupted export leaves the previous models.
 """
 
@@ -24,29 +26,46 @@ import torch
 from stable_baselines3 import PPO
 from torch import nn
 
-from core.menus import ACTION_MEANINGS, DEFAULT_SAFETY_FACTOR, SAFETY_FACTORS
+from core.learned import STANDARD_CLIP
+from core.menus import ACTION_MEANINGS, REFERENCE_SAFETY_FACTORS, SAFETY_FACTORS
 from core.observations import CLIP, FEATURES
 from core.policies import ROLES
 from core.randomization import RANGES
-from core.serving import OUTPUTS, sha256
+from core.serving import HIERARCHY_FILE, OUTPUTS, sha256
 
 OPSET = 18
 PACKAGES = ("numpy", "onnxruntime", "torch", "stable-baselines3", "gymnasium", "pettingzoo")
 
 
 class Actor(nn.Module):
-    """What acting needs from an SB3 PPO policy: normalise, actor network, softmax, argmax."""
+    """What acting needs from an SB3 PPO policy, in few operators for low latency: one clip of
+    every feature to the range whose standardised value lies within the extractor's
+    +-``STANDARD_CLIP`` (and the observations' +-``CLIP``), the actor network with the
+    standardisation folded into its first layer, argmax and softmax. Equal to the policy's own
+    clip -> standardise -> clip -> network up to float rounding (so a near-tie of two menu entries
+    may resolve either way)."""
 
     def __init__(self, model: PPO) -> None:
         super().__init__()
-        self.normalise = model.policy.pi_features_extractor
-        self.features = model.policy.mlp_extractor.policy_net
+        standardize = model.policy.pi_features_extractor
+        mean, std = standardize.mean.detach().clone(), standardize.std.detach().clone()
+        low, high = mean - STANDARD_CLIP * std, mean + STANDARD_CLIP * std
+        # clip(clip(x, -CLIP, CLIP), low, high) as one clip, also when the two ranges do not overlap
+        self.register_buffer("low", torch.minimum(torch.clamp(low, min=-CLIP), high))
+        self.register_buffer("high", torch.maximum(torch.clamp(high, max=CLIP), low))
+        layers = list(model.policy.mlp_extractor.policy_net)
+        first = layers[0]
+        folded = nn.Linear(first.in_features, first.out_features)
+        with torch.no_grad():
+            folded.weight.copy_(first.weight / std)
+            folded.bias.copy_(first.bias - first.weight @ (mean / std))
+        self.features = nn.Sequential(folded, *layers[1:])
         self.head = model.policy.action_net
 
     def forward(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.head(self.features(self.normalise(torch.clamp(observation, -CLIP, CLIP))))
-        probabilities = torch.softmax(logits, dim=-1)
-        return torch.argmax(logits, dim=-1), probabilities
+        clipped = torch.minimum(torch.maximum(observation, self.low), self.high)
+        logits = self.head(self.features(clipped))
+        return torch.argmax(logits, dim=-1), torch.softmax(logits, dim=-1)
 
 
 def export_actor(model: PPO, role: str, path: Path) -> None:
@@ -61,6 +80,22 @@ def export_actor(model: PPO, role: str, path: Path) -> None:
     onnx.checker.check_model(onnx.load(str(path)))
 
 
+def merge_roles(paths: dict[str, Path]) -> onnx.ModelProto:
+    """One graph with every given role's policy side by side: inputs ``ROLE/observation``, outputs
+    ``ROLE/action`` and ``ROLE/probabilities``, so that one onnxruntime call decides a chain's day."""
+    merged = None
+    for role, path in paths.items():
+        model = onnx.load(str(path))
+        for value in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+            for dim in value.type.tensor_type.shape.dim:
+                if dim.dim_param:  # each role keeps its own batch size
+                    dim.dim_param = f"{role}_{dim.dim_param}"
+        model = onnx.compose.add_prefix(model, f"{role}/")
+        merged = model if merged is None else onnx.compose.merge_models(merged, model, io_map=[])
+    onnx.checker.check_model(merged)
+    return merged
+
+
 def _versions() -> dict[str, str]:
     return {name: importlib.metadata.version(name) for name in PACKAGES}
 
@@ -71,12 +106,14 @@ def export_run(run: Path, out: Path, command: str = "") -> dict:
     hierarchy = json.loads((run / "hierarchy.json").read_text())
     config = json.loads((run / "config.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
-    staged: list[tuple[Path, Path]] = []
+    staged: list[tuple[Path, Path]] = []  # (temporary file, final name)
+    learned: dict[str, Path] = {}  # role -> its temporary ONNX file
     cards = {}
     for role in ROLES:
         if role not in hierarchy["roles"]:  # no phase for this role was kept: it stays rule-based
-            cards[role] = {"kind": "rule", "safety_factor": DEFAULT_SAFETY_FACTOR, "features": list(FEATURES[role]),
-                           "actions": list(ACTION_MEANINGS), "safety_factor_menu": list(SAFETY_FACTORS)}
+            cards[role] = {"kind": "rule", "safety_factor": REFERENCE_SAFETY_FACTORS[role],
+                           "features": list(FEATURES[role]), "actions": list(ACTION_MEANINGS),
+                           "safety_factor_menu": list(SAFETY_FACTORS)}
             continue
         model = PPO.load(run / hierarchy["roles"][role], device="cpu")
         handle, name = tempfile.mkstemp(dir=out, suffix=".onnx.tmp")
@@ -86,16 +123,24 @@ def export_run(run: Path, out: Path, command: str = "") -> dict:
         export_actor(model, role, tmp)
         name = f"{role}_policy.onnx"
         staged.append((tmp, out / name))
+        learned[role] = tmp
         cards[role] = {
             "kind": "learned", "file": name, "sha256": sha256(tmp), "opset": OPSET, "input": "observation",
             "outputs": list(OUTPUTS), "features": list(FEATURES[role]), "actions": list(ACTION_MEANINGS),
             "safety_factor_menu": list(SAFETY_FACTORS),
             "trained_from": hierarchy["roles"][role], "training_steps": int(model.num_timesteps),
         }
+    hierarchy_card = {}
+    if learned:
+        tmp = out / (HIERARCHY_FILE + ".tmp")
+        onnx.save(merge_roles(learned), str(tmp))
+        staged.append((tmp, out / HIERARCHY_FILE))
+        hierarchy_card = {"file": HIERARCHY_FILE, "sha256": sha256(tmp), "roles": list(learned)}
     manifest = {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": command, "training": {"config": config, "phases": hierarchy["phases"]},
         "training_ranges": RANGES, "evaluation": {}, "packages": _versions(), "roles": cards,
+        "hierarchy": hierarchy_card,
     }
     manifest_tmp = out / "manifest.json.tmp"
     manifest_tmp.write_text(json.dumps(manifest, indent=2, default=float))

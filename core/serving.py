@@ -4,6 +4,8 @@
 before it is used: the file's sha256 against the manifest, the ONNX graph's input width against
 the role's feature list, and its outputs (``action``, ``probabilities``). Any problem raises
 ``PolicyLoadError`` naming the file and what is wrong; nothing half-loaded is returned.
+``learned_mix`` decides each day with one onnxruntime call for every learned agent of a chain
+(``hierarchy_policy.onnx``: the role graphs side by side), checked against the role files.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from core.menus import NUM_ACTIONS, MenuPolicy, forecast_base_stock
-from core.observations import FEATURES
+from core.menus import NUM_ACTIONS, MenuPolicy, forecast_base_stock, menu_quantities
+from core.observations import FEATURES, OBSERVERS
 from core.policies import ROLES, PolicyMix
+from core.scenario import Scenario
+from core.twin import Actions, State
 
 EXPORTED_MODELS = Path(__file__).resolve().parent.parent / "exported_models"
 OUTPUTS = ("action", "probabilities")
+HIERARCHY_FILE = "hierarchy_policy.onnx"
 
 
 class PolicyLoadError(ValueError):
@@ -133,7 +138,70 @@ def learned_policy(role: str, folder: Path = EXPORTED_MODELS, manifest: dict | N
     return MenuPolicy(role, load_policy(role, folder, manifest))
 
 
+@dataclass
+class HierarchyChooser:
+    """The learned roles' policies in one session: one call decides every learned agent."""
+
+    session: ort.InferenceSession
+    roles: tuple[str, ...]
+
+    def run(self, observations: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per role: (actions, probabilities) of its (M, F) observations."""
+        names = [f"{role}/{output}" for role in self.roles for output in OUTPUTS]
+        outputs = self.session.run(names, {f"{role}/observation": np.asarray(observations[role], np.float32)
+                                           for role in self.roles})
+        return {role: (outputs[2 * i].astype(np.int64), outputs[2 * i + 1]) for i, role in enumerate(self.roles)}
+
+
+def load_hierarchy(folder: Path, manifest: dict, choosers: dict[str, OnnxChooser]) -> HierarchyChooser:
+    """The manifest's one-call hierarchy file, checked: its sha256, its roles, and the same
+    decisions as the role files ``choosers`` on a probe batch."""
+    card = manifest.get("hierarchy")
+    path = Path(folder) / str(card.get("file")) if isinstance(card, dict) else None
+    if path is None or not path.is_file() or sha256(path) != card.get("sha256"):
+        raise PolicyLoadError(f"manifest hierarchy: file missing or its sha256 does not match ({path})")
+    joint = HierarchyChooser(session(path), tuple(card.get("roles", ())))
+    if set(joint.roles) != set(choosers):
+        raise PolicyLoadError(f"{path}: roles {joint.roles}; the manifest's learned roles are {tuple(choosers)}")
+    probe = {role: np.random.default_rng(0).uniform(-5, 30, (7, len(FEATURES[role]))).astype(np.float32)
+             for role in joint.roles}
+    try:
+        decided = joint.run(probe)
+    except Exception as exc:  # onnxruntime: wrong names, widths or types
+        raise PolicyLoadError(f"{path}: cannot run ({type(exc).__name__}: {str(exc)[:160]})") from None
+    for role, chooser in choosers.items():
+        if not np.allclose(decided[role][1], chooser.probabilities(probe[role]), atol=1e-6):
+            raise PolicyLoadError(f"{path}: its {role} policy differs from {role}_policy.onnx")
+    return joint
+
+
+@dataclass(frozen=True)
+class HierarchyMix(PolicyMix):
+    """Role policies whose learned roles decide each day in one call of ``joint``."""
+
+    joint: HierarchyChooser | None = None
+
+    def actions(self, state: State, scenario: Scenario) -> Actions:
+        if self.joint is None:
+            return super().actions(state, scenario)
+        policies = {role: getattr(self, role) for role in ROLES}
+        forecast = policies[self.joint.roles[0]].forecast(scenario, state.day + 1)
+        obs = {role: OBSERVERS[role](state, scenario, forecast) for role in self.joint.roles}
+        decided = self.joint.run({role: o.reshape(-1, o.shape[-1]) for role, o in obs.items()})
+        quantities = {role: menu_quantities(state, scenario, forecast, role, decided[role][0].reshape(o.shape[:-1]))
+                      for role, o in obs.items()}
+        for role in ROLES:
+            if role not in quantities:
+                quantities[role] = policies[role].act(state, scenario)
+        return Actions(quantities["store"], quantities["warehouse"], quantities["supplier"])
+
+
 def learned_mix(folder: Path = EXPORTED_MODELS) -> PolicyMix:
-    """The shipped hierarchy: one exported policy per role."""
+    """The shipped hierarchy: one exported policy per role, deciding in one onnxruntime call a day
+    when the export has a hierarchy file."""
     manifest = load_manifest(folder)
-    return PolicyMix(*(learned_policy(role, folder, manifest) for role in ROLES))
+    policies = [learned_policy(role, folder, manifest) for role in ROLES]
+    choosers = {p.role: p.choose for p in policies if isinstance(p.choose, OnnxChooser)}
+    if not choosers or not manifest.get("hierarchy"):
+        return PolicyMix(*policies)
+    return HierarchyMix(*policies, joint=load_hierarchy(folder, manifest, choosers))
