@@ -58,7 +58,7 @@ class TrainConfig:
     gamma: float = 0.99
     gae_lambda: float = 0.95
     clip_range: float = 0.2
-    ent_coef: float = 0.003
+    ent_coef: float = 0.0
     n_steps: int = 32  # per row; a rollout is n_steps x rows transitions
     batch_size: int = 8192
     n_epochs: int = 5
