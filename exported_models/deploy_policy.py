@@ -7,10 +7,12 @@ manifest.json) and, optionally, what is needed to turn the decision into units:
 
     {"features": {"on_hand_days": 3.2, "in_transit_days": 2.0, ...},
      "order": {"forecast_per_day": 40, "protection_days": 2, "demand_sd_per_day": 12,
-               "inventory_position": 150}}
+               "inventory_position": 150, "prebuild": 0}}
 
 It prints the chosen menu entry, its probability and, with "order", the order quantity:
-max(0, forecast_per_day * protection_days + z * demand_sd_per_day * sqrt(protection_days) - inventory_position).
+max(0, forecast_per_day * protection_days + z * demand_sd_per_day * sqrt(protection_days) + prebuild
+    - inventory_position),
+with prebuild (optional, the supplier's stock for planned capacity shortfalls) 0 if absent.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def main() -> int:
     order = data.get("order")
     if order:
         days = float(order["protection_days"])
-        target = order["forecast_per_day"] * days + z * order["demand_sd_per_day"] * math.sqrt(days)
+        target = order["forecast_per_day"] * days + z * order["demand_sd_per_day"] * math.sqrt(days) \
+            + order.get("prebuild", 0.0)
         print(f"order quantity: {max(0.0, target - order['inventory_position']):.2f} units")
     return 0
 

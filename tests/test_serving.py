@@ -449,3 +449,30 @@ def test_bench_times_one_call_and_per_role_decisions(learned) -> None:
     assert result["learned_roles"] == list(ROLES) and result["agents"] == 5
     for engine in ("onnxruntime_one_call", "onnxruntime"):
         assert 0 < result[engine]["median_us"] <= result[engine]["p99_us"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_deploy_script_decides_like_the_serving_code(learned, tmp_path: Path, role: str) -> None:
+    """exported_models/deploy_policy.py (numpy and onnxruntime only) picks the same menu entry as
+    load_policy for an observation given by feature name, and turns it into the menu's quantity."""
+    folder, _ = learned
+    obs = rollout_observations(role, steps=5)[7]
+    observation = {"features": dict(zip(FEATURES[role], map(float, obs), strict=True)),
+                   "order": {"forecast_per_day": 40.0, "protection_days": 4, "demand_sd_per_day": 10.0,
+                             "inventory_position": 100.0, "prebuild": 5.0}}
+    path = tmp_path / "observation.json"
+    path.write_text(json.dumps(observation))
+    script = REPO / "exported_models" / "deploy_policy.py"
+    result = subprocess.run([sys.executable, str(script), "--role", role, "--observation", str(path),
+                             "--models", str(folder)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    index = int(load_policy(role, folder)(obs[None, :])[0])
+    z = SAFETY_FACTORS[index]
+    assert f"(menu entry {index}," in result.stdout
+    assert f"order quantity: {max(0.0, 160.0 + z * 10.0 * 2.0 + 5.0 - 100.0):.2f} units" in result.stdout
+
+    del observation["features"][FEATURES[role][0]]
+    path.write_text(json.dumps(observation))
+    result = subprocess.run([sys.executable, str(script), "--role", role, "--observation", str(path),
+                             "--models", str(folder)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and f"observation lacks features: {FEATURES[role][0]}" in result.stderr
