@@ -20,8 +20,9 @@ st.title("Train and export")
 st.header("Download the shipped policies")
 shipped = [p for p in sorted(EXPORTED_MODELS.glob("*.onnx")) + [EXPORTED_MODELS / "manifest.json", DEPLOY_SCRIPT]
            if p.exists()]
-for col, path in zip(st.columns(max(len(shipped), 1)), shipped, strict=False):
-    col.download_button(path.name, path.read_bytes(), file_name=path.name, key=f"download_{path.name}")
+for row in range(0, len(shipped), 3):  # three to a row: the file names stay readable
+    for col, path in zip(st.columns(3), shipped[row: row + 3], strict=False):
+        col.download_button(path.name, path.read_bytes(), file_name=path.name, key=f"download_{path.name}")
 
 st.header("Train a store policy")
 st.caption("Phase 1 only (the store policy, shared by every store), on randomised scenarios; the warehouse and "
