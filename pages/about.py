@@ -17,8 +17,10 @@ held-out seeds.
 
 **Decisions.** Every agent picks a safety factor z from a menu and orders up to its forecast demand over its
 protection window plus z standard deviations (stores: their own stock; warehouse and supplier: their echelon
-stock, i.e. everything downstream of them too). When the warehouse is short it shares stock by the scenario's
-allocation rule (proportional or lowest cover first).
+stock, i.e. everything downstream of them too). The supplier also holds a pre-build: the stock that planned
+production capacity could not make in time for the forecast (a planned disruption, a peak above capacity).
+When the warehouse is short it shares stock by the scenario's allocation rule (proportional or lowest cover
+first).
 
 **Reconciliation.** Every day the engine turns flows into a ledger per agent: demand, filled, lost or
 backordered, fill rate, on hand, in transit, holding cost, stockout cost, excess inventory, ordering,
