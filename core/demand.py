@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import functools
+import math
 from pathlib import Path
 
 import numpy as np
@@ -44,13 +46,14 @@ def shock_lift(model: DemandModel) -> float:
     return 1.0 + model.shock_probability * model.shock_size
 
 
+@functools.lru_cache(maxsize=4096)  # models are frozen; policies and observers ask every day
 def demand_cv(model: DemandModel) -> float:
     """Coefficient of variation of a day's demand around its expectation, random shocks included:
     demand is mean x S x noise, with S = 1 + size on a shock day and noise of CV ``dispersion``."""
     p, size = model.shock_probability, model.shock_size
     lift = shock_lift(model)
     second_moment = 1.0 + p * ((1.0 + size) ** 2 - 1.0)
-    return float(np.sqrt(second_moment * (1.0 + model.dispersion**2) / lift**2 - 1.0))
+    return math.sqrt(second_moment * (1.0 + model.dispersion**2) / lift**2 - 1.0)
 
 
 def _draw(model: DemandModel, mean: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -7,8 +7,9 @@ observations' normalisation (clipping to +-``CLIP``, then standardising with the
 measured when the policy was trained: ``core.learned.Standardize``), folded into a per-feature
 clip and the first layer (``Actor``).
 ``hierarchy_policy.onnx`` holds the learned roles' graphs side by side, for one onnxruntime call
-per day (``merge_roles``). ``manifest.json`` holds a model card per role. Every file is written to a temporary name and
-renamed only when all of them are complete, so an interrupted export leaves the previous models.
+per day (``merge_roles``). ``manifest.json`` holds a model card per role. Every file is written to
+a temporary name and renamed only when all of them are complete, so an interrupted export leaves
+the previous models.
 """
 
 from __future__ import annotations

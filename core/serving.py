@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -145,10 +146,13 @@ class HierarchyChooser:
     session: ort.InferenceSession
     roles: tuple[str, ...]
 
+    @cached_property
+    def output_names(self) -> list[str]:
+        return [f"{role}/{output}" for role in self.roles for output in OUTPUTS]
+
     def run(self, observations: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per role: (actions, probabilities) of its (M, F) observations."""
-        names = [f"{role}/{output}" for role in self.roles for output in OUTPUTS]
-        outputs = self.session.run(names, {f"{role}/observation": np.asarray(observations[role], np.float32)
+        outputs = self.session.run(self.output_names, {f"{role}/observation": np.asarray(observations[role], np.float32)
                                            for role in self.roles})
         return {role: (outputs[2 * i].astype(np.int64), outputs[2 * i + 1]) for i, role in enumerate(self.roles)}
 
@@ -179,11 +183,9 @@ def load_hierarchy(folder: Path, manifest: dict, choosers: dict[str, OnnxChooser
 class HierarchyMix(PolicyMix):
     """Role policies whose learned roles decide each day in one call of ``joint``."""
 
-    joint: HierarchyChooser | None = None
+    joint: HierarchyChooser
 
     def actions(self, state: State, scenario: Scenario) -> Actions:
-        if self.joint is None:
-            return super().actions(state, scenario)
         policies = {role: getattr(self, role) for role in ROLES}
         forecast = policies[self.joint.roles[0]].forecast(scenario, state.day + 1)
         obs = {role: OBSERVERS[role](state, scenario, forecast) for role in self.joint.roles}

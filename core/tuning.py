@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.demand import sample_demand
+from core.evaluation import run_mixes
+from core.menus import SAFETY_FACTORS, forecast_base_stock, reference_index
 from core.policies import ROLES, BaseStock, PolicyMix, base_stock_mix, store_demand_stats
 from core.reconcile import reconcile
 from core.scenario import Scenario
@@ -103,9 +105,6 @@ def tune_base_stock(scenario: Scenario, seeds: int = 8, periods: int | None = No
 def tune_menu(scenario: Scenario, seeds: int = 16, seed: int = 777, sweeps: int = 2) -> dict[str, object]:
     """The best constant menu entries (forecast base-stock) per role: coordinate search, one role
     at a time over the whole menu, every candidate on the same demand paths."""
-    from core.evaluation import run_mixes
-    from core.menus import SAFETY_FACTORS, forecast_base_stock, reference_index
-
     best = {role: reference_index(role) for role in ROLES}
 
     def mix(indices: dict[str, int]) -> PolicyMix:
