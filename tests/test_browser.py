@@ -1,7 +1,7 @@
 """The served app in a real browser: ``streamlit run`` in a subprocess, driven by Playwright and Chromium.
 
 Every page is reached through the sidebar navigation. Screenshots go to ``artifacts/screenshots/`` (outside
-git); the Live page's one is also saved as ``docs/live_twin.png`` for the README.
+git); the test run writes no tracked file.
 
 Without ``/usr/bin/chromium`` (or the playwright package) these tests skip; with ``REQUIRE_BROWSER=1`` they fail
 instead. Run only these with ``pytest -m browser``; leave them out with ``-m "not browser"``.
@@ -30,7 +30,6 @@ MANIFEST = MODELS / "manifest.json"
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
-DOCS_SCREENSHOT = ROOT / "docs" / "live_twin.png"
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", "--no-first-run"]
 SERVER_START_TIMEOUT = 60.0  # seconds
@@ -269,9 +268,7 @@ def test_live_twin_sliders_policies_and_animation(page) -> None:
     expect(metric(page, "Day")).to_have_text(after_play["Day"])
     expect(page.locator(".st-key-live_series .js-plotly-plot")).to_be_visible()
     assert_no_errors(page)
-    path = screenshot(page, "live_twin")
-    DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    DOCS_SCREENSHOT.write_bytes(path.read_bytes())
+    screenshot(page, "live_twin")
 
 
 def test_head_to_head_loads_its_tables(page) -> None:

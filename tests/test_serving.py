@@ -46,6 +46,7 @@ from core.vec_env import RoleVecEnv
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_INDEX = SAFETY_FACTORS.index(2.0)
+PROBABILITY_TOLERANCE = 1e-5  # onnxruntime vs torch, float32 softmax over a 64-wide network
 
 
 def role_env(role: str, groups: int = 2, chains: int = 4, horizon: int = 60, seed: int = 0) -> RoleVecEnv:
@@ -115,16 +116,16 @@ def test_onnx_matches_the_sb3_policy(learned, role: str) -> None:
     expected = torch_probabilities(model, obs)
     assert actions.dtype == np.int64 and actions.shape == (obs.shape[0],)
     assert probabilities.dtype == np.float32 and probabilities.shape == (obs.shape[0], NUM_ACTIONS)
-    # Identical actions, except where the policy's two best entries tie to float32 resolution
-    # (either implementation's rounding may pick either); such ties are rare.
+    # Probabilities agree to PROBABILITY_TOLERANCE everywhere (float32 rounding differs by CPU and kernel), so
+    # the two argmaxes can differ only where torch's two best entries are within twice that of each other.
+    assert np.abs(probabilities - expected).max() <= PROBABILITY_TOLERANCE
     top_two = np.sort(expected, axis=1)[:, -2:]
-    decided = top_two[:, 1] - top_two[:, 0] > 1e-6
+    decided = top_two[:, 1] - top_two[:, 0] > 2 * PROBABILITY_TOLERANCE
     assert decided.mean() > 0.999
     np.testing.assert_array_equal(actions[decided], model_chooser(model)(obs)[decided])
     np.testing.assert_array_equal(actions[decided], expected.argmax(axis=1)[decided])
-    for i in np.flatnonzero(~decided):
-        assert actions[i] in np.argsort(expected[i])[-2:]
-    assert np.abs(probabilities - expected).max() <= 1e-5
+    chosen = expected[np.arange(len(actions)), actions]
+    assert (chosen >= expected.max(axis=1) - 2 * PROBABILITY_TOLERANCE).all()  # a near-tie picks a best entry
     # the check means something: confident, varied decisions
     assert probabilities.max(axis=1).mean() > 3.0 / NUM_ACTIONS
     assert np.unique(actions[: real.shape[0]]).size >= 3
