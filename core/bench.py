@@ -14,16 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from core.demand import sample_demand
-from core.forecast import Forecast
-from core.observations import FEATURES, OBSERVERS
-from core.policies import ROLES, reorder_point_mix
-from core.presets import get_preset
-from core.reconcile import reconcile
-from core.scenario import Scenario
-from core.serving import EXPORTED_MODELS, learned_policy, load_hierarchy, load_manifest, load_policy
-from core.tuning import tune_base_stock
-from core.twin import reset, step
+from core.agents.observations import FEATURES, OBSERVERS
+from core.agents.rules import ROLES, reorder_point_mix
+from core.agents.tuning import tune_base_stock
+from core.serving.models import EXPORTED_MODELS, learned_policy, load_hierarchy, load_manifest, load_policy
+from core.simulation.demand import sample_demand
+from core.simulation.forecast import Forecast
+from core.simulation.presets import get_preset
+from core.simulation.reconcile import reconcile
+from core.simulation.scenario import Scenario
+from core.simulation.twin import reset, step
 
 
 def step_rate(scenario: Scenario, batch_size: int, periods: int, repeats: int = 5) -> dict[str, float]:
@@ -108,7 +108,7 @@ def decision_latency(models: Path = EXPORTED_MODELS, repeats: int = 2000) -> dic
         import torch
         from stable_baselines3 import PPO
 
-        from core.export import Actor
+        from core.learning.export import Actor
 
         torch.set_num_threads(1)
         ppo = {r: PPO.load(run / manifest["roles"][r]["trained_from"], device="cpu") for r in learned}
@@ -128,7 +128,7 @@ def decision_latency(models: Path = EXPORTED_MODELS, repeats: int = 2000) -> dic
 def recompute_seconds(repeats: int = 5) -> float:
     """Median seconds for the Live page's work after a slider move: build the scenario and run
     one chain for a year with the shipped policies at every echelon."""
-    from core.live import Controls, apply_controls, policy_mix, run_year
+    from core.app.live import Controls, apply_controls, policy_mix, run_year
 
     choosers = {r: learned_policy(r).choose for r in ROLES}
     seconds = []

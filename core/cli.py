@@ -14,16 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from core.demand import DemandFileError, load_demand_csv, sample_demand, scenario_for_history
-from core.policy_spec import PolicySpecError, parse_policy
-from core.presets import PRESETS, load_scenario
-from core.scenario import ScenarioError
-from core.serving import EXPORTED_MODELS, PolicyLoadError
-from core.simulate import kpis, rollout, summarise
+from core.serving.models import EXPORTED_MODELS, PolicyLoadError
+from core.serving.policy_spec import PolicySpecError, parse_policy
+from core.simulation.demand import DemandFileError, load_demand_csv, sample_demand, scenario_for_history
+from core.simulation.presets import PRESETS, load_scenario
+from core.simulation.rollout import kpis, rollout, summarise
+from core.simulation.scenario import ScenarioError
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from core.validation import validate
+    from core.evaluation.validation import validate
 
     names = [args.scenario] if args.scenario else list(PRESETS)
     failures = 0
@@ -60,7 +60,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from core.tuning import tune_base_stock, tune_menu
+    from core.agents.tuning import tune_base_stock, tune_menu
 
     scenario = load_scenario(args.scenario)
     if args.menu:
@@ -119,7 +119,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace, out: str):
-    from core.training import TrainConfig
+    from core.learning.training import TrainConfig
 
     overrides = {"out": out, "seed": args.seed, "progress_bar": not args.no_progress}
     if args.timesteps is not None:
@@ -128,7 +128,7 @@ def _train_config(args: argparse.Namespace, out: str):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from core.training import PHASES, run_phases
+    from core.learning.training import PHASES, run_phases
 
     phases = list(PHASES) if args.phase == "all" else [int(args.phase)]
     run_phases(_train_config(args, args.out), phases)
@@ -136,7 +136,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from core.export import export_run
+    from core.learning.export import export_run
 
     manifest = export_run(Path(args.source), Path(args.out), command="python -m core " + " ".join(sys.argv[1:]))
     for role, card in manifest["roles"].items():
@@ -147,7 +147,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from core.report import evaluate, markdown, write
+    from core.evaluation.report import evaluate, markdown, write
 
     names = [args.scenario] if args.scenario else list(PRESETS)
     for name in names:
@@ -160,9 +160,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
-    from core.export import record_evaluation
-    from core.report import evaluate, markdown, write
-    from core.training import PHASES, run_phases
+    from core.evaluation.report import evaluate, markdown, write
+    from core.learning.export import record_evaluation
+    from core.learning.training import PHASES, run_phases
     print("== 1/4 validate every preset", flush=True)
     if _cmd_validate(argparse.Namespace(scenario=None, periods=None)):
         return 1

@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from core.menus import ACTION_MEANINGS
-from core.observations import FEATURES
-from core.twin import __doc__ as TWIN_DOC
+from core.agents.menus import ACTION_MEANINGS
+from core.agents.observations import FEATURES
+from core.simulation.twin import __doc__ as TWIN_DOC
 
 st.title("About this lab")
 st.markdown("""

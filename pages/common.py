@@ -6,11 +6,11 @@ import hashlib
 
 import streamlit as st
 
-from core.live import POLICY_CHOICES, policy_mix, run_year
-from core.policies import ROLES
-from core.scenario import Scenario
-from core.serving import OnnxChooser, PolicyLoadError, learned_policy
-from core.simulate import Rollout
+from core.agents.rules import ROLES
+from core.app.live import POLICY_CHOICES, policy_mix, run_year
+from core.serving.models import OnnxChooser, PolicyLoadError, learned_policy
+from core.simulation.rollout import Rollout
+from core.simulation.scenario import Scenario
 
 ROLE_LABELS = {"store": "Stores", "warehouse": "Warehouse", "supplier": "Supplier"}
 

@@ -8,10 +8,10 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.evaluation import REPORTED, mean_ci, paired, run_mixes
-from core.live import policy_mix
-from core.presets import PRESETS
-from core.simulate import kpis
+from core.app.live import policy_mix
+from core.evaluation.statistics import EVAL_SEED, REPORTED, mean_ci, paired
+from core.simulation.presets import PRESETS
+from core.simulation.rollout import kpis, run_mixes
 from pages.common import learned_for, policy_pickers, run_for, uploaded_models
 
 st.title("Head-to-head")
@@ -47,7 +47,7 @@ def summary(preset: str, a: tuple, b: tuple, seeds: int, uploads: tuple[str, ...
     """``uploads`` (digests of this session's uploaded models) is part of the cache key, as in ``cached_run``."""
     del uploads
     per_seed = run_mixes(PRESETS[preset], {"A": policy_mix(dict(a), learned_for(dict(a))),
-                                           "B": policy_mix(dict(b), learned_for(dict(b)))}, seeds)
+                                           "B": policy_mix(dict(b), learned_for(dict(b)))}, seeds, EVAL_SEED)
     return {k: {"A": mean_ci(per_seed["A"][k]), "B": mean_ci(per_seed["B"][k]),
                 "A - B": paired(per_seed["A"][k], per_seed["B"][k])} for k in REPORTED}
 

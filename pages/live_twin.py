@@ -6,10 +6,10 @@ import dataclasses
 
 import streamlit as st
 
-from core.live import Controls, apply_controls, controls_of
-from core.plots import kpis_so_far, ledger_rows, network_figure, series_figure
-from core.presets import PRESETS
-from core.scenario import ScenarioError
+from core.app.live import Controls, apply_controls, controls_of
+from core.app.plots import kpis_so_far, ledger_rows, network_figure, series_figure
+from core.simulation.presets import PRESETS
+from core.simulation.scenario import ScenarioError
 from pages.common import policy_pickers, run_for
 
 st.title("Live twin")

@@ -6,11 +6,11 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from core.live import inspect_store_policy
-from core.menus import ACTION_MEANINGS, SAFETY_FACTORS, ConstantChooser
-from core.observations import STORE_FEATURES
-from core.policies import ReorderPoint
-from core.serving import PolicyLoadError
+from core.agents.menus import ACTION_MEANINGS, SAFETY_FACTORS, ConstantChooser
+from core.agents.observations import STORE_FEATURES
+from core.agents.rules import ReorderPoint
+from core.app.live import inspect_store_policy
+from core.serving.models import PolicyLoadError
 from pages.common import learned_choosers
 
 st.title("Policy inspector")

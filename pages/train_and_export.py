@@ -9,8 +9,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.policies import ROLES
-from core.serving import EXPORTED_MODELS, OnnxChooser, PolicyLoadError
+from core.agents.rules import ROLES
+from core.serving.models import EXPORTED_MODELS, OnnxChooser, PolicyLoadError
 from pages.common import ROLE_LABELS, uploaded_models
 
 DEPLOY_SCRIPT = EXPORTED_MODELS / "deploy_policy.py"
@@ -30,9 +30,9 @@ st.caption("Phase 1 only (the store policy, shared by every store), on randomise
 budget = st.select_slider("Budget (agent transitions)", [50_000, 100_000, 200_000, 400_000, 800_000], 400_000,
                           key="train_budget")
 if st.button("Train, evaluate and export", key="train_go"):
-    from core.export import export_run
-    from core.report import evaluate, markdown
-    from core.training import TrainConfig, run_phases
+    from core.evaluation.report import evaluate, markdown
+    from core.learning.export import export_run
+    from core.learning.training import TrainConfig, run_phases
 
     folder = Path(st.session_state.setdefault("train_dir", tempfile.mkdtemp(prefix="hmarl_")))
     run_dir = folder / f"run_{budget}"

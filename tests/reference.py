@@ -1,7 +1,7 @@
 """A slow, obvious reference for one period of the twin, and random inputs for property tests.
 
-The reference is written from the order of events in the module docstring of ``core.twin``
-(and the field comments of ``core.scenario``), not from ``core.twin.step``. It works on one
+The reference is written from the order of events in the module docstring of ``core.simulation.twin``
+(and the field comments of ``core.simulation.scenario``), not from ``core.simulation.twin.step``. It works on one
 chain at a time with plain Python floats, lists and dicts, and keeps every shipment as
 ``{arrival day: units}`` instead of the twin's shifted pipeline arrays, so a mistake in the
 twin's array bookkeeping cannot be copied here.
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.scenario import (
+from core.simulation.scenario import (
     ALLOCATION_RULES,
     UNMET_DEMAND,
     Capacities,
@@ -47,7 +47,7 @@ from core.scenario import (
     LeadTimes,
     Scenario,
 )
-from core.twin import Actions, Flows, State
+from core.simulation.twin import Actions, Flows, State
 
 
 @dataclass

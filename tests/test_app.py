@@ -104,8 +104,8 @@ def tiny_policy(role: str, action: int = 0) -> bytes:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from core.menus import NUM_ACTIONS
-    from core.observations import FEATURES
+    from core.agents.menus import NUM_ACTIONS
+    from core.agents.observations import FEATURES
 
     width = len(FEATURES[role])
     logits = np.full(NUM_ACTIONS, -5.0, np.float32)
@@ -154,7 +154,7 @@ def test_default_page_is_the_live_twin() -> None:
 
 
 def test_about_page_lists_roles_and_menu() -> None:
-    from core.menus import ACTION_MEANINGS
+    from core.agents.menus import ACTION_MEANINGS
 
     at = open_page("about.py")
     text = "\n".join(m.value for m in at.markdown)
@@ -274,8 +274,8 @@ def test_live_play_stops_at_the_end_of_the_year() -> None:
 
 @needs_models
 def test_live_new_preset_loads_its_slider_values() -> None:
-    from core.live import controls_of
-    from core.presets import PRESETS
+    from core.app.live import controls_of
+    from core.simulation.presets import PRESETS
 
     at = open_page("live_twin.py")
     at.slider(key="live_demand_level").set_value(1.8).run()

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test
 
-from core.menus import NUM_ACTIONS, SAFETY_FACTORS, ConstantChooser, menu_quantities
-from core.observations import FEATURES, OBSERVERS
-from core.policies import ROLES
-from core.presets import get_preset
-from core.pz_env import SupplyChainParallelEnv
-from core.scenario import Capacities
-from core.twin import Actions, State, reset, step
-from core.vec_env import RoleVecEnv
+from core.agents.menus import NUM_ACTIONS, SAFETY_FACTORS, ConstantChooser, menu_quantities
+from core.agents.observations import FEATURES, OBSERVERS
+from core.agents.rules import ROLES
+from core.learning.pz_env import SupplyChainParallelEnv
+from core.learning.vec_env import RoleVecEnv
+from core.simulation.presets import get_preset
+from core.simulation.scenario import Capacities
+from core.simulation.twin import Actions, State, reset, step
 
 HORIZON = 10
 GROUPS, CHAINS, STORES = 2, 3, 3
@@ -277,7 +277,7 @@ def test_observations_stay_equal_when_identical_stores_see_the_same_customers() 
     """Thirty days of the same customers at every store and orders scaled with the number of stores:
     the three-store chain looks to every agent exactly like the one-store chain (features are per
     store, or pooled and divided by pooled forecasts)."""
-    from core.forecast import Forecast
+    from core.simulation.forecast import Forecast
 
     one, three = _with_identical_stores(1), _with_identical_stores(3)
     f_one, f_three = Forecast.of(one), Forecast.of(three)

@@ -8,14 +8,15 @@ import dataclasses
 import numpy as np
 import pytest
 
-from core.demand import demand_cv, sample_demand, shock_lift
-from core.evaluation import run_mixes
-from core.forecast import Forecast
-from core.menus import SAFETY_FACTORS, menu_quantities, reference_policy
-from core.policies import ROLES, PolicyMix
-from core.presets import PRESETS
-from core.scenario import Capacities, DemandModel, Disruption, LeadTimes, Scenario
-from core.twin import reset
+from core.agents.menus import SAFETY_FACTORS, menu_quantities, reference_policy
+from core.agents.rules import ROLES, PolicyMix
+from core.evaluation.statistics import EVAL_SEED
+from core.simulation.demand import demand_cv, sample_demand, shock_lift
+from core.simulation.forecast import Forecast
+from core.simulation.presets import PRESETS
+from core.simulation.rollout import run_mixes
+from core.simulation.scenario import Capacities, DemandModel, Disruption, LeadTimes, Scenario
+from core.simulation.twin import reset
 
 # One store selling 10 a day; capacity 15 a day, none at all on days 50..59.
 FLAT = Scenario(name="flat", stores=(DemandModel(mean=10.0, dispersion=0.2, distribution="normal"),),
@@ -69,7 +70,7 @@ def test_prebuild_lowers_the_cost_of_the_reference_entries_where_capacity_binds(
 
     def cost() -> float:
         mix = PolicyMix(*(reference_policy(role) for role in ROLES))
-        return float(run_mixes(scenario, {"reference": mix}, 8)["reference"]["cost_per_day"].mean())
+        return float(run_mixes(scenario, {"reference": mix}, 8, EVAL_SEED)["reference"]["cost_per_day"].mean())
 
     with_prebuild = cost()
     monkeypatch.setattr(Forecast, "prebuild", lambda self, *args, **kwargs: 0.0)

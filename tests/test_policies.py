@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.policies import (
+from core.agents.rules import (
     BaseStock,
     ReorderPoint,
     echelon_position,
@@ -15,10 +15,10 @@ from core.policies import (
     reorder_point_mix,
     store_demand_stats,
 )
-from core.presets import PRESETS, get_preset
-from core.simulate import simulate
-from core.tuning import levels_for, tune_base_stock
-from core.twin import reset
+from core.agents.tuning import levels_for, tune_base_stock
+from core.simulation.presets import PRESETS, get_preset
+from core.simulation.rollout import simulate
+from core.simulation.twin import reset
 
 RETAIL = sorted(name for name in PRESETS if name != "serial_textbook")
 

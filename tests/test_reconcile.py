@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from reference import random_actions, random_demand, random_scenario, random_state
 
-from core.demand import sample_demand
-from core.policies import reorder_point_mix
-from core.presets import get_preset
-from core.reconcile import Ledger, node_names, reconcile
-from core.scenario import Costs, RewardWeights
-from core.simulate import kpis, rollout
-from core.twin import reset, step
+from core.agents.rules import reorder_point_mix
+from core.simulation.demand import sample_demand
+from core.simulation.presets import get_preset
+from core.simulation.reconcile import Ledger, node_names, reconcile
+from core.simulation.rollout import kpis, rollout
+from core.simulation.scenario import Costs, RewardWeights
+from core.simulation.twin import reset, step
 
 
 def _periods(seed: int, count: int = 25):

@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from core.demand import DemandFileError, load_demand_csv, sample_demand
-from core.presets import PRESETS, get_preset
-from core.scenario import (
+from core.simulation.demand import DemandFileError, load_demand_csv, sample_demand
+from core.simulation.presets import PRESETS, get_preset
+from core.simulation.scenario import (
     MAX_STORES,
     Capacities,
     DemandModel,

@@ -18,18 +18,17 @@ from onnx import TensorProto, helper, numpy_helper
 from stable_baselines3 import PPO
 from torch import nn
 
-import core.serving as serving
+import core.serving.models as serving
+from core.agents.menus import NUM_ACTIONS, SAFETY_FACTORS, ConstantChooser
+from core.agents.observations import FEATURES
+from core.agents.rules import ROLES, PolicyMix
 from core.cli import main
-from core.demand import sample_demand
-from core.export import export_actor, export_run, merge_roles, torch_probabilities
-from core.learned import Standardize, model_chooser
-from core.learned import learned_mix as torch_learned_mix
-from core.menus import NUM_ACTIONS, SAFETY_FACTORS, ConstantChooser
-from core.observations import FEATURES
-from core.policies import ROLES, PolicyMix
-from core.policy_spec import PolicySpecError, parse_policy
-from core.presets import get_preset
-from core.serving import (
+from core.learning.export import export_actor, export_run, merge_roles, torch_probabilities
+from core.learning.policies import Standardize, model_chooser
+from core.learning.policies import learned_mix as torch_learned_mix
+from core.learning.training import TrainConfig
+from core.learning.vec_env import RoleVecEnv
+from core.serving.models import (
     HIERARCHY_FILE,
     OUTPUTS,
     HierarchyMix,
@@ -40,9 +39,10 @@ from core.serving import (
     load_policy,
     sha256,
 )
-from core.simulate import kpis, rollout
-from core.training import TrainConfig
-from core.vec_env import RoleVecEnv
+from core.serving.policy_spec import PolicySpecError, parse_policy
+from core.simulation.demand import sample_demand
+from core.simulation.presets import get_preset
+from core.simulation.rollout import kpis, rollout
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_INDEX = SAFETY_FACTORS.index(2.0)
@@ -361,7 +361,7 @@ def test_manifest_problems_raise_policy_load_error(learned, tmp_path: Path, case
 
 
 def test_load_policy_errors_name_the_file(learned, tmp_path: Path) -> None:
-    """core.serving promises: "Any problem raises PolicyLoadError naming the file and what is wrong"."""
+    """core.serving.models promises: "Any problem raises PolicyLoadError naming the file and what is wrong"."""
     folder = copy_export(learned[0], tmp_path / "models")
     for model, what in ((tiny_onnx(12), "input shape"), (tiny_onnx(16, names=("a", "p")), "outputs"),
                         (b"garbage", "not a loadable ONNX model")):
@@ -406,10 +406,10 @@ def test_cli_simulate_learned_without_models_exits_2_with_one_line(
 SERVE = """
 import json, sys
 import numpy as np
-from core.serving import OnnxChooser, learned_mix
-from core.demand import sample_demand
-from core.presets import get_preset
-from core.simulate import kpis, rollout
+from core.serving.models import OnnxChooser, learned_mix
+from core.simulation.demand import sample_demand
+from core.simulation.presets import get_preset
+from core.simulation.rollout import kpis, rollout
 
 mix = learned_mix(sys.argv[1])
 assert all(isinstance(getattr(mix, role).choose, OnnxChooser) for role in ("store", "warehouse", "supplier"))

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from core.demand import sample_demand
-from core.policies import base_stock_mix
-from core.presets import get_preset
-from core.scenario import Costs, DemandModel, LeadTimes
-from core.simulate import kpis, rollout, simulate
+from core.agents.rules import base_stock_mix
+from core.simulation.demand import sample_demand
+from core.simulation.presets import get_preset
+from core.simulation.rollout import kpis, rollout, simulate
+from core.simulation.scenario import Costs, DemandModel, LeadTimes
 
 # --- 4. newsvendor ------------------------------------------------------------------------------
 

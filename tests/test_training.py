@@ -17,10 +17,8 @@ import pytest
 import torch
 from stable_baselines3 import PPO
 
-import core.training as training
-from core.evaluation import run_mixes
-from core.export import OPSET, export_run, record_evaluation, torch_probabilities
-from core.menus import (
+import core.learning.training as training
+from core.agents.menus import (
     ACTION_MEANINGS,
     NUM_ACTIONS,
     REFERENCE_SAFETY_FACTORS,
@@ -29,15 +27,16 @@ from core.menus import (
     reference_index,
     reference_policy,
 )
-from core.observations import FEATURES
-from core.policies import ROLES, PolicyMix
-from core.presets import PRESETS, get_preset
-from core.report import evaluate, write
-from core.serving import OUTPUTS, OnnxChooser, learned_mix, load_manifest, load_policy, sha256
-from core.simulate import simulate
-from core.training import PHASES, TrainConfig, run_phases, train_role
-from core.tuning import tune_menu
-from core.vec_env import RoleVecEnv
+from core.agents.observations import FEATURES
+from core.agents.rules import ROLES, PolicyMix
+from core.agents.tuning import tune_menu
+from core.evaluation.report import evaluate, write
+from core.learning.export import OPSET, export_run, record_evaluation, torch_probabilities
+from core.learning.training import PHASES, TrainConfig, run_phases, train_role
+from core.learning.vec_env import RoleVecEnv
+from core.serving.models import OUTPUTS, OnnxChooser, learned_mix, load_manifest, load_policy, sha256
+from core.simulation.presets import PRESETS, get_preset
+from core.simulation.rollout import run_mixes, simulate
 
 TINY = {"timesteps": 2000, "groups": 2, "chains": 2, "n_steps": 8, "batch_size": 32, "acceptance_seeds": 2,
         "checkpoint_every": 500, "progress_bar": False, "horizon": 20}

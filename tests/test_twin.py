@@ -19,18 +19,18 @@ from reference import (
     state_arrays,
 )
 
-from core.demand import sample_demand
-from core.policies import (
+from core.agents.rules import (
     BaseStock,
     PolicyMix,
     base_stock_mix,
     random_mix,
     reorder_point_mix,
 )
-from core.presets import PRESETS, get_preset
-from core.scenario import Capacities, DemandModel, Disruption, LeadTimes, Scenario
-from core.simulate import rollout
-from core.twin import MEMORY_WEIGHT, Actions, Flows, State, allocate, production_capacity, reset, step
+from core.simulation.demand import sample_demand
+from core.simulation.presets import PRESETS, get_preset
+from core.simulation.rollout import rollout
+from core.simulation.scenario import Capacities, DemandModel, Disruption, LeadTimes, Scenario
+from core.simulation.twin import MEMORY_WEIGHT, Actions, Flows, State, allocate, production_capacity, reset, step
 
 STATE_ARRAYS = ("store_on_hand", "store_backorders", "store_pipeline", "warehouse_on_hand",
                 "warehouse_pipeline", "supplier_on_hand", "production_pipeline")
@@ -307,7 +307,7 @@ def test_echelon_and_local_base_stock_in_a_serial_chain() -> None:
 
     In the textbook (Axsaeter; Snyder and Shen) the two policies are equivalent because an
     installation reviews *after* it has seen the order its downstream stage placed in the same
-    period. In this twin every role reviews the same evening state at once (core.twin, event 1):
+    period. In this twin every role reviews the same evening state at once (core.simulation.twin, event 1):
     the warehouse's local position (on hand + inbound) does not yet contain tonight's store
     order, and the supplier's (finished goods + WIP) not tonight's warehouse order. So the local
     warehouse passes the store's demand upstream one review late and the local supplier two

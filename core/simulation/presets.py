@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from core.scenario import (
+from core.simulation.scenario import (
     Capacities,
     Costs,
     DemandModel,

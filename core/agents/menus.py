@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.forecast import Forecast
-from core.observations import OBSERVERS, daily_forecast, protection_days
-from core.policies import demand_sd, echelon_position
-from core.scenario import Scenario
-from core.twin import State
+from core.agents.observations import OBSERVERS, daily_forecast, protection_days
+from core.agents.rules import demand_sd, echelon_position
+from core.simulation.forecast import Forecast
+from core.simulation.scenario import Scenario
+from core.simulation.twin import State
 
 SAFETY_FACTORS = (-1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0, 3.5, 4.0,
                   5.0, 7.0, 10.0)

@@ -1,7 +1,7 @@
 """An SB3 ``VecEnv`` that trains one role with parameter sharing, at NumPy speed.
 
 The environment holds ``groups`` batches of ``chains`` supply chains; every group runs its own
-randomised scenario (``core.randomization``) through the batched twin. Each row of the VecEnv
+randomised scenario (``core.simulation.randomization``) through the batched twin. Each row of the VecEnv
 is one agent of the trained role: for stores a (group, chain, store) triple, so one policy learns
 from every store of every chain (centralised training, decentralised execution); for the
 warehouse and the supplier a (group, chain) pair. The other roles act through fixed choosers
@@ -27,9 +27,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from core.demand import sample_demand
-from core.forecast import Forecast
-from core.menus import (
+from core.agents.menus import (
     NUM_ACTIONS,
     Chooser,
     ConstantChooser,
@@ -37,12 +35,14 @@ from core.menus import (
     menu_quantities,
     reference_index,
 )
-from core.observations import FEATURES, OBSERVERS
-from core.policies import ROLES
-from core.randomization import sample_scenario
-from core.reconcile import reconcile
-from core.scenario import Scenario
-from core.twin import Actions, State, reset, step
+from core.agents.observations import FEATURES, OBSERVERS
+from core.agents.rules import ROLES
+from core.simulation.demand import sample_demand
+from core.simulation.forecast import Forecast
+from core.simulation.randomization import sample_scenario
+from core.simulation.reconcile import reconcile
+from core.simulation.scenario import Scenario
+from core.simulation.twin import Actions, State, reset, step
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 A role policy looks at the batched ``State`` and returns that role's decision for every chain:
 stores (B, N) order quantities, warehouse (B,) order, supplier (B,) production. A ``PolicyMix``
-names one policy per role; learned policies (``core.serving``) implement the same interface.
+names one policy per role; learned policies (``core.serving.models``) implement the same interface.
 
 Inventory position (IP) = on hand + in transit - backorders (for the supplier: finished goods
 + work in production). The echelon IP of a node adds the IP of every node downstream of it.
@@ -16,9 +16,9 @@ from typing import Protocol
 
 import numpy as np
 
-from core.demand import demand_cv, shock_lift
-from core.scenario import Scenario
-from core.twin import Actions, State
+from core.simulation.demand import demand_cv, shock_lift
+from core.simulation.scenario import Scenario
+from core.simulation.twin import Actions, State
 
 ROLES = ("store", "warehouse", "supplier")
 
@@ -33,7 +33,7 @@ class RolePolicy(Protocol):
 
 def demand_sd(scenario: Scenario, daily_mean: np.ndarray) -> np.ndarray:
     """(N,) daily standard deviation of each store's demand at ``daily_mean`` (same model as
-    ``core.demand``: coefficient of variation with random shocks, at least Poisson for integer demand)."""
+    ``core.simulation.demand``: coefficient of variation with random shocks, at least Poisson for integer demand)."""
     cv = np.array([demand_cv(m) for m in scenario.stores])
     integer = np.array([m.distribution == "negative_binomial" for m in scenario.stores])
     return np.where(integer, np.maximum(cv * daily_mean, np.sqrt(daily_mean)), cv * daily_mean)

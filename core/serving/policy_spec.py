@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.policies import ROLES, BaseStock, PolicyMix, RandomPolicy, ReorderPoint, RolePolicy
-from core.scenario import Scenario
+from core.agents.rules import ROLES, BaseStock, PolicyMix, RandomPolicy, ReorderPoint, RolePolicy
+from core.simulation.scenario import Scenario
 
 NAMED_MIXES = ("reorder_point", "tuned", "random", "learned")
 KINDS = {"reorder_point": ("z", "cycle_days"), "base_stock": ("level",), "echelon_base_stock": ("level",),
@@ -73,14 +73,14 @@ def _role_policy(role: str, text: str, scenario: Scenario, rng: np.random.Genera
 def parse_policy(spec: str, scenario: Scenario, rng: np.random.Generator) -> PolicyMix:
     """The mix described by ``spec`` for ``scenario`` (see the module docstring)."""
     if spec == "learned":
-        from core.serving import PolicyLoadError, learned_mix
+        from core.serving.models import PolicyLoadError, learned_mix
 
         try:
             return learned_mix()
         except PolicyLoadError as exc:
             raise PolicySpecError(f"policy learned: {exc}") from None
     if spec == "tuned":
-        from core.tuning import tune_base_stock
+        from core.agents.tuning import tune_base_stock
 
         return tune_base_stock(scenario).mix()
     if spec in ("reorder_point", "random"):

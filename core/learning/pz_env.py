@@ -1,7 +1,7 @@
 """A PettingZoo ``ParallelEnv`` over the twin: one supply chain, one agent per node.
 
 Agents ``store_0 .. store_{N-1}``, ``warehouse`` and ``supplier`` each observe their local,
-scale-free features (``core.observations``) and choose a menu entry (``core.menus``). Rewards are
+scale-free features (``core.agents.observations``) and choose a menu entry (``core.agents.menus``). Rewards are
 the reconciliation engine's per-agent rewards (with default weights, minus the agent's own cost
 per day). ``state()`` concatenates every agent's observation for centralised critics. The horizon
 is a truncation, never a termination: inventory has no terminal state.
@@ -15,14 +15,14 @@ import gymnasium as gym
 import numpy as np
 from pettingzoo import ParallelEnv
 
-from core.demand import sample_demand
-from core.forecast import Forecast
-from core.menus import NUM_ACTIONS, menu_quantities
-from core.observations import FEATURES, OBSERVERS
-from core.presets import get_preset
-from core.reconcile import node_names, reconcile
-from core.scenario import Scenario
-from core.twin import Actions, reset, step
+from core.agents.menus import NUM_ACTIONS, menu_quantities
+from core.agents.observations import FEATURES, OBSERVERS
+from core.simulation.demand import sample_demand
+from core.simulation.forecast import Forecast
+from core.simulation.presets import get_preset
+from core.simulation.reconcile import node_names, reconcile
+from core.simulation.scenario import Scenario
+from core.simulation.twin import Actions, reset, step
 
 
 def role_of(agent: str) -> str:

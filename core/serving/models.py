@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from core.menus import NUM_ACTIONS, MenuPolicy, forecast_base_stock, menu_quantities
-from core.observations import FEATURES, OBSERVERS
-from core.policies import ROLES, PolicyMix
-from core.scenario import Scenario
-from core.twin import Actions, State
+from core.agents.menus import NUM_ACTIONS, MenuPolicy, forecast_base_stock, menu_quantities
+from core.agents.observations import FEATURES, OBSERVERS
+from core.agents.rules import ROLES, PolicyMix
+from core.simulation.scenario import Scenario
+from core.simulation.twin import Actions, State
 
-EXPORTED_MODELS = Path(__file__).resolve().parent.parent / "exported_models"
+EXPORTED_MODELS = Path(__file__).resolve().parents[2] / "exported_models"
 OUTPUTS = ("action", "probabilities")
 HIERARCHY_FILE = "hierarchy_policy.onnx"
 

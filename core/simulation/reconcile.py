@@ -26,8 +26,8 @@ from functools import cached_property
 
 import numpy as np
 
-from core.scenario import Scenario
-from core.twin import Flows, State
+from core.simulation.scenario import Scenario
+from core.simulation.twin import Flows, State
 
 
 class Ledger:

@@ -1,5 +1,5 @@
 """Learned role policies at training time: an SB3 model as a ``Chooser``, and the hierarchy
-of learned roles as a ``PolicyMix``. (Serving uses ONNX instead: ``core.serving``.)"""
+of learned roles as a ``PolicyMix``. (Serving uses ONNX instead: ``core.serving.models``.)"""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-from core.menus import Chooser, MenuPolicy, reference_policy
-from core.policies import ROLES, PolicyMix
+from core.agents.menus import Chooser, MenuPolicy, reference_policy
+from core.agents.rules import ROLES, PolicyMix
 
 STANDARD_CLIP = 10.0  # standardised features are clipped to +-this
 

@@ -4,7 +4,7 @@ Each role's SB3 actor becomes one self-contained ``.onnx`` file (opset ``OPSET``
 no ``.onnx.data`` sidecar): a batch of raw observations in, the greedy menu index (``action``,
 int64) and the menu probabilities (``probabilities``, float32) out. The graph includes the
 observations' normalisation (clipping to +-``CLIP``, then standardising with the statistics
-measured when the policy was trained: ``core.learned.Standardize``), folded into a per-feature
+measured when the policy was trained: ``core.learning.policies.Standardize``), folded into a per-feature
 clip and the first layer (``Actor``).
 ``hierarchy_policy.onnx`` holds the learned roles' graphs side by side, for one onnxruntime call
 per day (``merge_roles``). ``manifest.json`` holds a model card per role. Every file is written to
@@ -27,12 +27,12 @@ import torch
 from stable_baselines3 import PPO
 from torch import nn
 
-from core.learned import STANDARD_CLIP
-from core.menus import ACTION_MEANINGS, REFERENCE_SAFETY_FACTORS, SAFETY_FACTORS
-from core.observations import CLIP, FEATURES
-from core.policies import ROLES
-from core.randomization import RANGES
-from core.serving import HIERARCHY_FILE, OUTPUTS, sha256
+from core.agents.menus import ACTION_MEANINGS, REFERENCE_SAFETY_FACTORS, SAFETY_FACTORS
+from core.agents.observations import CLIP, FEATURES
+from core.agents.rules import ROLES
+from core.learning.policies import STANDARD_CLIP
+from core.serving.models import HIERARCHY_FILE, OUTPUTS, sha256
+from core.simulation.randomization import RANGES
 
 OPSET = 18
 PACKAGES = ("numpy", "onnxruntime", "torch", "stable-baselines3", "gymnasium", "pettingzoo")

@@ -6,8 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.reconcile import node_names
-from core.simulate import Rollout
+from core.simulation.reconcile import node_names
+from core.simulation.rollout import Rollout
 
 STOCKOUT = "#d62728"
 HEALTHY = "#2ca02c"

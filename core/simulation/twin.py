@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.scenario import Scenario
+from core.simulation.scenario import Scenario
 
 MEMORY_WEIGHT = 0.25  # weight of the newest day in the exponentially weighted averages
 

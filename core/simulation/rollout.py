@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from core.demand import sample_demand
-from core.policies import PolicyMix
-from core.reconcile import Ledger, reconcile
-from core.scenario import Scenario
-from core.twin import reset, step
+from core.simulation.demand import sample_demand
+from core.simulation.reconcile import Ledger, reconcile
+from core.simulation.scenario import Scenario
+from core.simulation.twin import Actions, State, reset, step
+
+
+class PolicyMix(Protocol):
+    """Anything that decides every agent's quantities for a batch of chains (``core.agents.rules.PolicyMix``)."""
+
+    def actions(self, state: State, scenario: Scenario) -> Actions: ...
 
 
 @dataclass(frozen=True)
@@ -102,3 +108,10 @@ def simulate(scenario: Scenario, mix: PolicyMix, seeds: int, periods: int | None
     """KPIs (mean and standard error across ``seeds`` chains) of one mix."""
     demand = sample_demand(scenario, seeds, np.random.default_rng(seed), periods)
     return summarise(kpis(rollout(scenario, mix, demand), warmup))
+
+
+def run_mixes(scenario: Scenario, mixes: dict[str, PolicyMix], seeds: int, seed: int,
+              periods: int | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Per-seed KPIs of every mix, all on the same ``seeds`` demand paths (common random numbers)."""
+    demand = sample_demand(scenario, seeds, np.random.default_rng(seed), periods)
+    return {name: kpis(rollout(scenario, mix, demand)) for name, mix in mixes.items()}

@@ -12,21 +12,13 @@ import math
 import numpy as np
 from scipy import stats
 
-from core.demand import sample_demand
-from core.policies import PolicyMix
-from core.scenario import Scenario
-from core.simulate import kpis, rollout
+from core.agents.rules import PolicyMix
+from core.simulation.rollout import run_mixes
+from core.simulation.scenario import Scenario
 
 EVAL_SEED = 1_000_000
 REPORTED = ("cost_per_day", "fill_rate", "lost_sales_per_day", "holding_cost_per_day", "stockout_cost_per_day",
             "bullwhip_store", "bullwhip_warehouse", "bullwhip_supplier")
-
-
-def run_mixes(scenario: Scenario, mixes: dict[str, PolicyMix], seeds: int, seed: int = EVAL_SEED,
-              periods: int | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """Per-seed KPIs of every mix, all on the same ``seeds`` demand paths."""
-    demand = sample_demand(scenario, seeds, np.random.default_rng(seed), periods)
-    return {name: kpis(rollout(scenario, mix, demand)) for name, mix in mixes.items()}
 
 
 def mean_ci(values: np.ndarray) -> dict[str, float]:

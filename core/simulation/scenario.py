@@ -11,7 +11,7 @@ Conventions used throughout the project:
 - a lead time of L days means: ordered (or started) in the evening of day t, available in
   the morning of day t + L. L = 1 is "ordered tonight, on the shelf tomorrow", which is the
   textbook's zero-lead-time newsvendor; Snyder and Shen's serial-system lead times are used as
-  they are (see ``core.twin`` for the order of events).
+  they are (see ``core.simulation.twin`` for the order of events).
 """
 
 from __future__ import annotations

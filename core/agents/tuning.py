@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.demand import sample_demand
-from core.evaluation import run_mixes
-from core.menus import SAFETY_FACTORS, forecast_base_stock, reference_index
-from core.policies import ROLES, BaseStock, PolicyMix, base_stock_mix, store_demand_stats
-from core.reconcile import reconcile
-from core.scenario import Scenario
-from core.twin import reset, step
+from core.agents.menus import SAFETY_FACTORS, forecast_base_stock, reference_index
+from core.agents.rules import ROLES, BaseStock, PolicyMix, base_stock_mix, store_demand_stats
+from core.simulation.demand import sample_demand
+from core.simulation.reconcile import reconcile
+from core.simulation.rollout import run_mixes
+from core.simulation.scenario import Scenario
+from core.simulation.twin import reset, step
 
 COARSE_GRID = np.linspace(-2.0, 8.0, 6)
 

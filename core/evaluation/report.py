@@ -9,12 +9,13 @@ import json
 import os
 from pathlib import Path
 
-from core.evaluation import EVAL_SEED, REPORTED, mean_ci, paired, run_mixes
-from core.menus import reference_policy
-from core.policies import ROLES, PolicyMix, reorder_point_mix
-from core.presets import PRESETS
-from core.serving import EXPORTED_MODELS, learned_policy, load_manifest
-from core.tuning import tune_base_stock
+from core.agents.menus import reference_policy
+from core.agents.rules import ROLES, PolicyMix, reorder_point_mix
+from core.agents.tuning import tune_base_stock
+from core.evaluation.statistics import EVAL_SEED, REPORTED, mean_ci, paired
+from core.serving.models import EXPORTED_MODELS, learned_policy, load_manifest
+from core.simulation.presets import PRESETS
+from core.simulation.rollout import run_mixes
 
 BASELINES = ("reorder_point", "tuned_base_stock")
 

@@ -5,17 +5,17 @@ Stock is measured in days of forecast demand, rates as ratios, so one policy ser
 level and any number of stores. A store sees only its own shelf, pipeline, customers and orders;
 the warehouse its own stock, its stores' orders and stock, and its supplier's service; the
 supplier its own stock, production and capacity, and the warehouse's orders. All three see the
-calendar and the demand forecast (``core.forecast``).
+calendar and the demand forecast (``core.simulation.forecast``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from core.demand import demand_cv
-from core.forecast import Forecast
-from core.scenario import Scenario
-from core.twin import State
+from core.simulation.demand import demand_cv
+from core.simulation.forecast import Forecast
+from core.simulation.scenario import Scenario
+from core.simulation.twin import State
 
 CLIP = 60.0
 EPS = 1e-6

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.scenario import DemandModel, Scenario
+from core.simulation.scenario import DemandModel, Scenario
 
 
 class DemandFileError(ValueError):

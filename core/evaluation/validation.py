@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.demand import sample_demand
-from core.policies import random_mix, store_demand_stats
-from core.reconcile import Ledger, reconcile
-from core.scenario import RewardWeights, Scenario
-from core.twin import State, reset, step
+from core.agents.rules import random_mix, store_demand_stats
+from core.simulation.demand import sample_demand
+from core.simulation.reconcile import Ledger, reconcile
+from core.simulation.scenario import RewardWeights, Scenario
+from core.simulation.twin import State, reset, step
 
 TOLERANCE = 1e-6
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.demand import expected_demand_matrix
-from core.scenario import Scenario
-from core.twin import production_capacity, supplier_lead_time
+from core.simulation.demand import expected_demand_matrix
+from core.simulation.scenario import Scenario
+from core.simulation.twin import production_capacity, supplier_lead_time
 
 LOOKAHEAD = 120  # days of forecast kept beyond the horizon
 

@@ -9,15 +9,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.demand import sample_demand
-from core.forecast import Forecast
-from core.menus import SAFETY_FACTORS, Chooser, MenuPolicy, menu_quantities, reference_policy
-from core.observations import store_observation
-from core.policies import ROLES, PolicyMix, RolePolicy, reorder_point_mix
-from core.presets import STORE_MEANS, WEEKLY_RETAIL, get_preset
-from core.scenario import Disruption, LeadTimes, Promotion, Scenario
-from core.simulate import Rollout, rollout
-from core.twin import reset
+from core.agents.menus import SAFETY_FACTORS, Chooser, MenuPolicy, menu_quantities, reference_policy
+from core.agents.observations import store_observation
+from core.agents.rules import ROLES, PolicyMix, RolePolicy, reorder_point_mix
+from core.simulation.demand import sample_demand
+from core.simulation.forecast import Forecast
+from core.simulation.presets import STORE_MEANS, WEEKLY_RETAIL, get_preset
+from core.simulation.rollout import Rollout, rollout
+from core.simulation.scenario import Disruption, LeadTimes, Promotion, Scenario
+from core.simulation.twin import reset
 
 POLICY_CHOICES = ("learned", "forecast base-stock", "reorder point (s, S)")
 

@@ -12,8 +12,8 @@ import dataclasses
 
 import numpy as np
 
-from core.presets import PRESETS
-from core.scenario import Capacities, DemandModel, Disruption, LeadTimes, Promotion, Scenario
+from core.simulation.presets import PRESETS
+from core.simulation.scenario import Capacities, DemandModel, Disruption, LeadTimes, Promotion, Scenario
 
 RANGES = {
     "demand_scale": (0.5, 2.0),  # multiplier of the preset's store means

@@ -31,12 +31,12 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.logger import KVWriter, Logger, make_output_format
 
-from core.evaluation import mean_cost
-from core.learned import Standardize, frozen_choosers, learned_mix
-from core.menus import NUM_ACTIONS, reference_index
-from core.policies import ROLES
-from core.presets import PRESETS
-from core.vec_env import RoleVecEnv
+from core.agents.menus import NUM_ACTIONS, reference_index
+from core.agents.rules import ROLES
+from core.evaluation.statistics import mean_cost
+from core.learning.policies import Standardize, frozen_choosers, learned_mix
+from core.learning.vec_env import RoleVecEnv
+from core.simulation.presets import PRESETS
 
 PHASES = {1: "store", 2: "warehouse", 3: "supplier", 4: "joint"}
 

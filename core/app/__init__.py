@@ -1,0 +1,1 @@
+"""What the Streamlit pages compute and draw; no streamlit import here."""

@@ -1,0 +1,1 @@
+"""Statistics on common random numbers, the evaluation report and the twin's self-checks."""

@@ -1,0 +1,1 @@
+"""Training environments (SB3 VecEnv, PettingZoo), hierarchical PPO and ONNX export: torch lives here only."""

@@ -1,0 +1,1 @@
+"""Exported policies served with numpy and onnxruntime only (never torch), and the policy registry."""

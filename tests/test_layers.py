@@ -1,0 +1,45 @@
+"""The package's layers: every module of ``core`` imports only from its own layer or the layers below it
+(the order in ``core/__init__.py``), and nothing in ``core`` imports streamlit."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+CORE = Path(__file__).resolve().parents[1] / "core"
+LAYERS = ("simulation", "agents", "serving", "evaluation", "learning", "app")
+TOP = len(LAYERS)  # core.cli, core.bench, core.__main__
+
+
+def layer(module: str) -> int:
+    """Rank of a ``core`` module by its layer (the top-level modules above every layer)."""
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else TOP
+
+
+def imports(path: Path) -> list[str]:
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+        elif isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+    return names
+
+
+MODULES = sorted(CORE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[str(p.relative_to(CORE)) for p in MODULES])
+def test_imports_run_downward(path: Path) -> None:
+    module = ".".join(("core", *path.relative_to(CORE).with_suffix("").parts))
+    upward = [name for name in imports(path) if name.startswith("core.") and layer(name) > layer(module)]
+    assert not upward, f"{module} imports from a higher layer: {upward}"
+    assert not any(name.split(".")[0] == "streamlit" for name in imports(path)), f"{module} imports streamlit"
+
+
+def test_every_module_belongs_to_a_layer() -> None:
+    loose = [p.name for p in CORE.glob("*.py") if p.stem not in ("__init__", "__main__", "cli", "bench")]
+    assert not loose, f"modules outside the layers: {loose}"
