@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.agents.observations import FEATURES, OBSERVERS
-from core.agents.rules import ROLES, reorder_point_mix
+from core.agents.observations import FEATURES, observe
+from core.agents.roles import ROLES
+from core.agents.rules import reorder_point_mix
 from core.agents.tuning import tune_base_stock
 from core.serving.models import EXPORTED_MODELS, learned_policy, load_hierarchy, load_manifest, load_policy
 from core.simulation.demand import sample_demand
@@ -83,7 +84,7 @@ def decision_latency(models: Path = EXPORTED_MODELS, repeats: int = 2000) -> dic
     scenario = get_preset("steady")
     state = reset(scenario, 1)
     forecast = Forecast.of(scenario)
-    obs = {role: OBSERVERS[role](state, scenario, forecast).reshape(-1, len(FEATURES[role])) for role in ROLES}
+    obs = {role: observe(role, state, scenario, forecast).reshape(-1, len(FEATURES[role])) for role in ROLES}
     manifest = load_manifest(models)
     learned = [r for r in ROLES if manifest["roles"][r].get("kind") == "learned"]
     result: dict[str, object] = {"learned_roles": learned, "agents": sum(len(obs[r]) for r in learned)}

@@ -6,7 +6,7 @@ import hashlib
 
 import streamlit as st
 
-from core.agents.rules import ROLES
+from core.agents.roles import ROLES
 from core.app.live import POLICY_CHOICES, policy_mix, run_year
 from core.serving.models import OnnxChooser, PolicyLoadError, learned_policy
 from core.simulation.rollout import Rollout

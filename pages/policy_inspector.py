@@ -7,7 +7,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from core.agents.menus import ACTION_MEANINGS, SAFETY_FACTORS, ConstantChooser
-from core.agents.observations import STORE_FEATURES
+from core.agents.observations import FEATURES
 from core.agents.rules import ReorderPoint
 from core.app.live import inspect_store_policy
 from core.serving.models import PolicyLoadError
@@ -51,4 +51,4 @@ bar.update_layout(height=380, xaxis_tickangle=-40, yaxis_title="probability")
 st.plotly_chart(bar, width="stretch")
 st.caption(f"Chosen: {ACTION_MEANINGS[int(probabilities.argmax())]}; learned order {grid['learned_order'][i, j]:.1f}, "
            f"reorder-point order {grid['rule_order'][i, j]:.1f} units. The store policy observes: "
-           + ", ".join(STORE_FEATURES) + ".")
+           + ", ".join(FEATURES["store"]) + ".")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.agents.rules import ROLES
+from core.agents.roles import ROLES
 from core.serving.models import EXPORTED_MODELS, OnnxChooser, PolicyLoadError
 from pages.common import ROLE_LABELS, uploaded_models
 

@@ -11,8 +11,8 @@ import pytest
 from pettingzoo.test import parallel_api_test
 
 from core.agents.menus import NUM_ACTIONS, SAFETY_FACTORS, ConstantChooser, menu_quantities
-from core.agents.observations import FEATURES, OBSERVERS
-from core.agents.rules import ROLES
+from core.agents.observations import FEATURES, observe
+from core.agents.roles import ROLES
 from core.learning.pz_env import SupplyChainParallelEnv
 from core.learning.vec_env import RoleVecEnv
 from core.simulation.presets import get_preset
@@ -285,8 +285,8 @@ def test_observations_stay_equal_when_identical_stores_see_the_same_customers() 
     demand = np.random.default_rng(5).poisson(one.stores[0].mean, size=30).astype(float)
     rng = np.random.default_rng(6)
     for t in range(30):
-        o_one = {r: OBSERVERS[r](s_one, one, f_one) for r in ROLES}
-        o_three = {r: OBSERVERS[r](s_three, three, f_three) for r in ROLES}
+        o_one = {r: observe(r, s_one, one, f_one) for r in ROLES}
+        o_three = {r: observe(r, s_three, three, f_three) for r in ROLES}
         for i in range(3):
             np.testing.assert_allclose(o_three["store"][0, i], o_one["store"][0, 0], rtol=1e-5, atol=1e-5,
                                        err_msg=f"store_{i} day {t}")

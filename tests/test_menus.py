@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from core.agents.menus import SAFETY_FACTORS, menu_quantities, reference_policy
-from core.agents.rules import ROLES, PolicyMix
+from core.agents.roles import ROLES
+from core.agents.rules import PolicyMix
 from core.evaluation.statistics import EVAL_SEED
 from core.simulation.demand import demand_cv, sample_demand, shock_lift
 from core.simulation.forecast import Forecast

@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.agents.roles import ROLE
 from core.agents.rules import (
     BaseStock,
     ReorderPoint,
-    echelon_position,
-    local_position,
     random_mix,
     reorder_point_mix,
     store_demand_stats,
@@ -48,13 +47,14 @@ def test_policy_positions_and_orders() -> None:
     stores = state.store_on_hand + state.store_pipeline.sum(axis=2) - state.store_backorders
     warehouse = state.warehouse_on_hand + state.warehouse_pipeline.sum(axis=1)
     supplier = state.supplier_on_hand + state.production_pipeline.sum(axis=1)
-    assert np.allclose(local_position(state, "store"), stores)
-    assert np.allclose(local_position(state, "warehouse"), warehouse)
-    assert np.allclose(local_position(state, "supplier"), supplier)
-    assert np.allclose(echelon_position(state, "warehouse"), warehouse + stores.sum(axis=1))
-    assert np.allclose(echelon_position(state, "supplier"), supplier + warehouse + stores.sum(axis=1))
-    assert np.allclose(echelon_position(state, "supplier"), state.units_in_network - state.store_backorders.sum(axis=1))
-    level = echelon_position(state, "supplier")[0] + 50.0
+    assert np.allclose(ROLE["store"].local_position(state), stores)
+    assert np.allclose(ROLE["warehouse"].local_position(state), warehouse)
+    assert np.allclose(ROLE["supplier"].local_position(state), supplier)
+    assert np.allclose(ROLE["warehouse"].echelon_position(state), warehouse + stores.sum(axis=1))
+    assert np.allclose(ROLE["supplier"].echelon_position(state), supplier + warehouse + stores.sum(axis=1))
+    in_network = state.units_in_network - state.store_backorders.sum(axis=1)
+    assert np.allclose(ROLE["supplier"].echelon_position(state), in_network)
+    level = ROLE["supplier"].echelon_position(state)[0] + 50.0
     assert np.allclose(BaseStock("supplier", level, echelon=True).act(state, scenario), [50.0, 50.0])
     assert np.allclose(BaseStock("supplier", 0.0, echelon=True).act(state, scenario), 0.0)
     s, big_s = ReorderPoint("store").levels(scenario)

@@ -21,7 +21,8 @@ from torch import nn
 import core.serving.models as serving
 from core.agents.menus import NUM_ACTIONS, SAFETY_FACTORS, ConstantChooser
 from core.agents.observations import FEATURES
-from core.agents.rules import ROLES, PolicyMix
+from core.agents.roles import ROLES
+from core.agents.rules import PolicyMix
 from core.cli import main
 from core.learning.export import export_actor, export_run, merge_roles, torch_probabilities
 from core.learning.policies import Standardize, model_chooser

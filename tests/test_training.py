@@ -21,14 +21,14 @@ import core.learning.training as training
 from core.agents.menus import (
     ACTION_MEANINGS,
     NUM_ACTIONS,
-    REFERENCE_SAFETY_FACTORS,
     SAFETY_FACTORS,
     ConstantChooser,
     reference_index,
     reference_policy,
 )
 from core.agents.observations import FEATURES
-from core.agents.rules import ROLES, PolicyMix
+from core.agents.roles import ROLE, ROLES
+from core.agents.rules import PolicyMix
 from core.agents.tuning import tune_menu
 from core.evaluation.report import evaluate, write
 from core.learning.export import OPSET, export_run, record_evaluation, torch_probabilities
@@ -211,7 +211,7 @@ def test_rejected_phases_leave_the_roles_rule_based(tmp_path: Path) -> None:
     assert not list((tmp_path / "models").glob("*.onnx*"))
     for role in ROLES:
         card = manifest["roles"][role]
-        assert card["kind"] == "rule" and card["safety_factor"] == REFERENCE_SAFETY_FACTORS[role]
+        assert card["kind"] == "rule" and card["safety_factor"] == ROLE[role].reference_safety_factor
         assert card["features"] == list(FEATURES[role])
     mix = learned_mix(tmp_path / "models")
     for role in ROLES:

@@ -21,24 +21,23 @@ policy moves z with the season, promotions, disruptions and its own stock.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from core.agents.observations import OBSERVERS, daily_forecast, protection_days
-from core.agents.rules import demand_sd, echelon_position
+from core.agents.observations import observe
+from core.agents.roles import ROLE, STORE, actions_of
+from core.agents.rules import base_stock_level, demand_sd, order_up_to
 from core.simulation.forecast import Forecast
 from core.simulation.scenario import Scenario
-from core.simulation.twin import State
+from core.simulation.twin import Actions, State
 
 SAFETY_FACTORS = (-1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0, 3.5, 4.0,
                   5.0, 7.0, 10.0)
+ACTION_LABELS = tuple(f"z = {z:g}" for z in SAFETY_FACTORS)  # short labels for charts
 ACTION_MEANINGS = tuple(f"order up to forecast + {z:g} standard deviations" for z in SAFETY_FACTORS)
 NUM_ACTIONS = len(SAFETY_FACTORS)
-# The reference entries: what a role with no learned policy does, and where a fresh policy starts.
-# They are the best constant entries on ``steady`` (``python -m core tune --scenario steady --menu``).
-REFERENCE_SAFETY_FACTORS = {"store": 2.25, "warehouse": 2.5, "supplier": 2.25}
 
 Chooser = Callable[[np.ndarray], np.ndarray]  # observations (M, F) -> action indices (M,)
 
@@ -46,18 +45,20 @@ Chooser = Callable[[np.ndarray], np.ndarray]  # observations (M, F) -> action in
 def menu_quantities(state: State, scenario: Scenario, forecast: Forecast, role: str,
                     choice: np.ndarray) -> np.ndarray:
     """Order (production) quantities for action indices ``choice``: (B, N) stores, (B,) upstream."""
-    day = state.day
-    z = np.asarray(SAFETY_FACTORS)[choice]
-    days = protection_days(scenario, forecast, role, day)
-    per_store = daily_forecast(scenario, forecast, "store", day) if role != "store" else None
-    f = daily_forecast(scenario, forecast, role, day)
-    sd = demand_sd(scenario, f if role == "store" else per_store)
-    if role != "store":
-        sd = np.sqrt((sd**2).sum())
-    target = f * days + z * sd * np.sqrt(days)
-    if role == "supplier":
+    spec, day = ROLE[role], state.day
+    days = spec.protection_days(scenario, forecast, day)
+    f = spec.daily_forecast(scenario, forecast, day)
+    sd = spec.pool_sd(demand_sd(scenario, STORE.daily_forecast(scenario, forecast, day)))
+    target = base_stock_level(f, sd, days, np.asarray(SAFETY_FACTORS)[choice])
+    if spec.holds_prebuild:
         target = target + forecast.prebuild(day, days)
-    return np.maximum(target - echelon_position(state, role), 0.0)
+    return order_up_to(target, spec.echelon_position(state))
+
+
+def decide(state: State, scenario: Scenario, forecast: Forecast, choices: Mapping[str, np.ndarray]) -> Actions:
+    """The day's actions from every role's menu indices (its agents' shape)."""
+    return actions_of({role: menu_quantities(state, scenario, forecast, role, choice)
+                       for role, choice in choices.items()})
 
 
 @dataclass
@@ -77,10 +78,13 @@ class MenuPolicy:
             self._cache = (scenario, Forecast.of(scenario, max(periods, scenario.horizon)))
         return self._cache[1]
 
+    def choices(self, state: State, scenario: Scenario, forecast: Forecast) -> np.ndarray:
+        """Menu indices of the role's agents."""
+        return choose(self.choose, self.role, state, scenario, forecast)
+
     def act(self, state: State, scenario: Scenario) -> np.ndarray:
         forecast = self.forecast(scenario, state.day + 1)
-        return menu_quantities(state, scenario, forecast, self.role,
-                               choose(self.choose, self.role, state, scenario, forecast))
+        return menu_quantities(state, scenario, forecast, self.role, self.choices(state, scenario, forecast))
 
 
 @dataclass(frozen=True)
@@ -103,20 +107,21 @@ def choose(chooser: Chooser, role: str, state: State, scenario: Scenario, foreca
     """Menu indices of the role's agents: (B, N) for stores, (B,) upstream. A constant chooser
     needs no observation, so none is computed for it."""
     if isinstance(chooser, ConstantChooser):
-        shape = state.store_on_hand.shape if role == "store" else state.warehouse_on_hand.shape
-        return np.full(shape, chooser.index, dtype=np.int64)
-    obs = OBSERVERS[role](state, scenario, forecast)
+        return np.full(ROLE[role].agents_shape(state), chooser.index, dtype=np.int64)
+    obs = observe(role, state, scenario, forecast)
     return chooser(obs.reshape(-1, obs.shape[-1])).reshape(obs.shape[:-1])
 
 
 def reference_index(role: str) -> int:
-    """Menu index of the role's reference entry."""
-    return SAFETY_FACTORS.index(REFERENCE_SAFETY_FACTORS[role])
+    """Menu index of the role's reference entry (what it does while not learned; where a fresh policy
+    starts). The reference entries are the best constant entries on ``steady``
+    (``python -m core tune --scenario steady --menu``)."""
+    return SAFETY_FACTORS.index(ROLE[role].reference_safety_factor)
 
 
 def reference_policy(role: str) -> MenuPolicy:
     """The role's reference entry as a policy (forecast base-stock)."""
-    return forecast_base_stock(role, REFERENCE_SAFETY_FACTORS[role])
+    return forecast_base_stock(role, ROLE[role].reference_safety_factor)
 
 
 def forecast_base_stock(role: str, safety_factor: float) -> MenuPolicy:

@@ -2,25 +2,21 @@
 
 A role policy looks at the batched ``State`` and returns that role's decision for every chain:
 stores (B, N) order quantities, warehouse (B,) order, supplier (B,) production. A ``PolicyMix``
-names one policy per role; learned policies (``core.serving.models``) implement the same interface.
-
-Inventory position (IP) = on hand + in transit - backorders (for the supplier: finished goods
-+ work in production). The echelon IP of a node adds the IP of every node downstream of it.
+names one policy per role; menu and learned policies (``core.agents.menus``) implement the same
+interface. Inventory positions and demand pooling are the roles' (``core.agents.roles``).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from core.agents.roles import ROLE, ROLES, actions_of
 from core.simulation.demand import demand_cv, shock_lift
 from core.simulation.scenario import Scenario
 from core.simulation.twin import Actions, State
-
-ROLES = ("store", "warehouse", "supplier")
 
 
 class RolePolicy(Protocol):
@@ -45,31 +41,16 @@ def store_demand_stats(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
     return mean, demand_sd(scenario, mean)
 
 
-def local_position(state: State, role: str) -> np.ndarray:
-    """Inventory position of the role's own node(s)."""
-    if role == "store":
-        return state.store_inventory_position
-    if role == "warehouse":
-        return state.warehouse_inventory_position
-    return state.supplier_inventory_position
+def base_stock_level(daily_mean: np.ndarray | float, daily_sd: np.ndarray | float, days: float,
+                     safety_factor: np.ndarray | float) -> np.ndarray:
+    """Order-up-to level (units): expected demand over ``days`` plus ``safety_factor`` standard deviations
+    of it (days independent)."""
+    return daily_mean * days + safety_factor * daily_sd * np.sqrt(days)
 
 
-def echelon_position(state: State, role: str) -> np.ndarray:
-    """Inventory position of the node and everything downstream of it."""
-    stores = state.store_inventory_position
-    if role == "store":
-        return stores
-    warehouse = state.warehouse_inventory_position + stores.sum(axis=1)
-    if role == "warehouse":
-        return warehouse
-    return warehouse + state.supplier_inventory_position
-
-
-def role_lead_time(scenario: Scenario, role: str) -> int:
-    """Days from the role's order (or production start) to availability."""
-    lead = scenario.lead_times
-    return {"store": lead.warehouse_to_store, "warehouse": lead.supplier_to_warehouse,
-            "supplier": lead.production}[role]
+def order_up_to(target: np.ndarray | float, position: np.ndarray) -> np.ndarray:
+    """Units to order so that the inventory position reaches ``target`` (nothing when above it)."""
+    return np.maximum(target - position, 0.0)
 
 
 @dataclass(frozen=True)
@@ -85,8 +66,9 @@ class BaseStock:
         return ("echelon_" if self.echelon else "") + "base_stock"
 
     def act(self, state: State, scenario: Scenario) -> np.ndarray:
-        position = (echelon_position if self.echelon else local_position)(state, self.role)
-        return np.maximum(np.asarray(self.level) - position, 0.0)
+        role = ROLE[self.role]
+        position = role.echelon_position(state) if self.echelon else role.local_position(state)
+        return order_up_to(np.asarray(self.level), position)
 
 
 @dataclass(frozen=True)
@@ -107,17 +89,16 @@ class ReorderPoint:
 
     def levels(self, scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
         """(s, S) in units: (N,) arrays for stores, scalars upstream."""
+        role = ROLE[self.role]
         mean, sd = store_demand_stats(scenario)
-        if self.role != "store":
-            mean, sd = mean.sum(), math.sqrt((sd**2).sum())
-        lead = role_lead_time(scenario, self.role)
-        reorder = mean * lead + self.z * sd * math.sqrt(lead)
+        mean, sd = role.pool(mean), role.pool_sd(sd)
+        reorder = base_stock_level(mean, sd, role.lead_time(scenario), self.z)
         return reorder, reorder + mean * self.cycle_days
 
     def act(self, state: State, scenario: Scenario) -> np.ndarray:
-        reorder, order_up_to = self.levels(scenario)
-        position = local_position(state, self.role)
-        return np.where(position <= reorder, order_up_to - position, 0.0)
+        reorder, level = self.levels(scenario)
+        position = ROLE[self.role].local_position(state)
+        return np.where(position <= reorder, level - position, 0.0)
 
 
 @dataclass(frozen=True)
@@ -131,11 +112,9 @@ class RandomPolicy:
     name = "random"
 
     def act(self, state: State, scenario: Scenario) -> np.ndarray:
+        role = ROLE[self.role]
         mean, _ = store_demand_stats(scenario)
-        b = state.batch_size
-        if self.role == "store":
-            return self.rng.uniform(0.0, self.scale, (b, mean.size)) * mean
-        return self.rng.uniform(0.0, self.scale, b) * mean.sum()
+        return self.rng.uniform(0.0, self.scale, role.agents_shape(state)) * role.pool(mean)
 
 
 @dataclass(frozen=True)
@@ -147,11 +126,7 @@ class PolicyMix:
     supplier: RolePolicy
 
     def actions(self, state: State, scenario: Scenario) -> Actions:
-        return Actions(
-            store_orders=self.store.act(state, scenario),
-            warehouse_order=self.warehouse.act(state, scenario),
-            production=self.supplier.act(state, scenario),
-        )
+        return actions_of({role: getattr(self, role).act(state, scenario) for role in ROLES})
 
     @property
     def label(self) -> str:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.agents.menus import SAFETY_FACTORS, forecast_base_stock, reference_index
-from core.agents.rules import ROLES, BaseStock, PolicyMix, base_stock_mix, store_demand_stats
+from core.agents.roles import ROLES, ROLES_DOWNSTREAM_FIRST
+from core.agents.rules import PolicyMix, base_stock_level, base_stock_mix, store_demand_stats
 from core.simulation.demand import sample_demand
 from core.simulation.reconcile import reconcile
 from core.simulation.rollout import run_mixes
@@ -47,24 +48,19 @@ class TunedBaseStock:
 def levels_for(scenario: Scenario, safety: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Base-stock levels of candidates ``safety`` (C, 3): stores (C, N), warehouse (C,), supplier (C,)."""
     mean, sd = store_demand_stats(scenario)
-    total_mean, total_sd = mean.sum(), math.sqrt((sd**2).sum())
-    lead = scenario.lead_times
-    l1 = lead.warehouse_to_store
-    l2 = l1 + lead.supplier_to_warehouse
-    l3 = l2 + lead.production
-    stores = mean * l1 + safety[:, :1] * sd * math.sqrt(l1)
-    warehouse = total_mean * l2 + safety[:, 1] * total_sd * math.sqrt(l2)
-    supplier = total_mean * l3 + safety[:, 2] * total_sd * math.sqrt(l3)
-    return np.maximum(stores, 0.0), np.maximum(warehouse, 0.0), np.maximum(supplier, 0.0)
+    levels = []
+    for column, role in enumerate(ROLES_DOWNSTREAM_FIRST):
+        factor = safety[:, column, None] if role.per_store else safety[:, column]
+        level = base_stock_level(role.pool(mean), role.pool_sd(sd), role.echelon_lead_time(scenario), factor)
+        levels.append(np.maximum(level, 0.0))
+    return tuple(levels)
 
 
 def candidate_costs(scenario: Scenario, safety: np.ndarray, demand: np.ndarray) -> np.ndarray:
     """(C,) mean cost per day of each candidate over the S demand paths ``demand`` (S, T, N)."""
     c, s = safety.shape[0], demand.shape[0]
     stores, warehouse, supplier = levels_for(scenario, safety)
-    mix = PolicyMix(BaseStock("store", np.repeat(stores, s, axis=0)),
-                    BaseStock("warehouse", np.repeat(warehouse, s), echelon=True),
-                    BaseStock("supplier", np.repeat(supplier, s), echelon=True))
+    mix = base_stock_mix(np.repeat(stores, s, axis=0), np.repeat(warehouse, s), np.repeat(supplier, s))
     paths = np.tile(demand, (c, 1, 1))
     state = reset(scenario, c * s)
     total = np.zeros(c * s)

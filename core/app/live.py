@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.agents.menus import SAFETY_FACTORS, Chooser, MenuPolicy, menu_quantities, reference_policy
-from core.agents.observations import store_observation
-from core.agents.rules import ROLES, PolicyMix, RolePolicy, reorder_point_mix
+from core.agents.observations import observe
+from core.agents.roles import ROLES
+from core.agents.rules import PolicyMix, RolePolicy, reorder_point_mix
 from core.simulation.demand import sample_demand
 from core.simulation.forecast import Forecast
 from core.simulation.presets import STORE_MEANS, WEEKLY_RETAIL, get_preset
@@ -122,7 +123,7 @@ def inspect_store_policy(chooser, rule: RolePolicy, demand_level: float, lead_ti
     pipeline[:, 0, :] = (in_transit.reshape(-1, 1) * mean) / lead_time
     state = dataclasses.replace(state, store_on_hand=on_hand.reshape(-1, 1) * mean, store_pipeline=pipeline)
     forecast = Forecast.of(scenario)
-    obs = store_observation(state, scenario, forecast).reshape(grid * grid, -1)
+    obs = observe("store", state, scenario, forecast).reshape(grid * grid, -1)
     action, probabilities = chooser.run(obs)
     learned_order = menu_quantities(state, scenario, forecast, "store", action.reshape(-1, 1))
     return {

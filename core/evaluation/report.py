@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 
 from core.agents.menus import reference_policy
-from core.agents.rules import ROLES, PolicyMix, reorder_point_mix
+from core.agents.roles import ROLES
+from core.agents.rules import PolicyMix, reorder_point_mix
 from core.agents.tuning import tune_base_stock
 from core.evaluation.statistics import EVAL_SEED, REPORTED, mean_ci, paired
 from core.serving.models import EXPORTED_MODELS, learned_policy, load_manifest

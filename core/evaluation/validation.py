@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.agents.roles import ROLE
 from core.agents.rules import random_mix, store_demand_stats
 from core.simulation.demand import sample_demand
 from core.simulation.reconcile import Ledger, reconcile
@@ -92,7 +93,7 @@ def validate(scenario: Scenario, batch_size: int = 16, periods: int | None = Non
 
     mean, _ = store_demand_stats(scenario)
     for role, seen in actions_seen.items():
-        scale = mean[None, :] if role == "store" else mean.sum()
+        scale = ROLE[role].pool(mean)
         relative = np.concatenate([np.ravel(a / scale) for a in seen])
         low, high = np.quantile(relative, [0.02, 0.98])
         yield Check(f"actions {role}", bool(low < 0.1 and high > 1.8),

@@ -27,9 +27,9 @@ import torch
 from stable_baselines3 import PPO
 from torch import nn
 
-from core.agents.menus import ACTION_MEANINGS, REFERENCE_SAFETY_FACTORS, SAFETY_FACTORS
+from core.agents.menus import ACTION_MEANINGS, SAFETY_FACTORS
 from core.agents.observations import CLIP, FEATURES
-from core.agents.rules import ROLES
+from core.agents.roles import ROLE, ROLES
 from core.learning.policies import STANDARD_CLIP
 from core.serving.models import HIERARCHY_FILE, OUTPUTS, sha256
 from core.simulation.randomization import RANGES
@@ -112,7 +112,7 @@ def export_run(run: Path, out: Path, command: str = "") -> dict:
     cards = {}
     for role in ROLES:
         if role not in hierarchy["roles"]:  # no phase for this role was kept: it stays rule-based
-            cards[role] = {"kind": "rule", "safety_factor": REFERENCE_SAFETY_FACTORS[role],
+            cards[role] = {"kind": "rule", "safety_factor": ROLE[role].reference_safety_factor,
                            "features": list(FEATURES[role]), "actions": list(ACTION_MEANINGS),
                            "safety_factor_menu": list(SAFETY_FACTORS)}
             continue

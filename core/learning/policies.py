@@ -9,7 +9,8 @@ import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from core.agents.menus import Chooser, MenuPolicy, reference_policy
-from core.agents.rules import ROLES, PolicyMix
+from core.agents.roles import ROLES
+from core.agents.rules import PolicyMix
 
 STANDARD_CLIP = 10.0  # standardised features are clipped to +-this
 

@@ -15,18 +15,15 @@ import gymnasium as gym
 import numpy as np
 from pettingzoo import ParallelEnv
 
-from core.agents.menus import NUM_ACTIONS, menu_quantities
-from core.agents.observations import FEATURES, OBSERVERS
+from core.agents.menus import NUM_ACTIONS, decide
+from core.agents.observations import FEATURES, observe
+from core.agents.roles import ROLE, ROLES, role_of_agent
 from core.simulation.demand import sample_demand
 from core.simulation.forecast import Forecast
 from core.simulation.presets import get_preset
 from core.simulation.reconcile import node_names, reconcile
 from core.simulation.scenario import Scenario
-from core.simulation.twin import Actions, reset, step
-
-
-def role_of(agent: str) -> str:
-    return "store" if agent.startswith("store_") else agent
+from core.simulation.twin import reset, step
 
 
 class SupplyChainParallelEnv(ParallelEnv):
@@ -40,16 +37,18 @@ class SupplyChainParallelEnv(ParallelEnv):
 
     @functools.cache  # noqa: B019 - PettingZoo expects the same space object per agent
     def observation_space(self, agent: str) -> gym.spaces.Box:
-        return gym.spaces.Box(-np.inf, np.inf, (len(FEATURES[role_of(agent)]),), np.float32)
+        return gym.spaces.Box(-np.inf, np.inf, (len(FEATURES[role_of_agent(agent).name]),), np.float32)
 
     @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> gym.spaces.Discrete:
         return gym.spaces.Discrete(NUM_ACTIONS)
 
     def _observations(self) -> dict[str, np.ndarray]:
-        obs = {role: OBSERVERS[role](self.twin_state, self.scenario, self.forecast)[0] for role in FEATURES}
-        out = {f"store_{i}": obs["store"][i] for i in range(self.scenario.num_stores)}
-        out.update(warehouse=obs["warehouse"], supplier=obs["supplier"])
+        n = self.scenario.num_stores
+        out = {}
+        for role in ROLES:
+            obs = observe(role, self.twin_state, self.scenario, self.forecast)[0].reshape(-1, len(FEATURES[role]))
+            out.update(zip(ROLE[role].agent_ids(n), obs, strict=True))
         return out
 
     def reset(self, seed: int | None = None, options: dict | None = None):
@@ -61,15 +60,10 @@ class SupplyChainParallelEnv(ParallelEnv):
 
     def step(self, actions: dict[str, int]):
         n = self.scenario.num_stores
-        choice = {
-            "store": np.array([[actions[f"store_{i}"] for i in range(n)]]),
-            "warehouse": np.array([actions["warehouse"]]),
-            "supplier": np.array([actions["supplier"]]),
-        }
         state = self.twin_state
-        quantities = {role: menu_quantities(state, self.scenario, self.forecast, role, c) for role, c in choice.items()}
-        self.twin_state, flows = step(state, Actions(quantities["store"], quantities["warehouse"],
-                                                     quantities["supplier"]),
+        choices = {role: np.array([actions[agent] for agent in ROLE[role].agent_ids(n)])
+                   .reshape(ROLE[role].agents_shape(state)) for role in ROLES}
+        self.twin_state, flows = step(state, decide(state, self.scenario, self.forecast, choices),
                                       self.demand[:, state.day], self.scenario)
         ledger = reconcile(flows, self.twin_state, self.scenario)
         names = self.possible_agents

@@ -4,7 +4,7 @@ Phase 1 trains the store policy, shared by every store; phase 2 the warehouse wi
 frozen; phase 3 the supplier with stores and warehouse frozen; phase 4 fine-tunes the learned
 roles in turn (round robin, each with the others frozen at their latest version) at a lower
 learning rate. A role not learned yet acts by its reference menu entry (forecast base-stock with
-``REFERENCE_SAFETY_FACTORS``), and a fresh policy starts out preferring that entry.
+``Role.reference_safety_factor``), and a fresh policy starts out preferring that entry.
 
 After each phase the new hierarchy and the previous one are evaluated on held-out seeds of every
 preset; the phase is kept only if it lowers the mean system cost, otherwise the role keeps its
@@ -32,7 +32,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.logger import KVWriter, Logger, make_output_format
 
 from core.agents.menus import NUM_ACTIONS, reference_index
-from core.agents.rules import ROLES
+from core.agents.roles import ROLE, ROLES
 from core.evaluation.statistics import mean_cost
 from core.learning.policies import Standardize, frozen_choosers, learned_mix
 from core.learning.vec_env import RoleVecEnv
@@ -183,7 +183,8 @@ def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str
     """Train ``role`` for ``timesteps`` transitions with the other roles frozen; resumable."""
     torch.set_num_threads(1)
     phase_dir.mkdir(parents=True, exist_ok=True)
-    chains = config.chains if role == "store" else config.chains * config.num_stores  # same rows per role
+    # the same rows per role: config.chains x num_stores agents
+    chains = config.chains * config.num_stores // ROLE[role].agents_per_chain(config.num_stores)
     env = RoleVecEnv(role, frozen_choosers(models, role), groups=config.groups, chains=chains,
                      num_stores=config.num_stores, horizon=config.horizon, seed=seed)
     # Checkpoints are named ROLE_<steps>_steps.zip: resume from the one with the most steps.

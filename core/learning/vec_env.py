@@ -27,16 +27,9 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from core.agents.menus import (
-    NUM_ACTIONS,
-    Chooser,
-    ConstantChooser,
-    choose,
-    menu_quantities,
-    reference_index,
-)
-from core.agents.observations import FEATURES, OBSERVERS
-from core.agents.rules import ROLES
+from core.agents.menus import NUM_ACTIONS, Chooser, ConstantChooser, choose, decide, reference_index
+from core.agents.observations import FEATURES, observe
+from core.agents.roles import ROLE, ROLES
 from core.simulation.demand import sample_demand
 from core.simulation.forecast import Forecast
 from core.simulation.randomization import sample_scenario
@@ -71,16 +64,6 @@ class Group:
                 "holding_cost_per_day": t["holding_cost"] / chain_days, "cost_per_day": t["cost"] / chain_days}
 
 
-def role_rewards(ledger_reward: np.ndarray, role: str) -> np.ndarray:
-    """Training reward of the role's agents from the ledger's per-node rewards (B, N + 2)."""
-    n = ledger_reward.shape[1] - 2
-    if role == "store":
-        return np.repeat(ledger_reward.sum(axis=1, keepdims=True) / n, n, axis=1)
-    if role == "warehouse":
-        return ledger_reward[:, : n + 1].sum(axis=1)
-    return ledger_reward.sum(axis=1)
-
-
 class RoleVecEnv(VecEnv):
     """Rows are the trained role's agents across ``groups`` x ``chains`` chains."""
 
@@ -96,7 +79,7 @@ class RoleVecEnv(VecEnv):
         self.num_groups, self.chains, self.num_stores = groups, chains, num_stores
         self.fixed_scenarios, self.horizon = scenarios, horizon
         self.rng = np.random.default_rng(seed)
-        per_chain = num_stores if role == "store" else 1
+        per_chain = ROLE[role].agents_per_chain(num_stores)
         observation_space = gym.spaces.Box(-np.inf, np.inf, (len(FEATURES[role]),), np.float32)
         super().__init__(groups * chains * per_chain, observation_space, gym.spaces.Discrete(NUM_ACTIONS))
         self.groups: list[Group] = []
@@ -114,14 +97,13 @@ class RoleVecEnv(VecEnv):
         else:
             scenario = sample_scenario(self.rng, self.num_stores)
         scenario = dataclasses.replace(scenario, horizon=self.horizon)
-        mean = np.array([m.mean for m in scenario.stores]) * scenario.costs.stockout
-        scale = mean if self.role == "store" else mean.sum()
+        scale = ROLE[self.role].pool(np.array([m.mean for m in scenario.stores]) * scenario.costs.stockout)
         start = reset(scenario, self.chains)
         return Group(scenario, Forecast.of(scenario), sample_demand(scenario, self.chains, self.rng), start, start,
                      scale)
 
     def _observe(self) -> np.ndarray:
-        obs = [OBSERVERS[self.role](g.state, g.scenario, g.forecast) for g in self.groups]
+        obs = [observe(self.role, g.state, g.scenario, g.forecast) for g in self.groups]
         return np.concatenate([o.reshape(-1, o.shape[-1]) for o in obs])
 
     def reset(self) -> np.ndarray:
@@ -136,14 +118,11 @@ class RoleVecEnv(VecEnv):
     def _decide(self, group: Group, state: State, choosers: dict[str, Chooser],
                 choice: np.ndarray | None = None) -> Actions:
         """Actions of every role: ``choice`` for the trained role if given, else the choosers'."""
-        quantities = {}
-        for role in ROLES:
-            if role == self.role and choice is not None:
-                picked = choice.reshape(self.chains, -1) if role == "store" else choice
-            else:
-                picked = choose(choosers[role], role, state, group.scenario, group.forecast)
-            quantities[role] = menu_quantities(state, group.scenario, group.forecast, role, picked)
-        return Actions(quantities["store"], quantities["warehouse"], quantities["supplier"])
+        choices = {role: choose(choosers[role], role, state, group.scenario, group.forecast) for role in ROLES
+                   if role != self.role or choice is None}
+        if choice is not None:
+            choices[self.role] = choice.reshape(ROLE[self.role].agents_shape(state))
+        return decide(state, group.scenario, group.forecast, choices)
 
     def step_wait(self):
         assert self.pending is not None, "step_async first"
@@ -159,7 +138,7 @@ class RoleVecEnv(VecEnv):
             group.shadow, shadow_flows = step(group.shadow, self._decide(group, group.shadow, self.reference),
                                               group.demand[:, t], group.scenario)
             shadow_reward = reconcile(shadow_flows, group.shadow, group.scenario).reward
-            reward = role_rewards(ledger.reward - shadow_reward, self.role)
+            reward = ROLE[self.role].reward_share(ledger.reward - shadow_reward)
             rewards[i * rows: (i + 1) * rows] = (reward / group.reward_scale).reshape(-1)
         self.returns += rewards
         obs = self._observe()
@@ -198,8 +177,7 @@ class RoleVecEnv(VecEnv):
 
     def row_agent(self, row: int) -> tuple[int, int, str]:
         """(group, chain, agent id) of a row."""
-        per_chain = self.num_stores if self.role == "store" else 1
-        rows = self.num_envs // self.num_groups
-        group, rest = divmod(row, rows)
-        chain, store = divmod(rest, per_chain)
-        return group, chain, f"store_{store}" if self.role == "store" else self.role
+        role = ROLE[self.role]
+        group, rest = divmod(row, self.num_envs // self.num_groups)
+        chain, agent = divmod(rest, role.agents_per_chain(self.num_stores))
+        return group, chain, role.agent_ids(self.num_stores)[agent]

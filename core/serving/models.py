@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from core.agents.menus import NUM_ACTIONS, MenuPolicy, forecast_base_stock, menu_quantities
-from core.agents.observations import FEATURES, OBSERVERS
-from core.agents.rules import ROLES, PolicyMix
+from core.agents.menus import NUM_ACTIONS, MenuPolicy, decide, forecast_base_stock
+from core.agents.observations import FEATURES, observe
+from core.agents.roles import ROLES
+from core.agents.rules import PolicyMix
 from core.simulation.scenario import Scenario
 from core.simulation.twin import Actions, State
 
@@ -186,16 +187,13 @@ class HierarchyMix(PolicyMix):
     joint: HierarchyChooser
 
     def actions(self, state: State, scenario: Scenario) -> Actions:
-        policies = {role: getattr(self, role) for role in ROLES}
+        policies: dict[str, MenuPolicy] = {role: getattr(self, role) for role in ROLES}
         forecast = policies[self.joint.roles[0]].forecast(scenario, state.day + 1)
-        obs = {role: OBSERVERS[role](state, scenario, forecast) for role in self.joint.roles}
+        obs = {role: observe(role, state, scenario, forecast) for role in self.joint.roles}
         decided = self.joint.run({role: o.reshape(-1, o.shape[-1]) for role, o in obs.items()})
-        quantities = {role: menu_quantities(state, scenario, forecast, role, decided[role][0].reshape(o.shape[:-1]))
-                      for role, o in obs.items()}
-        for role in ROLES:
-            if role not in quantities:
-                quantities[role] = policies[role].act(state, scenario)
-        return Actions(quantities["store"], quantities["warehouse"], quantities["supplier"])
+        choices = {role: decided[role][0].reshape(obs[role].shape[:-1]) if role in decided
+                   else policies[role].choices(state, scenario, forecast) for role in ROLES}
+        return decide(state, scenario, forecast, choices)
 
 
 def learned_mix(folder: Path = EXPORTED_MODELS) -> PolicyMix:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.agents.rules import ROLES, BaseStock, PolicyMix, RandomPolicy, ReorderPoint, RolePolicy
+from core.agents.roles import ROLE, ROLES
+from core.agents.rules import BaseStock, PolicyMix, RandomPolicy, ReorderPoint, RolePolicy
 from core.simulation.scenario import Scenario
 
 NAMED_MIXES = ("reorder_point", "tuned", "random", "learned")
@@ -58,15 +59,16 @@ def _role_policy(role: str, text: str, scenario: Scenario, rng: np.random.Genera
     if "level" not in values:
         raise PolicySpecError(f"policy {role}.{kind}: missing level=...")
     levels = [_number(role, "level", v) for v in values["level"].split("/")]
-    if kind == "echelon_base_stock" and role == "store":
-        raise PolicySpecError("policy store: got echelon_base_stock; allowed for stores: base_stock "
-                              "(a store's echelon is itself)")
-    if role != "store" and len(levels) != 1:
+    per_store = ROLE[role].per_store
+    if kind == "echelon_base_stock" and per_store:
+        raise PolicySpecError(f"policy {role}: got echelon_base_stock; allowed for {role}: base_stock "
+                              f"(its echelon is itself)")
+    if not per_store and len(levels) != 1:
         raise PolicySpecError(f"policy {role}.level: got {values['level']!r}; allowed: one number")
-    if role == "store" and len(levels) not in (1, scenario.num_stores):
-        raise PolicySpecError(f"policy store.level: got {len(levels)} levels; allowed: 1 or "
+    if per_store and len(levels) not in (1, scenario.num_stores):
+        raise PolicySpecError(f"policy {role}.level: got {len(levels)} levels; allowed: 1 or "
                               f"{scenario.num_stores} (one per store)")
-    level = np.array(levels) if role == "store" else levels[0]
+    level = np.array(levels) if per_store else levels[0]
     return BaseStock(role, level, echelon=kind == "echelon_base_stock")
 
 
