@@ -19,6 +19,7 @@ from core.agents.roles import ROLES
 from core.agents.rules import reorder_point_mix
 from core.agents.tuning import tune_base_stock
 from core.serving.models import EXPORTED_MODELS, learned_policy, load_hierarchy, load_manifest, load_policy
+from core.serving.registry import Sources, mix_of, uniform
 from core.simulation.demand import sample_demand
 from core.simulation.forecast import Forecast
 from core.simulation.presets import get_preset
@@ -129,13 +130,13 @@ def decision_latency(models: Path = EXPORTED_MODELS, repeats: int = 2000) -> dic
 def recompute_seconds(repeats: int = 5) -> float:
     """Median seconds for the Live page's work after a slider move: build the scenario and run
     one chain for a year with the shipped policies at every echelon."""
-    from core.app.live import Controls, apply_controls, policy_mix, run_year
+    from core.app.live import Controls, apply_controls, run_year
 
-    choosers = {r: learned_policy(r).choose for r in ROLES}
+    sources = Sources(learned={r: learned_policy(r).choose for r in ROLES})
     seconds = []
     for i in range(repeats):
         begin = time.perf_counter()
         scenario = apply_controls("seasonal", Controls(demand_level=1.0 + 0.05 * i, yearly_seasonality=0.5))
-        run_year(scenario, policy_mix(dict.fromkeys(ROLES, "learned"), choosers), seed=i)
+        run_year(scenario, mix_of(uniform("learned"), scenario, sources), seed=i)
         seconds.append(time.perf_counter() - begin)
     return statistics.median(seconds)

@@ -7,8 +7,9 @@ import hashlib
 import streamlit as st
 
 from core.agents.roles import ROLES
-from core.app.live import POLICY_CHOICES, policy_mix, run_year
+from core.app.live import run_year
 from core.serving.models import OnnxChooser, PolicyLoadError, learned_policy
+from core.serving.registry import POLICIES, Sources, mix_of
 from core.simulation.rollout import Rollout
 from core.simulation.scenario import Scenario
 
@@ -50,7 +51,13 @@ def cached_run(scenario_json: str, choices: tuple[tuple[str, str], ...], seed: i
                uploads: tuple[str, ...]) -> Rollout:
     """One year of one chain; ``uploads`` (digests of uploaded models) is part of the cache key."""
     del uploads
-    return run_year(Scenario.from_json(scenario_json), policy_mix(dict(choices), learned_for(dict(choices))), seed)
+    scenario = Scenario.from_json(scenario_json)
+    return run_year(scenario, mix_for(scenario, dict(choices)), seed)
+
+
+def mix_for(scenario: Scenario, choices: dict[str, str]):
+    """The mix of per-role registry keys, with this session's uploaded policies where it has them."""
+    return mix_of(choices, scenario, Sources(learned=learned_for(choices)))
 
 
 def run_for(scenario: Scenario, choices: dict[str, str], seed: int) -> Rollout | None:
@@ -64,8 +71,9 @@ def run_for(scenario: Scenario, choices: dict[str, str], seed: int) -> Rollout |
 
 
 def policy_pickers(key: str, defaults: dict[str, str] | None = None, container=st.sidebar) -> dict[str, str]:
-    """One selectbox per echelon."""
+    """One selectbox per echelon, over the policy registry; the registry keys of the choices."""
     defaults = defaults or {}
-    return {role: container.selectbox(f"{ROLE_LABELS[role]} policy", POLICY_CHOICES,
-                                      index=POLICY_CHOICES.index(defaults.get(role, "learned")), key=f"{key}_{role}")
+    options = list(POLICIES)
+    return {role: container.selectbox(f"{ROLE_LABELS[role]} policy", options, format_func=lambda k: POLICIES[k].label,
+                                      index=options.index(defaults.get(role, "learned")), key=f"{key}_{role}")
             for role in ROLES}

@@ -8,11 +8,11 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.app.live import policy_mix
 from core.evaluation.statistics import EVAL_SEED, REPORTED, mean_ci, paired
+from core.serving.registry import uniform
 from core.simulation.presets import PRESETS
 from core.simulation.rollout import kpis, run_mixes
-from pages.common import learned_for, policy_pickers, run_for, uploaded_models
+from pages.common import mix_for, policy_pickers, run_for, uploaded_models
 
 st.title("Head-to-head")
 st.caption("Both mixes face exactly the same daily demand, seed by seed, so differences are the policies'.")
@@ -21,10 +21,10 @@ scenario = PRESETS[preset]
 col_a, col_b = st.columns(2)
 with col_a:
     st.subheader("Mix A")
-    mix_a = policy_pickers("h2h_a", {"store": "learned", "warehouse": "learned", "supplier": "learned"}, col_a)
+    mix_a = policy_pickers("h2h_a", uniform("learned"), col_a)
 with col_b:
     st.subheader("Mix B")
-    mix_b = policy_pickers("h2h_b", {r: "reorder point (s, S)" for r in ("store", "warehouse", "supplier")}, col_b)
+    mix_b = policy_pickers("h2h_b", uniform("reorder_point"), col_b)
 seed = st.number_input("Demand seed of the single run", 0, 10_000, 0, key="h2h_seed")
 
 runs = {"A": run_for(scenario, mix_a, int(seed)), "B": run_for(scenario, mix_b, int(seed))}
@@ -46,8 +46,8 @@ st.dataframe([{"KPI": k, "mix A": single["A"][k], "mix B": single["B"][k], "A - 
 def summary(preset: str, a: tuple, b: tuple, seeds: int, uploads: tuple[str, ...]) -> dict:
     """``uploads`` (digests of this session's uploaded models) is part of the cache key, as in ``cached_run``."""
     del uploads
-    per_seed = run_mixes(PRESETS[preset], {"A": policy_mix(dict(a), learned_for(dict(a))),
-                                           "B": policy_mix(dict(b), learned_for(dict(b)))}, seeds, EVAL_SEED)
+    scenario = PRESETS[preset]
+    per_seed = run_mixes(scenario, {"A": mix_for(scenario, dict(a)), "B": mix_for(scenario, dict(b))}, seeds, EVAL_SEED)
     return {k: {"A": mean_ci(per_seed["A"][k]), "B": mean_ci(per_seed["B"][k]),
                 "A - B": paired(per_seed["A"][k], per_seed["B"][k])} for k in REPORTED}
 

@@ -22,7 +22,7 @@ MODELS = ROOT / "exported_models"
 MANIFEST = MODELS / "manifest.json"
 TIMEOUT = 120
 
-RULE = "reorder point (s, S)"
+RULE = "reorder_point"
 LIVE_SLIDERS = (
     "live_demand_level", "live_volatility", "live_weekly_seasonality", "live_yearly_seasonality", "live_num_stores",
     "live_promotion_day", "live_promotion_length", "live_promotion_lift",
@@ -317,7 +317,7 @@ def test_head_to_head_switching_a_mix_changes_the_tables() -> None:
     at.slider(key="h2h_seeds").set_value(5).run()  # fewer seeds keep the following runs short
     assert_clean(at)
     before = dataframe_values(at)
-    at.selectbox(key="h2h_b_store").set_value("forecast base-stock").run()
+    at.selectbox(key="h2h_b_store").set_value("forecast_base_stock").run()
     assert_clean(at)
     after = dataframe_values(at)
     assert after[0] != before[0]

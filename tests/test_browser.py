@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from core.serving.registry import POLICIES
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -263,7 +265,7 @@ def test_live_twin_sliders_policies_and_animation(page) -> None:
     assert day_of(page) == paused_day, "the day kept advancing after Pause"
     assert_no_errors(page)
 
-    choose(page, "live_store", "learned")  # the picture for the README shows the learned policies
+    choose(page, "live_store", POLICIES["learned"].label)  # the picture for the README shows the learned policies
     wait_idle(page)
     expect(metric(page, "Day")).to_have_text(after_play["Day"])
     expect(page.locator(".st-key-live_series .js-plotly-plot")).to_be_visible()
@@ -320,7 +322,7 @@ def test_train_and_export_download_and_a_rejected_upload(page, tmp_path: Path) -
 
     navigate(page, "Live twin")  # the rejected file changed nothing: the shipped policies still serve
     expect(metric(page, "Day")).to_have_text("1 / 365", timeout=TIMEOUT)
-    expect(page.locator(".st-key-live_store").get_by_role("combobox")).to_have_value("learned")
+    expect(page.locator(".st-key-live_store").get_by_role("combobox")).to_have_value(POLICIES["learned"].label)
     assert_no_errors(page)
 
 
@@ -347,12 +349,12 @@ def test_two_browser_sessions_keep_separate_state(browser, server: str) -> None:
             wait_idle(first)
         choose(first, "live_warehouse", RULE)
         expect(metric(second, "Day")).to_have_text("1 / 365")
-        expect(second.locator(".st-key-live_warehouse").get_by_role("combobox")).to_have_value("learned")
+        expect(second.locator(".st-key-live_warehouse").get_by_role("combobox")).to_have_value(POLICIES["learned"].label)
         button(second, "live_step").click()
         expect(metric(second, "Day")).to_have_text("2 / 365", timeout=TIMEOUT)
         wait_idle(second)
         expect(metric(first, "Day")).to_have_text("3 / 365")
-        expect(second.locator(".st-key-live_warehouse").get_by_role("combobox")).to_have_value("learned")
+        expect(second.locator(".st-key-live_warehouse").get_by_role("combobox")).to_have_value(POLICIES["learned"].label)
     finally:
         for context in contexts:
             context.close()

@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from stable_baselines3 import PPO
 from torch import nn
 
-import core.serving.models as serving
+import core.serving.registry as registry
 from core.agents.menus import NUM_ACTIONS, SAFETY_FACTORS, ConstantChooser
 from core.agents.observations import FEATURES
 from core.agents.roles import ROLES
@@ -383,16 +383,16 @@ def test_learned_mix_of_a_folder_without_models_fails_cleanly(tmp_path: Path) ->
 
 def test_policy_spec_learned_reports_load_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``--policy learned`` reads the default export folder; point it at an empty one."""
-    real = serving.learned_mix
-    monkeypatch.setattr(serving, "learned_mix", lambda folder=tmp_path: real(folder))
+    real = registry.learned_mix
+    monkeypatch.setattr(registry, "learned_mix", lambda folder: real(tmp_path))
     with pytest.raises(PolicySpecError, match=r"^policy learned: .*manifest\.json: cannot read"):
         parse_policy("learned", get_preset("steady"), np.random.default_rng(0))
 
 
 def test_cli_simulate_learned_without_models_exits_2_with_one_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    real = serving.learned_mix
-    monkeypatch.setattr(serving, "learned_mix", lambda folder=tmp_path: real(folder))
+    real = registry.learned_mix
+    monkeypatch.setattr(registry, "learned_mix", lambda folder: real(tmp_path))
     code = main(["simulate", "--scenario", "steady", "--policy", "learned", "--seeds", "2", "--periods", "5"])
     captured = capsys.readouterr()
     assert code == 2

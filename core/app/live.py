@@ -1,6 +1,6 @@
-"""What the app's pages compute, without any Streamlit: scenarios from slider values, policy
-mixes from per-echelon choices, one-year runs of a single chain, and a policy's decisions over a
-grid of stock levels (the policy inspector)."""
+"""What the app's pages compute, without any Streamlit: scenarios from slider values, one-year runs
+of a single chain, and a policy's decisions over a grid of stock levels (the policy inspector).
+Policy mixes come from the registry (``core.serving.registry``)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.agents.menus import SAFETY_FACTORS, Chooser, MenuPolicy, menu_quantities, reference_policy
+from core.agents.menus import SAFETY_FACTORS, menu_quantities
 from core.agents.observations import observe
-from core.agents.roles import ROLES
-from core.agents.rules import PolicyMix, RolePolicy, reorder_point_mix
+from core.agents.rules import PolicyMix, RolePolicy
 from core.simulation.demand import sample_demand
 from core.simulation.forecast import Forecast
 from core.simulation.presets import STORE_MEANS, WEEKLY_RETAIL, get_preset
 from core.simulation.rollout import Rollout, rollout
 from core.simulation.scenario import Disruption, LeadTimes, Promotion, Scenario
 from core.simulation.twin import reset
-
-POLICY_CHOICES = ("learned", "forecast base-stock", "reorder point (s, S)")
 
 
 @dataclass(frozen=True)
@@ -84,23 +81,6 @@ def apply_controls(preset: str, controls: Controls) -> Scenario:
                              warehouse_to_store=c.store_lead_time),
         capacities=dataclasses.replace(base.capacities, production=capacity),
     )
-
-
-def policy_mix(choices: dict[str, str], learned: dict[str, Chooser]) -> PolicyMix:
-    """A mix from per-echelon choices (``POLICY_CHOICES``); ``learned`` gives the ONNX choosers."""
-    rules = reorder_point_mix()
-    policies: list[RolePolicy] = []
-    for role in ROLES:
-        choice = choices[role]
-        if choice == "learned":
-            policies.append(MenuPolicy(role, learned[role]))
-        elif choice == "forecast base-stock":
-            policies.append(reference_policy(role))
-        elif choice == "reorder point (s, S)":
-            policies.append(getattr(rules, role))
-        else:
-            raise ValueError(f"policy for {role}: got {choice!r}; allowed: {', '.join(POLICY_CHOICES)}")
-    return PolicyMix(*policies)
 
 
 def run_year(scenario: Scenario, mix: PolicyMix, seed: int) -> Rollout:

@@ -9,32 +9,31 @@ import json
 import os
 from pathlib import Path
 
-from core.agents.menus import reference_policy
-from core.agents.roles import ROLES
-from core.agents.rules import PolicyMix, reorder_point_mix
-from core.agents.tuning import tune_base_stock
+from core.agents.rules import PolicyMix
 from core.evaluation.statistics import EVAL_SEED, REPORTED, mean_ci, paired
-from core.serving.models import EXPORTED_MODELS, learned_policy, load_manifest
+from core.serving.models import EXPORTED_MODELS
+from core.serving.registry import Sources, mix_of, uniform
 from core.simulation.presets import PRESETS
 from core.simulation.rollout import run_mixes
+from core.simulation.scenario import Scenario
 
 BASELINES = ("reorder_point", "tuned_base_stock")
 
 
-def policy_mixes(scenario, models: Path) -> dict[str, PolicyMix]:
-    """Baselines, the default menu entry, each phase's mix and the learned hierarchy."""
-    manifest = load_manifest(models)
-    learned = {role: learned_policy(role, models, manifest) for role in ROLES}
-    default = {role: reference_policy(role) for role in ROLES}
-    mixes = {
-        "reorder_point": reorder_point_mix(),
-        "tuned_base_stock": tune_base_stock(scenario).mix(),
-        "forecast_base_stock": PolicyMix(*default.values()),
-        "phase1_stores": PolicyMix(learned["store"], default["warehouse"], default["supplier"]),
-        "phase2_warehouse": PolicyMix(learned["store"], learned["warehouse"], default["supplier"]),
-        "learned_hierarchy": PolicyMix(*learned.values()),
-    }
-    return mixes
+EVALUATED = {  # report row -> each role's policy (keys of ``core.serving.registry.POLICIES``)
+    "reorder_point": uniform("reorder_point"),
+    "tuned_base_stock": uniform("tuned_base_stock"),
+    "forecast_base_stock": uniform("forecast_base_stock"),
+    "phase1_stores": {**uniform("forecast_base_stock"), "store": "learned"},
+    "phase2_warehouse": {**uniform("forecast_base_stock"), "store": "learned", "warehouse": "learned"},
+    "learned_hierarchy": uniform("learned"),
+}
+
+
+def policy_mixes(scenario: Scenario, models: Path) -> dict[str, PolicyMix]:
+    """Baselines, the reference menu entries, each phase's mix and the learned hierarchy."""
+    sources = Sources(models=models)
+    return {name: mix_of(choices, scenario, sources) for name, choices in EVALUATED.items()}
 
 
 def evaluate(scenarios: list[str], seeds: int, models: Path = EXPORTED_MODELS, seed: int = EVAL_SEED) -> dict:

@@ -1,13 +1,10 @@
 """Parse a policy SPEC from the command line into a ``PolicyMix``.
 
-SPEC is either a named mix:
-    reorder_point    textbook (s, S) at every echelon (the baseline)
-    tuned            base-stock levels tuned by simulation for the scenario
-    learned          the exported ONNX policies in exported_models/ (served by onnxruntime)
-    random           uniform random quantities
+SPEC is either a key of the policy registry (``core.serving.registry``), every role on that policy:
+    learned, forecast_base_stock, tuned_base_stock, reorder_point, random
 or one policy per role, comma-separated (roles left out use reorder_point):
-    store=base_stock:level=40/25/15,warehouse=echelon_base_stock:level=300,supplier=echelon_base_stock:level=560
-Kinds and their parameters:
+    store=base_stock:level=40/25/15,warehouse=echelon_base_stock:level=300,supplier=learned
+where a role's policy is a registry key or one of these kinds with parameters:
     reorder_point[:z=1.65][:cycle_days=7]
     base_stock:level=L            local; stores accept one level or one per store (a/b/c)
     echelon_base_stock:level=L    warehouse and supplier only
@@ -20,9 +17,10 @@ import numpy as np
 
 from core.agents.roles import ROLE, ROLES
 from core.agents.rules import BaseStock, PolicyMix, RandomPolicy, ReorderPoint, RolePolicy
+from core.serving.models import PolicyLoadError
+from core.serving.registry import POLICIES, Sources, mix_of, uniform
 from core.simulation.scenario import Scenario
 
-NAMED_MIXES = ("reorder_point", "tuned", "random", "learned")
 KINDS = {"reorder_point": ("z", "cycle_days"), "base_stock": ("level",), "echelon_base_stock": ("level",),
          "random": ("scale",)}
 
@@ -41,10 +39,12 @@ def _number(role: str, key: str, text: str) -> float:
     return value
 
 
-def _role_policy(role: str, text: str, scenario: Scenario, rng: np.random.Generator) -> RolePolicy:
+def _role_policy(role: str, text: str, scenario: Scenario, sources: Sources) -> RolePolicy:
     kind, *params = text.split(":")
+    if kind in POLICIES and not params:
+        return POLICIES[kind].build(role, scenario, sources)
     if kind not in KINDS:
-        raise PolicySpecError(f"policy {role}: got kind {kind!r}; allowed: {', '.join(KINDS)}")
+        raise PolicySpecError(f"policy {role}: got kind {kind!r}; allowed: {', '.join(sorted({*KINDS, *POLICIES}))}")
     values: dict[str, str] = {}
     for param in params:
         key, sep, value = param.partition("=")
@@ -55,7 +55,7 @@ def _role_policy(role: str, text: str, scenario: Scenario, rng: np.random.Genera
     if kind == "reorder_point":
         return ReorderPoint(role, **{k: _number(role, k, v) for k, v in values.items()})
     if kind == "random":
-        return RandomPolicy(role, rng, **{k: _number(role, k, v) for k, v in values.items()})
+        return RandomPolicy(role, sources.rng, **{k: _number(role, k, v) for k, v in values.items()})
     if "level" not in values:
         raise PolicySpecError(f"policy {role}.{kind}: missing level=...")
     levels = [_number(role, "level", v) for v in values["level"].split("/")]
@@ -74,26 +74,19 @@ def _role_policy(role: str, text: str, scenario: Scenario, rng: np.random.Genera
 
 def parse_policy(spec: str, scenario: Scenario, rng: np.random.Generator) -> PolicyMix:
     """The mix described by ``spec`` for ``scenario`` (see the module docstring)."""
-    if spec == "learned":
-        from core.serving.models import PolicyLoadError, learned_mix
-
-        try:
-            return learned_mix()
-        except PolicyLoadError as exc:
-            raise PolicySpecError(f"policy learned: {exc}") from None
-    if spec == "tuned":
-        from core.agents.tuning import tune_base_stock
-
-        return tune_base_stock(scenario).mix()
-    if spec in ("reorder_point", "random"):
-        spec = ",".join(f"{role}={spec}" for role in ROLES)
-    chosen: dict[str, RolePolicy] = {}
-    for part in spec.split(","):
-        role, sep, text = part.strip().partition("=")
-        if not sep or role not in ROLES:
-            raise PolicySpecError(f"policy: got {part!r}; allowed: one of {', '.join(NAMED_MIXES)} "
-                                  f"or ROLE=KIND[:param=value] with ROLE in {', '.join(ROLES)}")
-        if role in chosen:
-            raise PolicySpecError(f"policy: role {role!r} given twice")
-        chosen[role] = _role_policy(role, text, scenario, rng)
+    sources = Sources(rng=rng)
+    try:
+        if spec in POLICIES:
+            return mix_of(uniform(spec), scenario, sources)
+        chosen: dict[str, RolePolicy] = {}
+        for part in spec.split(","):
+            role, sep, text = part.strip().partition("=")
+            if not sep or role not in ROLES:
+                raise PolicySpecError(f"policy: got {part!r}; allowed: one of {', '.join(POLICIES)} "
+                                      f"or ROLE=KIND[:param=value] with ROLE in {', '.join(ROLES)}")
+            if role in chosen:
+                raise PolicySpecError(f"policy: role {role!r} given twice")
+            chosen[role] = _role_policy(role, text, scenario, sources)
+    except PolicyLoadError as exc:
+        raise PolicySpecError(f"policy learned: {exc}") from None
     return PolicyMix(*(chosen.get(role) or ReorderPoint(role) for role in ROLES))
