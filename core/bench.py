@@ -136,7 +136,7 @@ def recompute_seconds(repeats: int = 5) -> float:
     seconds = []
     for i in range(repeats):
         begin = time.perf_counter()
-        scenario = apply_controls("seasonal", Controls(demand_level=1.0 + 0.05 * i, yearly_seasonality=0.5))
+        scenario = apply_controls("seasonal", Controls(demand_scale=1.0 + 0.05 * i, seasonality_amplitude=0.5))
         run_year(scenario, mix_of(uniform("learned"), scenario, sources), seed=i)
         seconds.append(time.perf_counter() - begin)
     return statistics.median(seconds)

@@ -6,7 +6,7 @@ import dataclasses
 
 import streamlit as st
 
-from core.app.live import Controls, apply_controls, controls_of
+from core.app.live import SLIDERS, Controls, apply_controls, controls_of, outside_training
 from core.app.plots import kpis_so_far, ledger_rows, network_figure, series_figure
 from core.simulation.presets import PRESETS
 from core.simulation.scenario import ScenarioError
@@ -14,7 +14,7 @@ from pages.common import policy_pickers, run_for
 
 st.title("Live twin")
 side = st.sidebar
-preset = side.selectbox("Scenario preset", [p for p in PRESETS if p != "serial_textbook"], key="live_preset")
+preset = side.selectbox("Scenario preset", list(PRESETS), key="live_preset")
 base = controls_of(PRESETS[preset])
 if st.session_state.get("live_loaded_preset") != preset:  # a new preset resets the sliders to its values
     for field in dataclasses.fields(Controls):
@@ -22,34 +22,18 @@ if st.session_state.get("live_loaded_preset") != preset:  # a new preset resets 
     st.session_state.live_loaded_preset = preset
     st.session_state.live_day = 0
 
-with side.expander("Demand", expanded=True):
-    demand_level = st.slider("Demand level (x preset)", 0.5, 2.0, step=0.05, key="live_demand_level")
-    volatility = st.slider("Volatility (coefficient of variation)", 0.1, 1.0, step=0.05, key="live_volatility")
-    weekly = st.slider("Weekly seasonality", 0.0, 2.0, step=0.1, key="live_weekly_seasonality")
-    yearly = st.slider("Yearly seasonality (amplitude)", 0.0, 0.6, step=0.05, key="live_yearly_seasonality")
-    num_stores = st.slider("Number of stores", 1, 20, key="live_num_stores")
-with side.expander("Promotion"):
-    promo_day = st.slider("Promotion start day", 0, 364, key="live_promotion_day")
-    promo_length = st.slider("Promotion length (days, 0 = none)", 0, 14, key="live_promotion_length")
-    promo_lift = st.slider("Promotion lift", 0.0, 1.5, step=0.05, key="live_promotion_lift")
-with side.expander("Supplier disruption"):
-    disruption_day = st.slider("Disruption start day", 0, 364, key="live_disruption_day")
-    disruption_length = st.slider("Disruption length (days, 0 = none)", 0, 60, key="live_disruption_length")
-    severity = st.slider("Capacity lost", 0.0, 1.0, step=0.05, key="live_disruption_severity")
-with side.expander("Lead times (days)"):
-    store_lead = st.slider("Warehouse -> store", 1, 4, key="live_store_lead_time")
-    supplier_lead = st.slider("Supplier -> warehouse", 1, 6, key="live_supplier_lead_time")
-    production_lead = st.slider("Production", 1, 4, key="live_production_lead_time")
+values = {}
+for group in dict.fromkeys(slider.group for slider in SLIDERS):
+    with side.expander(group, expanded=group == "Demand"):
+        for slider in (s for s in SLIDERS if s.group == group):
+            key = f"live_{slider.field}"
+            low, high = slider.bounds(st.session_state.get(key, slider.low))
+            values[slider.field] = st.slider(slider.label, low, high, step=slider.step, help=slider.help, key=key)
 choices = policy_pickers("live")
 seed = side.number_input("Demand seed", 0, 10_000, 0, key="live_seed")
-
-controls = Controls(
-    demand_level=demand_level, volatility=volatility, weekly_seasonality=weekly, yearly_seasonality=yearly,
-    promotion_day=promo_day, promotion_length=promo_length, promotion_lift=promo_lift,
-    disruption_day=disruption_day, disruption_length=disruption_length, disruption_severity=severity,
-    store_lead_time=store_lead, supplier_lead_time=supplier_lead, production_lead_time=production_lead,
-    num_stores=num_stores,
-)
+controls = Controls(**values)
+for setting in outside_training(controls):
+    side.info(f"Outside the learned policies' training range: {setting}.")
 try:
     scenario = apply_controls(preset, controls)
 except ScenarioError as exc:

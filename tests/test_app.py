@@ -24,10 +24,10 @@ TIMEOUT = 120
 
 RULE = "reorder_point"
 LIVE_SLIDERS = (
-    "live_demand_level", "live_volatility", "live_weekly_seasonality", "live_yearly_seasonality", "live_num_stores",
-    "live_promotion_day", "live_promotion_length", "live_promotion_lift",
-    "live_disruption_day", "live_disruption_length", "live_disruption_severity",
-    "live_store_lead_time", "live_supplier_lead_time", "live_production_lead_time", "live_speed",
+    "live_demand_scale", "live_dispersion", "live_weekly_seasonality", "live_seasonality_amplitude", "live_num_stores",
+    "live_promotion_start_day", "live_promotion_length", "live_promotion_lift",
+    "live_disruption_start_day", "live_disruption_length", "live_disruption_capacity_loss",
+    "live_warehouse_to_store", "live_supplier_to_warehouse", "live_production", "live_speed",
 )
 LIVE_SELECTBOXES = ("live_preset", "live_store", "live_warehouse", "live_supplier")
 LIVE_BUTTONS = ("live_play", "live_step", "live_reset")
@@ -201,13 +201,13 @@ def test_live_demand_and_volatility_sliders_change_the_kpis() -> None:
     baseline = kpis(at)
     assert day_of(at) == 6
 
-    at.slider(key="live_demand_level").set_value(1.5).run()
+    at.slider(key="live_demand_scale").set_value(1.5).run()
     assert_clean(at)
     busier = kpis(at)
     assert busier["Day"] == baseline["Day"]  # the day is kept, the year is re-simulated
     assert busier["Cost so far"] != baseline["Cost so far"]
 
-    at.slider(key="live_volatility").set_value(0.9).run()
+    at.slider(key="live_dispersion").set_value(0.9).run()
     assert_clean(at)
     noisier = kpis(at)
     assert noisier != busier
@@ -230,9 +230,9 @@ def test_live_switching_a_policy_changes_the_kpis() -> None:
 def test_live_more_stores_and_a_disruption_still_render() -> None:
     at = open_page("live_twin.py")
     at.slider(key="live_num_stores").set_value(12)
-    at.slider(key="live_disruption_day").set_value(2)
+    at.slider(key="live_disruption_start_day").set_value(2)
     at.slider(key="live_disruption_length").set_value(30)
-    at.slider(key="live_supplier_lead_time").set_value(6)
+    at.slider(key="live_supplier_to_warehouse").set_value(6)
     at.run()
     assert_clean(at)
     step(at, 2)
@@ -278,12 +278,12 @@ def test_live_new_preset_loads_its_slider_values() -> None:
     from core.simulation.presets import PRESETS
 
     at = open_page("live_twin.py")
-    at.slider(key="live_demand_level").set_value(1.8).run()
+    at.slider(key="live_demand_scale").set_value(1.8).run()
     step(at, 2)
     at.selectbox(key="live_preset").set_value("supply_disruption").run()
     assert_clean(at)
     expected = controls_of(PRESETS["supply_disruption"])
-    assert at.slider(key="live_demand_level").value == pytest.approx(expected.demand_level)
+    assert at.slider(key="live_demand_scale").value == pytest.approx(expected.demand_scale)
     assert at.slider(key="live_disruption_length").value == expected.disruption_length
     assert day_of(at) == 1
 

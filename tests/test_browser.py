@@ -227,8 +227,8 @@ def test_live_twin_sliders_policies_and_animation(page) -> None:
     wait_idle(page)
     stepped = kpis(page)
 
-    assert press_slider(page, "live_demand_level", 6) == "1.3"  # 1.00 -> 1.30 in steps of 0.05
-    expect(page.locator(".st-key-live_demand_level").get_by_test_id("stSliderThumbValue")).to_have_text("1.30")
+    assert press_slider(page, "live_demand_scale", 6) == "1.3"  # 1.00 -> 1.30 in steps of 0.05
+    expect(page.locator(".st-key-live_demand_scale").get_by_test_id("stSliderThumbValue")).to_have_text("1.30")
     expect(metric(page, "Cost so far")).not_to_have_text(stepped["Cost so far"], timeout=TIMEOUT)
     wait_idle(page, settle_ms=750)
     busier = kpis(page)

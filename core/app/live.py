@@ -15,6 +15,7 @@ from core.agents.rules import PolicyMix, RolePolicy
 from core.simulation.demand import sample_demand
 from core.simulation.forecast import Forecast
 from core.simulation.presets import STORE_MEANS, WEEKLY_RETAIL, get_preset
+from core.simulation.randomization import RANGES
 from core.simulation.rollout import Rollout, rollout
 from core.simulation.scenario import Disruption, LeadTimes, Promotion, Scenario
 from core.simulation.twin import reset
@@ -22,42 +23,104 @@ from core.simulation.twin import reset
 
 @dataclass(frozen=True)
 class Controls:
-    """The Live page's sliders. Multipliers apply to the preset's values."""
+    """The Live page's settings, named as in the scenario (``core.simulation.scenario``); the demand scale
+    multiplies the preset's mean demand."""
 
-    demand_level: float = 1.0  # x the preset's mean demand
-    volatility: float = 0.3  # coefficient of variation of daily demand
+    demand_scale: float = 1.0  # x the preset's mean demand
+    dispersion: float = 0.3  # coefficient of variation of daily demand
     weekly_seasonality: float = 0.0  # 0 = flat week, 1 = a typical retail week, 2 = twice as peaked
-    yearly_seasonality: float = 0.0  # amplitude, fraction of the mean
-    promotion_day: int = 60
+    seasonality_amplitude: float = 0.0  # yearly, fraction of the mean
+    promotion_start_day: int = 60
     promotion_length: int = 0  # days; 0 = no promotion
     promotion_lift: float = 0.8
-    disruption_day: int = 120
+    disruption_start_day: int = 120
     disruption_length: int = 0  # days; 0 = no disruption
-    disruption_severity: float = 0.8  # fraction of capacity lost
-    store_lead_time: int = 2
-    supplier_lead_time: int = 3
-    production_lead_time: int = 2
+    disruption_capacity_loss: float = 0.8  # fraction of production capacity lost
+    warehouse_to_store: int = 2  # lead times, days
+    supplier_to_warehouse: int = 3
+    production: int = 2
     num_stores: int = 3
+
+
+@dataclass(frozen=True)
+class Slider:
+    """One of the Live page's sliders: the ``Controls`` field it sets, its bounds and help."""
+
+    field: str
+    label: str
+    group: str
+    low: float
+    high: float
+    step: float
+    help: str
+    off: float | None = None  # a value meaning "none" (no promotion, no disruption), outside the training range
+
+    def bounds(self, value: float) -> tuple[float, float]:
+        """The slider's range, widened to hold ``value`` (a preset may lie outside the training range)."""
+        return min(self.low, value), max(self.high, value)
+
+
+def _trained(field: str, label: str, group: str, step: float, help: str, range_key: str | None = None,
+             off: float | None = None) -> Slider:
+    """A slider over the training range of ``range_key`` (``RANGES``), extended down to ``off`` if given."""
+    low, high = RANGES[range_key or field]
+    return Slider(field, label, group, low if off is None else off, high, step, help, off)
+
+
+SLIDERS = (
+    _trained("demand_scale", "Demand level (x preset)", "Demand", 0.05, "multiplies every store's mean daily demand"),
+    _trained("dispersion", "Demand dispersion (coefficient of variation)", "Demand", 0.05,
+             "standard deviation of daily demand over its mean"),
+    Slider("weekly_seasonality", "Weekly seasonality", "Demand", 0.0, 2.0, 0.1,
+           "0: every weekday alike; 1: a typical retail week (busy weekends); 2: twice as peaked"),
+    _trained("seasonality_amplitude", "Yearly seasonality (amplitude)", "Demand", 0.05,
+             "peak-season demand above the mean, as a fraction of it"),
+    _trained("num_stores", "Number of stores", "Demand", 1, "stores served by the warehouse"),
+    Slider("promotion_start_day", "Promotion start day", "Promotion", 0, 364, 1, "day of the year (0 = 1 January)"),
+    _trained("promotion_length", "Promotion length (days, 0 = none)", "Promotion", 1, "days the promotion lasts",
+             off=0),
+    _trained("promotion_lift", "Promotion lift", "Promotion", 0.05, "extra demand during the promotion, fraction"),
+    Slider("disruption_start_day", "Disruption start day", "Supplier disruption", 0, 364, 1,
+           "day of the year the supplier's capacity drops"),
+    _trained("disruption_length", "Disruption length (days, 0 = none)", "Supplier disruption", 1,
+             "days the disruption lasts", off=0),
+    _trained("disruption_capacity_loss", "Capacity lost", "Supplier disruption", 0.05,
+             "fraction of the supplier's production capacity lost"),
+    _trained("warehouse_to_store", "Warehouse -> store", "Lead times (days)", 1,
+             "days from a store's order to its shelf"),
+    _trained("supplier_to_warehouse", "Supplier -> warehouse", "Lead times (days)", 1,
+             "days from the warehouse's order to its stock"),
+    _trained("production", "Production", "Lead times (days)", 1, "days from a production start to finished goods"),
+)
+
+
+def outside_training(controls: Controls) -> list[str]:
+    """Labels of the settings that lie outside the ranges the learned policies were trained on."""
+    return [f"{s.label}: {getattr(controls, s.field):g} (trained on {RANGES[s.field][0]:g} to {RANGES[s.field][1]:g})"
+            for s in SLIDERS if s.field in RANGES and getattr(controls, s.field) != s.off
+            and not RANGES[s.field][0] <= getattr(controls, s.field) <= RANGES[s.field][1]]
 
 
 def controls_of(scenario: Scenario) -> Controls:
     """Slider positions that reproduce a preset (as far as the sliders can express it)."""
     first = scenario.stores[0]
-    promo = first.promotions[0] if first.promotions else None
+    promotion = first.promotions[0] if first.promotions else None
     disruption = scenario.disruptions[0] if scenario.disruptions else None
     weekly = np.asarray(first.weekly_pattern) - 1.0
     retail = np.asarray(WEEKLY_RETAIL) - 1.0
     lead = scenario.lead_times
+    default = Controls()
     return Controls(
-        volatility=first.dispersion, weekly_seasonality=float(weekly @ retail / (retail @ retail)),
-        yearly_seasonality=first.seasonality_amplitude,
-        promotion_day=promo.start_day if promo else 60, promotion_length=promo.length if promo else 0,
-        promotion_lift=promo.lift if promo else 0.8,
-        disruption_day=disruption.start_day if disruption else 120,
+        dispersion=first.dispersion, weekly_seasonality=float(weekly @ retail / (retail @ retail)),
+        seasonality_amplitude=first.seasonality_amplitude,
+        promotion_start_day=promotion.start_day if promotion else default.promotion_start_day,
+        promotion_length=promotion.length if promotion else 0,
+        promotion_lift=promotion.lift if promotion else default.promotion_lift,
+        disruption_start_day=disruption.start_day if disruption else default.disruption_start_day,
         disruption_length=disruption.length if disruption else 0,
-        disruption_severity=disruption.capacity_loss if disruption else 0.8,
-        store_lead_time=lead.warehouse_to_store, supplier_lead_time=lead.supplier_to_warehouse,
-        production_lead_time=lead.production, num_stores=scenario.num_stores,
+        disruption_capacity_loss=disruption.capacity_loss if disruption else default.disruption_capacity_loss,
+        warehouse_to_store=lead.warehouse_to_store, supplier_to_warehouse=lead.supplier_to_warehouse,
+        production=lead.production, num_stores=scenario.num_stores,
     )
 
 
@@ -66,19 +129,21 @@ def apply_controls(preset: str, controls: Controls) -> Scenario:
     base = get_preset(preset)
     c = controls
     weekly = tuple(float(x) for x in 1.0 + c.weekly_seasonality * (np.asarray(WEEKLY_RETAIL) - 1.0))
-    promotions = (Promotion(start_day=c.promotion_day, length=c.promotion_length, lift=c.promotion_lift),) \
+    promotions = (Promotion(start_day=c.promotion_start_day, length=c.promotion_length, lift=c.promotion_lift),) \
         if c.promotion_length > 0 else ()
-    stores = tuple(dataclasses.replace(m, mean=m.mean * c.demand_level, dispersion=c.volatility,
-                                       weekly_pattern=weekly, seasonality_amplitude=c.yearly_seasonality,
+    stores = tuple(dataclasses.replace(m, mean=m.mean * c.demand_scale, dispersion=c.dispersion,
+                                       weekly_pattern=weekly, seasonality_amplitude=c.seasonality_amplitude,
                                        promotions=promotions)
                    for m in base.with_num_stores(c.num_stores).stores)
-    disruptions = (Disruption(start_day=c.disruption_day, length=c.disruption_length,
-                              capacity_loss=c.disruption_severity),) if c.disruption_length > 0 else ()
-    capacity = base.capacities.production * c.demand_level * c.num_stores / base.num_stores
+    disruptions = (Disruption(start_day=c.disruption_start_day, length=c.disruption_length,
+                              capacity_loss=c.disruption_capacity_loss),) if c.disruption_length > 0 else ()
+    capacity = base.capacities.production
+    if capacity is not None:  # unlimited stays unlimited; a limit scales with the demand
+        capacity = capacity * c.demand_scale * c.num_stores / base.num_stores
     return dataclasses.replace(
         base, stores=stores, disruptions=disruptions, horizon=365,
-        lead_times=LeadTimes(production=c.production_lead_time, supplier_to_warehouse=c.supplier_lead_time,
-                             warehouse_to_store=c.store_lead_time),
+        lead_times=LeadTimes(production=c.production, supplier_to_warehouse=c.supplier_to_warehouse,
+                             warehouse_to_store=c.warehouse_to_store),
         capacities=dataclasses.replace(base.capacities, production=capacity),
     )
 
@@ -93,8 +158,8 @@ def inspect_store_policy(chooser, rule: RolePolicy, demand_level: float, lead_ti
     """A store's decisions over on-hand x in-transit stock (in days of demand) for one store
     selling ``demand_level`` units a day: the learned policy's menu choice, its probabilities and
     order, and the rule-based policy's order."""
-    scenario = apply_controls("steady", Controls(demand_level=demand_level / STORE_MEANS[0], store_lead_time=lead_time,
-                                                 num_stores=1))
+    scenario = apply_controls("steady", Controls(demand_scale=demand_level / STORE_MEANS[0],
+                                                 warehouse_to_store=lead_time, num_stores=1))
     days = np.linspace(0.0, max_cover_days, grid)
     on_hand, in_transit = np.meshgrid(days, days, indexing="ij")
     state = reset(scenario, grid * grid)

@@ -1,5 +1,5 @@
-"""Domain randomisation: the ranges the learned policies are trained on, which are also the
-ranges of the app's sliders, and a sampler of training scenarios inside them.
+"""Domain randomisation: the ranges the learned policies are trained on (the app's sliders span them,
+``core.app.live.SLIDERS``), and a sampler of training scenarios inside them.
 
 A training scenario starts from a preset (so every preset's neighbourhood is well covered) and
 redraws its demand level, volatility, seasonality, promotions, shocks, disruption, lead times and
@@ -46,7 +46,7 @@ def _integer(rng: np.random.Generator, key: str) -> int:
 def sample_scenario(rng: np.random.Generator, num_stores: int) -> Scenario:
     """A random training scenario with ``num_stores`` stores."""
     base = PRESETS[rng.choice(list(PRESETS))].with_num_stores(num_stores)
-    if base.name == "serial_textbook":  # keep its cost structure and backorders; vary demand and lead times
+    if base.unmet_demand == "backorders":  # the textbook instance: keep its costs, vary demand and lead times
         scale = _uniform(rng, "demand_scale")
         stores = tuple(dataclasses.replace(m, mean=m.mean * scale * rng.uniform(0.8, 1.25),
                                            dispersion=rng.uniform(0.1, 0.4)) for m in base.stores)
