@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
-from core.evaluation.statistics import EVAL_SEED, REPORTED, mean_ci, paired
+from core.app.compare import run_table, summary_table
+from core.evaluation.plots import cumulative_cost_figure
 from core.serving.registry import uniform
 from core.simulation.presets import PRESETS
-from core.simulation.rollout import kpis, run_mixes
 from pages.common import mix_for, policy_pickers, run_for, uploaded_models
 
 st.title("Head-to-head")
@@ -30,16 +28,10 @@ seed = st.number_input("Demand seed of the single run", 0, 10_000, 0, key="h2h_s
 runs = {"A": run_for(scenario, mix_a, int(seed)), "B": run_for(scenario, mix_b, int(seed))}
 if any(r is None for r in runs.values()):
     st.stop()
-fig = go.Figure()
-for name, run in runs.items():
-    fig.add_trace(go.Scatter(y=np.cumsum(run.ledger["total_cost"][:, 0].sum(axis=1)), name=f"mix {name}"))
-fig.update_layout(title="Cumulative system cost, one run", xaxis_title="day", yaxis_title="cost", height=360)
-st.plotly_chart(fig, width="stretch")
+st.plotly_chart(cumulative_cost_figure({f"mix {name}": run for name, run in runs.items()}), width="stretch")
 
-single = {name: {k: float(v[0]) for k, v in kpis(run).items()} for name, run in runs.items()}
 st.markdown("**KPIs of this run**")
-st.dataframe([{"KPI": k, "mix A": single["A"][k], "mix B": single["B"][k], "A - B": single["A"][k] - single["B"][k]}
-              for k in REPORTED], hide_index=True, width="stretch")
+st.dataframe(run_table({f"mix {name}": run for name, run in runs.items()}), hide_index=True, width="stretch")
 
 
 @st.cache_data(show_spinner="Simulating many seeds...", max_entries=16)
@@ -47,9 +39,7 @@ def summary(preset: str, a: tuple, b: tuple, seeds: int, uploads: tuple[str, ...
     """``uploads`` (digests of this session's uploaded models) is part of the cache key, as in ``cached_run``."""
     del uploads
     scenario = PRESETS[preset]
-    per_seed = run_mixes(scenario, {"A": mix_for(scenario, dict(a)), "B": mix_for(scenario, dict(b))}, seeds, EVAL_SEED)
-    return {k: {"A": mean_ci(per_seed["A"][k]), "B": mean_ci(per_seed["B"][k]),
-                "A - B": paired(per_seed["A"][k], per_seed["B"][k])} for k in REPORTED}
+    return summary_table(scenario, {"A": mix_for(scenario, dict(a)), "B": mix_for(scenario, dict(b))}, seeds)
 
 
 seeds = st.slider("Seeds in the summary", 5, 50, 20, key="h2h_seeds")

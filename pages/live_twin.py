@@ -6,8 +6,8 @@ import dataclasses
 
 import streamlit as st
 
-from core.app.live import SLIDERS, Controls, apply_controls, controls_of, outside_training
-from core.app.plots import kpis_so_far, ledger_rows, network_figure, series_figure
+from core.app.live import SLIDERS, Controls, apply_controls, controls_of, day_kpis, outside_training
+from core.evaluation.plots import ledger_rows, network_figure, series_figure
 from core.simulation.presets import PRESETS
 from core.simulation.scenario import ScenarioError
 from pages.common import policy_pickers, run_for
@@ -66,7 +66,7 @@ def day_view() -> None:
             st.session_state.live_playing = False
             st.rerun()  # the whole page: the button shows "Play" again and the timer stops
     day = st.session_state.live_day
-    k = kpis_so_far(run, day)
+    k = day_kpis(run, day)
     tiles = st.columns(5)
     tiles[0].metric("Day", f"{day + 1} / {horizon}")
     tiles[1].metric("Fill rate", f"{100 * k['fill_rate']:.1f}%")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from core.agents.menus import ACTION_MEANINGS, SAFETY_FACTORS, ConstantChooser
 from core.agents.observations import FEATURES
 from core.agents.rules import ReorderPoint
 from core.app.live import inspect_store_policy
+from core.evaluation.plots import inspector_figure, probabilities_figure
 from core.serving.models import PolicyLoadError
 from pages.common import learned_choosers
 
@@ -28,16 +27,7 @@ if isinstance(chooser, ConstantChooser):
     st.info(f"The store policy in use is rule-based, not learned: its training phase did not lower the held-out "
             f"cost, so it orders up to forecast + {SAFETY_FACTORS[chooser.index]:g} standard deviations everywhere.")
 grid = inspect_store_policy(chooser, ReorderPoint("store"), demand, lead_time)
-axes = {"x": grid["in_transit_days"], "y": grid["on_hand_days"]}
-fig = make_subplots(rows=1, cols=3, subplot_titles=("learned: safety factor z", "learned: order (units)",
-                                                    "reorder point: order (units)"))
-for col, key in enumerate(("safety_factor", "learned_order", "rule_order"), start=1):
-    fig.add_trace(go.Heatmap(z=grid[key], **axes, coloraxis=None if col == 1 else "coloraxis",
-                             colorscale="Viridis" if col == 1 else None, showscale=col == 1), row=1, col=col)
-    fig.update_xaxes(title_text="in transit (days of demand)", row=1, col=col)
-fig.update_yaxes(title_text="on hand (days of demand)", row=1, col=1)
-fig.update_layout(height=430, coloraxis={"colorscale": "Blues"})
-st.plotly_chart(fig, width="stretch")
+st.plotly_chart(inspector_figure(grid), width="stretch")
 
 st.markdown("**Action probabilities at one point of the grid**")
 a, b = st.columns(2)
@@ -46,9 +36,7 @@ i = a.select_slider("On hand (days)", options=list(range(len(grid["on_hand_days"
 j = b.select_slider("In transit (days)", options=list(range(len(grid["in_transit_days"]))), value=4,
                     format_func=lambda k: f"{grid['in_transit_days'][k]:.1f}", key="inspect_j")
 probabilities = grid["probabilities"][i, j]
-bar = go.Figure(go.Bar(x=list(ACTION_MEANINGS), y=probabilities))
-bar.update_layout(height=380, xaxis_tickangle=-40, yaxis_title="probability")
-st.plotly_chart(bar, width="stretch")
+st.plotly_chart(probabilities_figure(probabilities), width="stretch")
 st.caption(f"Chosen: {ACTION_MEANINGS[int(probabilities.argmax())]}; learned order {grid['learned_order'][i, j]:.1f}, "
            f"reorder-point order {grid['rule_order'][i, j]:.1f} units. The store policy observes: "
            + ", ".join(FEATURES["store"]) + ".")

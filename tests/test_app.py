@@ -333,7 +333,7 @@ def test_head_to_head_same_mix_has_zero_difference() -> None:
     at.run()
     assert_clean(at)
     single = at.dataframe[0].value
-    assert (single["A - B"].abs() < 1e-9).all()
+    assert (single["mix A - mix B"].abs() < 1e-9).all()
 
 
 def test_head_to_head_summary_follows_each_sessions_uploaded_policy() -> None:

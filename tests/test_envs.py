@@ -158,8 +158,8 @@ def test_role_vec_env_truncates_at_the_horizon(role: str) -> None:
     assert np.all(env.returns == 0.0)
     assert len(env.completed_episodes) == GROUPS
     for episode in env.completed_episodes:
-        assert 0.0 <= episode["service_level"] <= 1.0
-        assert all(np.isfinite(episode[k]) for k in ("reward", "stockouts_per_day", "holding_cost_per_day"))
+        assert 0.0 <= episode["fill_rate"] <= 1.0
+        assert all(np.isfinite(episode[k]) for k in ("reward", "lost_sales_per_day", "holding_cost_per_day"))
 
 
 def test_role_vec_env_auto_reset_is_a_fresh_episode_of_a_fixed_scenario() -> None:

@@ -41,7 +41,7 @@ from core.simulation.rollout import run_mixes, simulate
 TINY = {"timesteps": 2000, "groups": 2, "chains": 2, "n_steps": 8, "batch_size": 32, "acceptance_seeds": 2,
         "checkpoint_every": 500, "progress_bar": False, "horizon": 20}
 ROWS = 2 * 2 * 3  # groups x chains x stores: the same for every role (upstream roles get 3x the chains)
-EPISODE_KEYS = {"reward", "service_level", "stockouts_per_day", "holding_cost_per_day", "cost_per_day", "timesteps"}
+EPISODE_KEYS = {"reward", "fill_rate", "lost_sales_per_day", "holding_cost_per_day", "cost_per_day", "timesteps"}
 AFTER_FACTOR = 1e-3
 
 
@@ -111,10 +111,10 @@ def test_every_phase_writes_its_artifacts(run) -> None:
         assert any("train/value_loss" in u for u in metrics["updates"])
         for episode in metrics["episodes"]:
             assert set(episode) >= EPISODE_KEYS, episode
-            assert 0.0 <= episode["service_level"] <= 1.0
-            for key in ("reward", "stockouts_per_day", "holding_cost_per_day", "cost_per_day"):
+            assert 0.0 <= episode["fill_rate"] <= 1.0
+            for key in ("reward", "lost_sales_per_day", "holding_cost_per_day", "cost_per_day"):
                 assert math.isfinite(episode[key]), (key, episode)
-            assert episode["stockouts_per_day"] >= 0 and episode["holding_cost_per_day"] >= 0
+            assert episode["lost_sales_per_day"] >= 0 and episode["holding_cost_per_day"] >= 0
         events = list((phase_dir / "tensorboard").rglob("events.out.tfevents.*"))
         assert events, f"{phase_dir}: no TensorBoard events"
         assert (phase_dir / "learning_curves.html").is_file() == bool(metrics["episodes"])

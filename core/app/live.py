@@ -16,7 +16,7 @@ from core.simulation.demand import sample_demand
 from core.simulation.forecast import Forecast
 from core.simulation.presets import STORE_MEANS, WEEKLY_RETAIL, get_preset
 from core.simulation.randomization import RANGES
-from core.simulation.rollout import Rollout, rollout
+from core.simulation.rollout import Rollout, kpis, rollout
 from core.simulation.scenario import Disruption, LeadTimes, Promotion, Scenario
 from core.simulation.twin import reset
 
@@ -146,6 +146,13 @@ def apply_controls(preset: str, controls: Controls) -> Scenario:
                              warehouse_to_store=c.warehouse_to_store),
         capacities=dataclasses.replace(base.capacities, production=capacity),
     )
+
+
+def day_kpis(run: Rollout, day: int) -> dict[str, float]:
+    """The Live page's tiles over days 1..day+1 of chain 0: fill rate, cost so far, units short, bullwhip."""
+    k = {name: float(values[0]) for name, values in kpis(run, days=day + 1).items()}
+    return {"fill_rate": k["fill_rate"], "cost": k["cost_per_day"] * (day + 1),
+            "stockouts": k["lost_sales_per_day"] * (day + 1), "bullwhip": k["bullwhip_store"]}
 
 
 def run_year(scenario: Scenario, mix: PolicyMix, seed: int) -> Rollout:

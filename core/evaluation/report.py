@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from core.agents.rules import PolicyMix
+from core.evaluation.plots import comparison_figure
 from core.evaluation.statistics import EVAL_SEED, REPORTED, mean_ci, paired
 from core.serving.models import EXPORTED_MODELS
 from core.serving.registry import Sources, mix_of, uniform
@@ -90,28 +91,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def figures(report: dict):
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    panels = [("cost_per_day", "cost per day"), ("fill_rate", "fill rate"),
-              ("lost_sales_per_day", "stockouts (units/day)"), ("holding_cost_per_day", "holding cost per day")]
-    fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, t in panels])
-    presets = list(report["presets"])
-    policies = list(next(iter(report["presets"].values()))["policies"])
-    for i, (key, _) in enumerate(panels):
-        for j, policy in enumerate(policies):
-            stats = [report["presets"][p]["policies"][policy][key] for p in presets]
-            fig.add_trace(go.Bar(name=policy, x=presets, y=[s["mean"] for s in stats], legendgroup=policy,
-                                 showlegend=i == 0, marker_color=f"hsl({j * 55}, 60%, 50%)",
-                                 error_y={"type": "data", "symmetric": False,
-                                          "array": [s["high"] - s["mean"] for s in stats],
-                                          "arrayminus": [s["mean"] - s["low"] for s in stats]}),
-                          row=1 + i // 2, col=1 + i % 2)
-    fig.update_layout(barmode="group", height=800, title=f"Policies on common random numbers, {report['seeds']} seeds")
-    return fig
-
-
 def write(report: dict, out: Path) -> None:
     """evaluation.json, evaluation.csv, evaluation.md and comparison.html, each written atomically."""
     out.mkdir(parents=True, exist_ok=True)
@@ -126,5 +105,5 @@ def write(report: dict, out: Path) -> None:
     for name, text in files.items():
         (out / f"{name}.tmp").write_text(text)
         os.replace(out / f"{name}.tmp", out / name)
-    figures(report).write_html(out / "comparison.html.tmp", include_plotlyjs=True)
+    comparison_figure(report).write_html(out / "comparison.html.tmp", include_plotlyjs=True)
     os.replace(out / "comparison.html.tmp", out / "comparison.html")

@@ -33,6 +33,7 @@ from stable_baselines3.common.logger import KVWriter, Logger, make_output_format
 
 from core.agents.menus import NUM_ACTIONS, reference_index
 from core.agents.roles import ROLE, ROLES
+from core.evaluation.plots import learning_curves_figure
 from core.evaluation.statistics import mean_cost
 from core.learning.policies import Standardize, frozen_choosers, learned_mix
 from core.learning.vec_env import RoleVecEnv
@@ -121,25 +122,10 @@ def _save_model(model: PPO, path: Path) -> None:
 
 
 def _figures(phase_dir: Path, episodes: list[dict], updates: list[dict]) -> None:
-    """Plotly learning curves: episode reward, service level, costs, and the PPO losses."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    panels = [("reward", "episode reward (scale-free)"), ("service_level", "service level"),
-              ("cost_per_day", "system cost per chain-day"), ("holding_cost_per_day", "holding cost per chain-day")]
-    losses = [k for k in ("train/policy_gradient_loss", "train/value_loss", "train/entropy_loss")
-              if any(k in u for u in updates)]
-    fig = make_subplots(rows=2, cols=3, subplot_titles=[t for _, t in panels] + [k.split("/")[1] for k in losses[:2]])
-    for i, (key, _) in enumerate(panels):
-        fig.add_trace(go.Scatter(x=[e["timesteps"] for e in episodes], y=[e[key] for e in episodes], mode="markers",
-                                 name=key), row=1 + i // 3, col=1 + i % 3)
-    for j, key in enumerate(losses[:2]):
-        rows = [u for u in updates if key in u]
-        fig.add_trace(go.Scatter(x=[u["timesteps"] for u in rows], y=[u[key] for u in rows], name=key),
-                      row=2, col=2 + j)
-    fig.update_layout(height=700, showlegend=False, title=f"Learning curves: {phase_dir.name}")
+    """learning_curves.html, written atomically."""
     tmp = phase_dir / "learning_curves.html.tmp"
-    fig.write_html(tmp, include_plotlyjs=True)
+    figure = learning_curves_figure(episodes, updates, f"Learning curves: {phase_dir.name}")
+    figure.write_html(tmp, include_plotlyjs=True)
     os.replace(tmp, phase_dir / "learning_curves.html")
 
 

@@ -33,9 +33,12 @@ from core.agents.roles import ROLE, ROLES
 from core.simulation.demand import sample_demand
 from core.simulation.forecast import Forecast
 from core.simulation.randomization import sample_scenario
-from core.simulation.reconcile import reconcile
+from core.simulation.reconcile import Ledger, reconcile
+from core.simulation.rollout import day_sums, flow_rates
 from core.simulation.scenario import Scenario
 from core.simulation.twin import Actions, State, reset, step
+
+TRAINING_KPIS = ("fill_rate", "lost_sales_per_day", "holding_cost_per_day", "cost_per_day")  # the training log's
 
 
 @dataclass
@@ -46,22 +49,17 @@ class Group:
     state: State
     shadow: State  # the same chains run by the reference mix, on the same demand
     reward_scale: np.ndarray  # (N,) for stores, () upstream
-    totals: dict[str, float] = dataclasses.field(default_factory=dict)  # episode sums for the training log
+    totals: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # episode sums per chain (training log)
 
-    def record(self, ledger) -> None:
-        n = self.scenario.num_stores
-        for key, value in (("demand", ledger.demand[:, :n]), ("filled", ledger.filled[:, :n]),
-                           ("lost", ledger.unmet[:, :n]), ("holding_cost", ledger.holding_cost),
-                           ("cost", ledger.total_cost)):
-            self.totals[key] = self.totals.get(key, 0.0) + float(value.sum())
+    def record(self, ledger: Ledger) -> None:
+        for key, value in day_sums(ledger, self.scenario.num_stores).items():
+            self.totals[key] = self.totals.get(key, 0.0) + value
 
     def summary(self, mean_return: float) -> dict[str, float | str]:
-        """Per chain and day: the episode's service level, stockouts, holding and total cost."""
-        chain_days = self.demand.shape[0] * self.state.day
-        t = self.totals
+        """The episode's KPIs (``core.simulation.rollout.flow_rates``), averaged over the group's chains."""
+        rates = flow_rates(self.totals, self.state.day)
         return {"scenario": self.scenario.name, "reward": mean_return,
-                "service_level": t["filled"] / max(t["demand"], 1e-9), "stockouts_per_day": t["lost"] / chain_days,
-                "holding_cost_per_day": t["holding_cost"] / chain_days, "cost_per_day": t["cost"] / chain_days}
+                **{key: float(np.mean(rates[key])) for key in TRAINING_KPIS}}
 
 
 class RoleVecEnv(VecEnv):

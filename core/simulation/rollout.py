@@ -66,30 +66,60 @@ def _variance_ratio(orders: np.ndarray, received: np.ndarray) -> np.ndarray:
                     np.nan)
 
 
-def kpis(run: Rollout, warmup: int = 0) -> dict[str, np.ndarray]:
-    """System KPIs per chain, (B,) each, over the days after ``warmup``."""
+def _nanmean(ratios: np.ndarray) -> np.ndarray:
+    """Mean over stores (axis 1) of the finite ratios; NaN (without a warning) where none is finite."""
+    finite = np.isfinite(ratios)
+    count = finite.sum(axis=1)
+    return np.where(count > 0, np.where(finite, ratios, 0.0).sum(axis=1) / np.maximum(count, 1), np.nan)
+
+
+def flow_rates(sums: dict[str, np.ndarray], days: int) -> dict[str, np.ndarray]:
+    """The KPIs that are flows over a period, from ``sums`` of the ledger over its ``days`` days (per chain):
+    ``cost``, ``holding_cost``, ``stockout_cost``, ``other_cost`` (all nodes), ``demand``, ``filled`` and
+    ``unmet`` (stores)."""
+    return {
+        "cost_per_day": sums["cost"] / days,
+        "holding_cost_per_day": sums["holding_cost"] / days,
+        "stockout_cost_per_day": sums["stockout_cost"] / days,
+        "other_cost_per_day": sums["other_cost"] / days,
+        "fill_rate": sums["filled"] / np.maximum(sums["demand"], 1e-12),
+        "lost_sales_per_day": sums["unmet"] / days,
+    }
+
+
+def day_sums(ledger: Ledger, num_stores: int) -> dict[str, np.ndarray]:
+    """One day's contribution to ``flow_rates``'s sums, per chain (B,)."""
+    stores = slice(0, num_stores)
+    return {"cost": ledger.total_cost.sum(axis=1), "holding_cost": ledger.holding_cost.sum(axis=1),
+            "stockout_cost": ledger.stockout_cost.sum(axis=1),
+            "other_cost": (ledger.ordering_cost + ledger.transport_cost + ledger.production_cost).sum(axis=1),
+            "demand": ledger.demand[:, stores].sum(axis=1), "filled": ledger.filled[:, stores].sum(axis=1),
+            "unmet": ledger.unmet[:, stores].sum(axis=1)}
+
+
+def kpis(run: Rollout, warmup: int = 0, days: int | None = None) -> dict[str, np.ndarray]:
+    """System KPIs per chain, (B,) each, over days ``warmup`` to ``days`` (default: the whole run)."""
     n = run.num_stores
-    led = {k: v[warmup:] for k, v in run.ledger.items()}
+    window = slice(warmup, days)
+    led = {k: v[window] for k, v in run.ledger.items()}
     stores = slice(0, n)
     demand = led["demand"][:, :, stores]
-    customer_demand = demand.sum(axis=(0, 2))
-    days = demand.shape[0]
     inventory = (led["on_hand"] + led["in_transit"]).sum(axis=2).mean(axis=0)
-    sold_per_day = run.sold[warmup:].sum(axis=2).mean(axis=0)
-    store_orders = run.store_orders[warmup:]
+    sold_per_day = run.sold[window].sum(axis=2).mean(axis=0)
+    store_orders = run.store_orders[window]
+    other = led["ordering_cost"] + led["transport_cost"] + led["production_cost"]
+    sums = {"cost": led["total_cost"].sum(axis=2).sum(axis=0),
+            "holding_cost": led["holding_cost"].sum(axis=2).sum(axis=0),
+            "stockout_cost": led["stockout_cost"].sum(axis=2).sum(axis=0), "other_cost": other.sum(axis=2).sum(axis=0),
+            "demand": demand.sum(axis=(0, 2)), "filled": led["filled"][:, :, stores].sum(axis=(0, 2)),
+            "unmet": led["unmet"][:, :, stores].sum(axis=(0, 2))}
     return {
-        "cost_per_day": led["total_cost"].sum(axis=2).mean(axis=0),
-        "holding_cost_per_day": led["holding_cost"].sum(axis=2).mean(axis=0),
-        "stockout_cost_per_day": led["stockout_cost"].sum(axis=2).mean(axis=0),
-        "other_cost_per_day": (led["ordering_cost"] + led["transport_cost"] + led["production_cost"])
-        .sum(axis=2).mean(axis=0),
-        "fill_rate": led["filled"][:, :, stores].sum(axis=(0, 2)) / np.maximum(customer_demand, 1e-12),
-        "lost_sales_per_day": led["unmet"][:, :, stores].sum(axis=(0, 2)) / days,
+        **flow_rates(sums, demand.shape[0]),
         "reward_per_day": led["reward"].sum(axis=2).mean(axis=0),
         "inventory_turns": 365.0 * sold_per_day / np.maximum(inventory, 1e-12),
-        "bullwhip_store": np.nanmean(_variance_ratio(store_orders, demand), axis=1),
-        "bullwhip_warehouse": _variance_ratio(run.warehouse_order[warmup:], store_orders.sum(axis=2)),
-        "bullwhip_supplier": _variance_ratio(run.production[warmup:], run.warehouse_order[warmup:]),
+        "bullwhip_store": _nanmean(_variance_ratio(store_orders, demand)),
+        "bullwhip_warehouse": _variance_ratio(run.warehouse_order[window], store_orders.sum(axis=2)),
+        "bullwhip_supplier": _variance_ratio(run.production[window], run.warehouse_order[window]),
     }
 
 

@@ -1,4 +1,5 @@
-"""Plotly figures of runs: the animated network view and the time series. No Streamlit here."""
+"""Every plotly figure the project draws: a run's network view and time series, policies compared, the
+policy inspector's maps, the evaluation report and learning curves. No Streamlit here."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.agents.menus import ACTION_MEANINGS
 from core.simulation.reconcile import node_names
 from core.simulation.rollout import Rollout
 
@@ -76,19 +78,6 @@ def series_figure(run: Rollout, day: int) -> go.Figure:
     return fig
 
 
-def kpis_so_far(run: Rollout, day: int) -> dict[str, float]:
-    """Fill rate, cost, stockouts and the stores' bullwhip ratio over days 1..day+1."""
-    n = run.num_stores
-    led = {k: v[: day + 1, 0] for k, v in run.ledger.items()}
-    demand = led["demand"][:, :n].sum()
-    store_orders = run.store_orders[: day + 1, 0].sum(axis=1)
-    received = led["demand"][:, :n].sum(axis=1)
-    bullwhip = float(store_orders.var() / received.var()) if day > 1 and received.var() > 0 else float("nan")
-    return {"fill_rate": float(led["filled"][:, :n].sum() / demand) if demand > 0 else 1.0,
-            "cost": float(led["total_cost"].sum()), "stockouts": float(led["unmet"][:, :n].sum()),
-            "bullwhip": bullwhip}
-
-
 def ledger_rows(run: Rollout, day: int) -> list[dict[str, object]]:
     """The reconciliation ledger of ``day``: one row per agent."""
     names = node_names(run.num_stores)
@@ -96,3 +85,71 @@ def ledger_rows(run: Rollout, day: int) -> list[dict[str, object]]:
               "excess_inventory", "ordering_cost", "total_cost", "reward")
     return [{"agent": name, **{f: round(float(run.ledger[f][day, 0, i]), 3) for f in fields}}
             for i, name in enumerate(names)]
+
+
+def cumulative_cost_figure(runs: dict[str, Rollout]) -> go.Figure:
+    """System cost accumulated day by day, one line per named run (chain 0)."""
+    fig = go.Figure()
+    for name, run in runs.items():
+        fig.add_trace(go.Scatter(y=np.cumsum(run.ledger["total_cost"][:, 0].sum(axis=1)), name=name))
+    fig.update_layout(title="Cumulative system cost, one run", xaxis_title="day", yaxis_title="cost", height=360)
+    return fig
+
+
+def inspector_figure(grid: dict[str, np.ndarray]) -> go.Figure:
+    """The store policy's safety factor and order, and the rule's order, over on hand x in transit."""
+    axes = {"x": grid["in_transit_days"], "y": grid["on_hand_days"]}
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("learned: safety factor z", "learned: order (units)",
+                                                        "reorder point: order (units)"))
+    for col, key in enumerate(("safety_factor", "learned_order", "rule_order"), start=1):
+        fig.add_trace(go.Heatmap(z=grid[key], **axes, coloraxis=None if col == 1 else "coloraxis",
+                                 colorscale="Viridis" if col == 1 else None, showscale=col == 1), row=1, col=col)
+        fig.update_xaxes(title_text="in transit (days of demand)", row=1, col=col)
+    fig.update_yaxes(title_text="on hand (days of demand)", row=1, col=1)
+    fig.update_layout(height=430, coloraxis={"colorscale": "Blues"})
+    return fig
+
+
+def probabilities_figure(probabilities: np.ndarray) -> go.Figure:
+    """A policy's probability of each menu entry."""
+    bar = go.Figure(go.Bar(x=list(ACTION_MEANINGS), y=probabilities))
+    bar.update_layout(height=380, xaxis_tickangle=-40, yaxis_title="probability")
+    return bar
+
+
+def comparison_figure(report: dict) -> go.Figure:
+    """The evaluation report's policies side by side: cost, fill rate, stockouts and holding, per preset."""
+    panels = [("cost_per_day", "cost per day"), ("fill_rate", "fill rate"),
+              ("lost_sales_per_day", "stockouts (units/day)"), ("holding_cost_per_day", "holding cost per day")]
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, t in panels])
+    presets = list(report["presets"])
+    policies = list(next(iter(report["presets"].values()))["policies"])
+    for i, (key, _) in enumerate(panels):
+        for j, policy in enumerate(policies):
+            stats = [report["presets"][p]["policies"][policy][key] for p in presets]
+            fig.add_trace(go.Bar(name=policy, x=presets, y=[s["mean"] for s in stats], legendgroup=policy,
+                                 showlegend=i == 0, marker_color=f"hsl({j * 55}, 60%, 50%)",
+                                 error_y={"type": "data", "symmetric": False,
+                                          "array": [s["high"] - s["mean"] for s in stats],
+                                          "arrayminus": [s["mean"] - s["low"] for s in stats]}),
+                          row=1 + i // 2, col=1 + i % 2)
+    fig.update_layout(barmode="group", height=800, title=f"Policies on common random numbers, {report['seeds']} seeds")
+    return fig
+
+
+def learning_curves_figure(episodes: list[dict], updates: list[dict], title: str) -> go.Figure:
+    """A training phase's episode reward, fill rate and costs, and its PPO losses."""
+    panels = [("reward", "episode reward (scale-free)"), ("fill_rate", "fill rate"),
+              ("cost_per_day", "system cost per chain-day"), ("holding_cost_per_day", "holding cost per chain-day")]
+    losses = [k for k in ("train/policy_gradient_loss", "train/value_loss", "train/entropy_loss")
+              if any(k in u for u in updates)]
+    fig = make_subplots(rows=2, cols=3, subplot_titles=[t for _, t in panels] + [k.split("/")[1] for k in losses[:2]])
+    for i, (key, _) in enumerate(panels):
+        fig.add_trace(go.Scatter(x=[e["timesteps"] for e in episodes], y=[e[key] for e in episodes], mode="markers",
+                                 name=key), row=1 + i // 3, col=1 + i % 3)
+    for j, key in enumerate(losses[:2]):
+        rows = [u for u in updates if key in u]
+        fig.add_trace(go.Scatter(x=[u["timesteps"] for u in rows], y=[u[key] for u in rows], name=key),
+                      row=2, col=2 + j)
+    fig.update_layout(height=700, showlegend=False, title=title)
+    return fig
