@@ -26,8 +26,10 @@ Order of events in one period (one call of ``step``, "day t"):
    served first, then the day's demand; what cannot be served is lost (charged once per unit)
    or backordered (charged per unit per day while it waits).
 
-The state returned by ``step`` is the evening of day t: what the next review sees.
-This module knows nothing of agents, rewards, gymnasium, torch or streamlit.
+The state returned by ``step`` is the evening of day t: what the next review sees. It also carries
+``Memory``, exponentially weighted averages of recent flows that the agents' observations read and the
+physics never does (kept here so that one ``step`` updates everything a day changes). Beyond that this
+module knows nothing of agents, rewards, gymnasium, torch or streamlit.
 """
 
 from __future__ import annotations
