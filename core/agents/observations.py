@@ -25,17 +25,21 @@ CLIP = 60.0
 Columns = dict[str, np.ndarray]  # feature name -> values, each broadcastable to the role's agents' shape
 
 
-def _calendar(day: int) -> tuple[float, float]:
+def _calendar(day: int) -> Columns:
+    """Day of the year on the unit circle."""
     angle = 2 * np.pi * (day % 365) / 365.0
-    return float(np.sin(angle)), float(np.cos(angle))
+    return {"season_sin": float(np.sin(angle)), "season_cos": float(np.cos(angle))}
 
 
-def _common(scenario: Scenario) -> tuple[float, float, float]:
-    """Mean demand CV, the stores' critical ratio p / (p + h) and the backorders flag."""
+def _market(scenario: Scenario, demand_cv: np.ndarray | float) -> Columns:
+    """Demand volatility, the stores' critical ratio p / (p + h) and the backorders flag."""
     costs = scenario.costs
-    cv = float(np.mean([demand_cv(m) for m in scenario.stores]))
-    critical = costs.stockout / (costs.stockout + costs.store_holding + EPS)
-    return cv, critical, float(scenario.unmet_demand == "backorders")
+    return {"demand_cv": demand_cv, "critical_ratio": costs.stockout / (costs.stockout + costs.store_holding + EPS),
+            "backorders_mode": float(scenario.unmet_demand == "backorders")}
+
+
+def _mean_cv(scenario: Scenario) -> float:
+    return float(np.mean([demand_cv(m) for m in scenario.stores]))
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -49,8 +53,6 @@ def store_observation(state: State, scenario: Scenario, forecast: Forecast) -> C
     f = STORE.daily_forecast(scenario, forecast, day)
     inbound = state.store_pipeline.sum(axis=2)
     position = state.store_on_hand + inbound - state.store_backorders
-    sin, cos = _calendar(day)
-    cv, critical, backorders = _common(scenario)
     return {
         "on_hand_days": state.store_on_hand / f,
         "in_transit_days": inbound / f,
@@ -62,12 +64,9 @@ def store_observation(state: State, scenario: Scenario, forecast: Forecast) -> C
         "recent_supply_fill": _ratio(mem.store_shipped, mem.store_orders),
         "forecast_next_week_ratio": forecast.store_demand(day + lead, 7) / 7.0 / f,
         "season_level": f / forecast.base_mean,
-        "season_sin": sin,
-        "season_cos": cos,
+        **_calendar(day),
         "lead_time_weeks": lead / 7.0,
-        "demand_cv": np.array([demand_cv(m) for m in scenario.stores]),
-        "critical_ratio": critical,
-        "backorders_mode": backorders,
+        **_market(scenario, np.array([demand_cv(m) for m in scenario.stores])),
     }
 
 
@@ -79,8 +78,6 @@ def warehouse_observation(state: State, scenario: Scenario, forecast: Forecast) 
     stores = state.store_inventory_position
     inbound = state.warehouse_pipeline.sum(axis=1)
     store_lead = scenario.lead_times.warehouse_to_store
-    sin, cos = _calendar(day)
-    cv, critical, backorders = _common(scenario)
     return {
         "on_hand_days": state.warehouse_on_hand / f,
         "in_transit_days": inbound / f,
@@ -93,13 +90,10 @@ def warehouse_observation(state: State, scenario: Scenario, forecast: Forecast) 
         "recent_customer_service": _ratio(mem.filled.sum(axis=1), mem.demand.sum(axis=1)),
         "forecast_next_2_weeks_ratio": forecast.store_demand(day + window, 14).sum() / 14.0 / f,
         "season_level": f / forecast.base_mean.sum(),
-        "season_sin": sin,
-        "season_cos": cos,
+        **_calendar(day),
         "supplier_lead_time_weeks": (window - store_lead) / 7.0,
         "store_lead_time_weeks": store_lead / 7.0,
-        "demand_cv": cv,
-        "critical_ratio": critical,
-        "backorders_mode": backorders,
+        **_market(scenario, _mean_cv(scenario)),
     }
 
 
@@ -113,8 +107,6 @@ def supplier_observation(state: State, scenario: Scenario, forecast: Forecast) -
         + state.store_inventory_position.sum(axis=1)
     lead = scenario.lead_times
     supplier_lead = window - lead.warehouse_to_store - lead.production
-    sin, cos = _calendar(day)
-    cv, critical, backorders = _common(scenario)
     return {
         "on_hand_days": state.supplier_on_hand / f,
         "in_production_days": in_production / f,
@@ -127,14 +119,11 @@ def supplier_observation(state: State, scenario: Scenario, forecast: Forecast) -
         "forecast_next_90_ratio": forecast.store_demand(day + window, 90).sum() / 90.0 / f,
         "prebuild_next_90_days": forecast.prebuild(day, window, 90) / f,
         "season_level": f / forecast.base_mean.sum(),
-        "season_sin": sin,
-        "season_cos": cos,
+        **_calendar(day),
         "production_lead_time_weeks": lead.production / 7.0,
         "total_lead_time_weeks": window / 7.0,
         "extra_supplier_lead_time_weeks": (supplier_lead - lead.supplier_to_warehouse) / 7.0,
-        "demand_cv": cv,
-        "critical_ratio": critical,
-        "backorders_mode": backorders,
+        **_market(scenario, _mean_cv(scenario)),
     }
 
 
