@@ -297,7 +297,7 @@ def test_export_writes_a_checked_model_card_per_role(run, exported) -> None:
     out, config, hierarchy = run
     models, manifest = exported
     assert json.loads((models / "manifest.json").read_text()) == json.loads(json.dumps(manifest, default=float))
-    assert not list(models.glob("*.tmp")) and not list(models.glob("*.onnx.data"))
+    assert not list(models.rglob("*.tmp")) and not list(models.rglob("*.onnx.data"))
     assert manifest["command"] == "pytest"
     assert manifest["training"]["phases"] == hierarchy["phases"]
     assert manifest["training"]["config"]["timesteps"] == config.timesteps
@@ -306,7 +306,7 @@ def test_export_writes_a_checked_model_card_per_role(run, exported) -> None:
         card = manifest["roles"][role]
         assert card["kind"] == "learned"
         path = models / card["file"]
-        assert card["file"] == f"{role}_policy.onnx" and path.is_file()
+        assert card["file"] == f"{manifest['version']}/{role}_policy.onnx" and path.is_file()
         assert card["sha256"] == sha256(path)
         assert not path.with_name(path.name + ".data").exists()
         graph = onnx.load(str(path))
