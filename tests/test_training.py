@@ -8,7 +8,9 @@ import csv
 import dataclasses
 import itertools
 import json
+import logging
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -247,6 +249,40 @@ def test_train_role_resumes_from_its_latest_checkpoint(tmp_path: Path) -> None:
     # the same budget again: the last checkpoint is the finished model, so nothing more is trained
     third = train_role(config, "store", phase_dir, {}, 1000, config.learning_rate, seed=1)
     assert third.num_timesteps == second.num_timesteps
+
+
+def _steps(checkpoint: Path) -> int:
+    return int(checkpoint.stem.split("_")[-2])
+
+
+@pytest.mark.parametrize("kept", [0.5, -1], ids=["half", "all_but_the_last_byte"])
+def test_resuming_skips_a_truncated_latest_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                      kept: float) -> None:
+    """A latest checkpoint cut short (a crash while it was written, before writes were atomic; a
+    full disk) is skipped with a logged reason, and training continues from the one before. Cut
+    in half, the file still opens as a zip: the one torch nested inside it."""
+    torch.set_num_threads(1)
+    config = _resume_config(tmp_path)
+    phase_dir = tmp_path / "phase1_store"
+    rollout = config.n_steps * ROWS
+    train_role(config, "store", phase_dir, {}, 600, config.learning_rate, seed=1)
+    checkpoints = sorted((phase_dir / "checkpoints").glob("store_*_steps.zip"), key=_steps)
+    assert len(checkpoints) >= 2 and not [p for p in phase_dir.rglob("*") if p.name.endswith(".tmp")]
+    latest, previous = checkpoints[-1], checkpoints[-2]
+    data = latest.read_bytes()
+    latest.write_bytes(data[: int(len(data) * kept) if kept > 0 else len(data) - 1])
+    logged = len(json.loads((phase_dir / "metrics.json").read_text())["updates"])
+
+    with caplog.at_level(logging.WARNING, logger=training.__name__):
+        resumed = train_role(config, "store", phase_dir, {}, 1000, config.learning_rate, seed=1)
+    skipped = [r.getMessage() for r in caplog.records if "skipped checkpoint" in r.getMessage()]
+    assert len(skipped) == 1 and f"{latest} (cannot resume from it: " in skipped[0], skipped
+    updates = json.loads((phase_dir / "metrics.json").read_text())["updates"][logged:]
+    assert updates[0]["timesteps"] == _steps(previous) + rollout, "the first update follows the previous checkpoint"
+    assert 1000 <= resumed.num_timesteps < 1000 + rollout
+    with zipfile.ZipFile(latest) as archive:  # written again, whole, when training passed its step count
+        assert archive.testzip() is None
+    assert not [p for p in phase_dir.rglob("*") if p.name.endswith(".tmp")]
 
 
 def test_reentering_a_finished_phase_keeps_its_training_log(tmp_path: Path) -> None:

@@ -126,15 +126,21 @@ class AtomicCheckpoint(CheckpointCallback):
         return True
 
 
+CHECKPOINT_MEMBERS = frozenset({"data", "policy.pth", "policy.optimizer.pth"})  # what resuming reads
+
+
 def _damage(checkpoint: Path) -> str | None:
-    """Why ``checkpoint`` cannot be resumed from (an unreadable or truncated zip, a member failing
-    its CRC check), or None."""
+    """Why ``checkpoint`` cannot be resumed from (not a zip, a member failing its CRC check, or
+    SB3's members missing: a truncated file can look like the zip nested at its end), or None."""
     try:
         with zipfile.ZipFile(checkpoint) as archive:
             broken = archive.testzip()
+            missing = CHECKPOINT_MEMBERS - set(archive.namelist())
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         return f"{type(exc).__name__}: {exc}"
-    return f"member {broken} fails its CRC check" if broken else None
+    if broken:
+        return f"member {broken} fails its CRC check"
+    return f"lacks {', '.join(sorted(missing))}" if missing else None
 
 
 def latest_intact(checkpoints: list[Path]) -> Path | None:
