@@ -194,6 +194,7 @@ def test_exports_switch_sets_and_keep_only_the_previous_version(sets, cached_act
         assert same(decisions(out), sets[expected]), run
         assert versions(out) == sorted(served[-2:]), "the current and the previous version only"
         assert not leftovers(out)
+    assert all((out / version).stat().st_mode & 0o777 == 0o755 for version in versions(out))
     for name, data in shipped.items():  # the first layout's files stay where they are
         if name != "manifest.json":
             assert (out / name).read_bytes() == data, name

@@ -6,13 +6,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
 from core.agents.menus import reference_policy
 from core.agents.rules import ROLES, PolicyMix, reorder_point_mix
 from core.agents.tuning import tune_base_stock
 from core.evaluation.statistics import EVAL_SEED, REPORTED, mean_ci, paired
+from core.serving.files import write_bytes_atomic
 from core.serving.models import EXPORTED_MODELS, learned_policy, load_manifest
 from core.simulation.presets import PRESETS
 from core.simulation.rollout import run_mixes
@@ -122,9 +122,7 @@ def write(report: dict, out: Path) -> None:
     writer.writeheader()
     writer.writerows(table)
     files = {"evaluation.json": json.dumps(report, indent=2), "evaluation.csv": buffer.getvalue(),
-             "evaluation.md": markdown(report) + "\n"}
+             "evaluation.md": markdown(report) + "\n",
+             "comparison.html": figures(report).to_html(include_plotlyjs=True)}
     for name, text in files.items():
-        (out / f"{name}.tmp").write_text(text)
-        os.replace(out / f"{name}.tmp", out / name)
-    figures(report).write_html(out / "comparison.html.tmp", include_plotlyjs=True)
-    os.replace(out / "comparison.html.tmp", out / "comparison.html")
+        write_bytes_atomic(out / name, text.encode())

@@ -60,7 +60,9 @@ def stage(out: Path) -> Path:
     remove_temporaries(out)
     for stale in out.glob(STAGING + "*"):
         shutil.rmtree(stale, ignore_errors=True)
-    return Path(tempfile.mkdtemp(dir=out, prefix=STAGING))
+    staging = Path(tempfile.mkdtemp(dir=out, prefix=STAGING))
+    staging.chmod(0o755)  # mkdtemp's 0o700 would hide the set from other readers
+    return staging
 
 
 def _content_hash(folder: Path) -> str:
