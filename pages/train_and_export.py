@@ -10,6 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.agents.roles import ROLES
+from core.serving.model_sets import set_files
 from core.serving.models import EXPORTED_MODELS, OnnxChooser, PolicyLoadError
 from pages.common import ROLE_LABELS, uploaded_models
 
@@ -18,8 +19,7 @@ DEPLOY_SCRIPT = EXPORTED_MODELS / "deploy_policy.py"
 st.title("Train and export")
 
 st.header("Download the shipped policies")
-shipped = [p for p in sorted(EXPORTED_MODELS.glob("*.onnx")) + [EXPORTED_MODELS / "manifest.json", DEPLOY_SCRIPT]
-           if p.exists()]
+shipped = [p for p in set_files(EXPORTED_MODELS) + [DEPLOY_SCRIPT] if p.exists()]
 for row in range(0, len(shipped), 3):  # three to a row: the file names stay readable
     for col, path in zip(st.columns(3), shipped[row: row + 3], strict=False):
         col.download_button(path.name, path.read_bytes(), file_name=path.name, key=f"download_{path.name}")
@@ -53,7 +53,7 @@ if st.button("Train, evaluate and export", key="train_go"):
 if "trained_export" in st.session_state:
     export = Path(st.session_state.trained_export)
     st.markdown("**Your trained export**")
-    files = sorted(export.glob("*.onnx")) + [export / "manifest.json"]
+    files = set_files(export)
     for col, path in zip(st.columns(len(files)), files, strict=True):
         col.download_button(path.name, path.read_bytes(), file_name=path.name, key=f"trained_{path.name}")
 

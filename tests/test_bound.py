@@ -10,7 +10,8 @@ import pytest
 from reference import random_scenario
 
 from core.agents.menus import reference_policy
-from core.agents.rules import ROLES, PolicyMix, base_stock_mix, random_mix, reorder_point_mix
+from core.agents.roles import ROLES
+from core.agents.rules import PolicyMix, base_stock_mix, random_mix, reorder_point_mix
 from core.agents.tuning import tune_base_stock
 from core.evaluation.bound import ClairvoyantPlan, bound_summary, clairvoyant_bound, clairvoyant_plans
 from core.simulation.demand import sample_demand

@@ -29,6 +29,7 @@ from core.learning.policies import Standardize, model_chooser
 from core.learning.policies import learned_mix as torch_learned_mix
 from core.learning.training import TrainConfig
 from core.learning.vec_env import RoleVecEnv
+from core.serving.model_sets import set_files
 from core.serving.models import (
     HIERARCHY_FILE,
     OUTPUTS,
@@ -235,10 +236,10 @@ def test_broken_model_raises_policy_load_error(case: str) -> None:
 # --- manifests ---------------------------------------------------------------------------------------
 
 def copy_export(source: Path, target: Path) -> Path:
+    """The served model set of ``source`` with its own manifest, its files directly in ``target``."""
     target.mkdir()
-    for path in source.iterdir():
-        if path.name == "manifest.json" or path.suffix == ".onnx":
-            (target / path.name).write_bytes(path.read_bytes())
+    for path in set_files(source):
+        (target / path.name).write_bytes(path.read_bytes())
     return target
 
 

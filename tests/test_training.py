@@ -8,7 +8,9 @@ import csv
 import dataclasses
 import itertools
 import json
+import logging
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -249,6 +251,40 @@ def test_train_role_resumes_from_its_latest_checkpoint(tmp_path: Path) -> None:
     assert third.num_timesteps == second.num_timesteps
 
 
+def _steps(checkpoint: Path) -> int:
+    return int(checkpoint.stem.split("_")[-2])
+
+
+@pytest.mark.parametrize("kept", [0.5, -1], ids=["half", "all_but_the_last_byte"])
+def test_resuming_skips_a_truncated_latest_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                      kept: float) -> None:
+    """A latest checkpoint cut short (a crash while it was written, before writes were atomic; a
+    full disk) is skipped with a logged reason, and training continues from the one before. Cut
+    in half, the file still opens as a zip: the one torch nested inside it."""
+    torch.set_num_threads(1)
+    config = _resume_config(tmp_path)
+    phase_dir = tmp_path / "phase1_store"
+    rollout = config.n_steps * ROWS
+    train_role(config, "store", phase_dir, {}, 600, config.learning_rate, seed=1)
+    checkpoints = sorted((phase_dir / "checkpoints").glob("store_*_steps.zip"), key=_steps)
+    assert len(checkpoints) >= 2 and not [p for p in phase_dir.rglob("*") if p.name.endswith(".tmp")]
+    latest, previous = checkpoints[-1], checkpoints[-2]
+    data = latest.read_bytes()
+    latest.write_bytes(data[: int(len(data) * kept) if kept > 0 else len(data) - 1])
+    logged = len(json.loads((phase_dir / "metrics.json").read_text())["updates"])
+
+    with caplog.at_level(logging.WARNING, logger=training.__name__):
+        resumed = train_role(config, "store", phase_dir, {}, 1000, config.learning_rate, seed=1)
+    skipped = [r.getMessage() for r in caplog.records if "skipped checkpoint" in r.getMessage()]
+    assert len(skipped) == 1 and f"{latest} (cannot resume from it: " in skipped[0], skipped
+    updates = json.loads((phase_dir / "metrics.json").read_text())["updates"][logged:]
+    assert updates[0]["timesteps"] == _steps(previous) + rollout, "the first update follows the previous checkpoint"
+    assert 1000 <= resumed.num_timesteps < 1000 + rollout
+    with zipfile.ZipFile(latest) as archive:  # written again, whole, when training passed its step count
+        assert archive.testzip() is None
+    assert not [p for p in phase_dir.rglob("*") if p.name.endswith(".tmp")]
+
+
 def test_reentering_a_finished_phase_keeps_its_training_log(tmp_path: Path) -> None:
     """run_phases records a phase only after its held-out check; interrupted during that check, the
     next run re-enters the phase, whose training is already complete. Its log must survive."""
@@ -297,7 +333,7 @@ def test_export_writes_a_checked_model_card_per_role(run, exported) -> None:
     out, config, hierarchy = run
     models, manifest = exported
     assert json.loads((models / "manifest.json").read_text()) == json.loads(json.dumps(manifest, default=float))
-    assert not list(models.glob("*.tmp")) and not list(models.glob("*.onnx.data"))
+    assert not list(models.rglob("*.tmp")) and not list(models.rglob("*.onnx.data"))
     assert manifest["command"] == "pytest"
     assert manifest["training"]["phases"] == hierarchy["phases"]
     assert manifest["training"]["config"]["timesteps"] == config.timesteps
@@ -306,7 +342,7 @@ def test_export_writes_a_checked_model_card_per_role(run, exported) -> None:
         card = manifest["roles"][role]
         assert card["kind"] == "learned"
         path = models / card["file"]
-        assert card["file"] == f"{role}_policy.onnx" and path.is_file()
+        assert card["file"] == f"{manifest['version']}/{role}_policy.onnx" and path.is_file()
         assert card["sha256"] == sha256(path)
         assert not path.with_name(path.name + ".data").exists()
         graph = onnx.load(str(path))

@@ -6,12 +6,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
 from core.agents.rules import PolicyMix
 from core.evaluation.plots import comparison_figure
 from core.evaluation.statistics import EVAL_SEED, REPORTED, mean_ci, paired
+from core.serving.files import write_bytes_atomic
 from core.serving.models import EXPORTED_MODELS
 from core.serving.registry import Sources, mix_of, uniform
 from core.simulation.presets import PRESETS
@@ -101,9 +101,7 @@ def write(report: dict, out: Path) -> None:
     writer.writeheader()
     writer.writerows(table)
     files = {"evaluation.json": json.dumps(report, indent=2), "evaluation.csv": buffer.getvalue(),
-             "evaluation.md": markdown(report) + "\n"}
+             "evaluation.md": markdown(report) + "\n",
+             "comparison.html": comparison_figure(report).to_html(include_plotlyjs=True)}
     for name, text in files.items():
-        (out / f"{name}.tmp").write_text(text)
-        os.replace(out / f"{name}.tmp", out / name)
-    comparison_figure(report).write_html(out / "comparison.html.tmp", include_plotlyjs=True)
-    os.replace(out / "comparison.html.tmp", out / "comparison.html")
+        write_bytes_atomic(out / name, text.encode())

@@ -7,9 +7,9 @@ observations' normalisation (clipping to +-``CLIP``, then standardising with the
 measured when the policy was trained: ``core.learning.policies.Standardize``), folded into a per-feature
 clip and the first layer (``Actor``).
 ``hierarchy_policy.onnx`` holds the learned roles' graphs side by side, for one onnxruntime call
-per day (``merge_roles``). ``manifest.json`` holds a model card per role. Every file is written to
-a temporary name and renamed only when all of them are complete, so an interrupted export leaves
-the previous models.
+per day (``merge_roles``). ``manifest.json`` holds a model card per role. The files are written
+as a new version folder and switched to at once (``core.serving.model_sets``), so an interrupted
+export leaves the previous models.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import json
-import os
-import tempfile
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from core.agents.menus import ACTION_MEANINGS, SAFETY_FACTORS
 from core.agents.observations import CLIP, FEATURES
 from core.agents.roles import ROLE, ROLES
 from core.learning.policies import STANDARD_CLIP
+from core.serving import model_sets
 from core.serving.models import HIERARCHY_FILE, OUTPUTS, sha256
 from core.simulation.randomization import RANGES
 
@@ -102,53 +102,45 @@ def _versions() -> dict[str, str]:
 
 
 def export_run(run: Path, out: Path, command: str = "") -> dict:
-    """Export every role of a training run (``run/hierarchy.json``) into ``out``; returns the manifest."""
+    """Export every role of a training run (``run/hierarchy.json``) as a new model set in ``out``
+    (``core.serving.model_sets``: a version folder, then one atomic switch); returns the manifest."""
     run, out = Path(run), Path(out)
     hierarchy = json.loads((run / "hierarchy.json").read_text())
     config = json.loads((run / "config.json").read_text())
-    out.mkdir(parents=True, exist_ok=True)
-    staged: list[tuple[Path, Path]] = []  # (temporary file, final name)
-    learned: dict[str, Path] = {}  # role -> its temporary ONNX file
-    cards = {}
-    for role in ROLES:
-        if role not in hierarchy["roles"]:  # no phase for this role was kept: it stays rule-based
-            cards[role] = {"kind": "rule", "safety_factor": ROLE[role].reference_safety_factor,
-                           "features": list(FEATURES[role]), "actions": list(ACTION_MEANINGS),
-                           "safety_factor_menu": list(SAFETY_FACTORS)}
-            continue
-        model = PPO.load(run / hierarchy["roles"][role], device="cpu")
-        handle, name = tempfile.mkstemp(dir=out, suffix=".onnx.tmp")
-        os.close(handle)
-        tmp = Path(name)
-        tmp.chmod(0o644)
-        export_actor(model, role, tmp)
-        name = f"{role}_policy.onnx"
-        staged.append((tmp, out / name))
-        learned[role] = tmp
-        cards[role] = {
-            "kind": "learned", "file": name, "sha256": sha256(tmp), "opset": OPSET, "input": "observation",
-            "outputs": list(OUTPUTS), "features": list(FEATURES[role]), "actions": list(ACTION_MEANINGS),
-            "safety_factor_menu": list(SAFETY_FACTORS),
-            "trained_from": hierarchy["roles"][role], "training_steps": int(model.num_timesteps),
+    staging = model_sets.stage(out)
+    try:
+        learned: dict[str, Path] = {}  # role -> its ONNX file
+        cards = {}
+        for role in ROLES:
+            if role not in hierarchy["roles"]:  # no phase for this role was kept: it stays rule-based
+                cards[role] = {"kind": "rule", "safety_factor": ROLE[role].reference_safety_factor,
+                               "features": list(FEATURES[role]), "actions": list(ACTION_MEANINGS),
+                               "safety_factor_menu": list(SAFETY_FACTORS)}
+                continue
+            model = PPO.load(run / hierarchy["roles"][role], device="cpu")
+            path = staging / f"{role}_policy.onnx"
+            export_actor(model, role, path)
+            learned[role] = path
+            cards[role] = {
+                "kind": "learned", "file": path.name, "sha256": sha256(path), "opset": OPSET,
+                "input": "observation", "outputs": list(OUTPUTS), "features": list(FEATURES[role]),
+                "actions": list(ACTION_MEANINGS), "safety_factor_menu": list(SAFETY_FACTORS),
+                "trained_from": hierarchy["roles"][role], "training_steps": int(model.num_timesteps),
+            }
+        hierarchy_card = {}
+        if learned:
+            onnx.save(merge_roles(learned), str(staging / HIERARCHY_FILE))
+            hierarchy_card = {"file": HIERARCHY_FILE, "sha256": sha256(staging / HIERARCHY_FILE),
+                              "roles": list(learned)}
+        manifest = {
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "command": command, "training": {"config": config, "phases": hierarchy["phases"]},
+            "training_ranges": RANGES, "evaluation": {}, "packages": _versions(), "roles": cards,
+            "hierarchy": hierarchy_card,
         }
-    hierarchy_card = {}
-    if learned:
-        tmp = out / (HIERARCHY_FILE + ".tmp")
-        onnx.save(merge_roles(learned), str(tmp))
-        staged.append((tmp, out / HIERARCHY_FILE))
-        hierarchy_card = {"file": HIERARCHY_FILE, "sha256": sha256(tmp), "roles": list(learned)}
-    manifest = {
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": command, "training": {"config": config, "phases": hierarchy["phases"]},
-        "training_ranges": RANGES, "evaluation": {}, "packages": _versions(), "roles": cards,
-        "hierarchy": hierarchy_card,
-    }
-    manifest_tmp = out / "manifest.json.tmp"
-    manifest_tmp.write_text(json.dumps(manifest, indent=2, default=float))
-    for tmp, final in staged:
-        os.replace(tmp, final)
-    os.replace(manifest_tmp, out / "manifest.json")
-    return manifest
+        return model_sets.publish(out, staging, manifest)
+    finally:  # after a failure: the half-built set; after a success the folder was renamed
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def torch_probabilities(model: PPO, obs: np.ndarray) -> np.ndarray:
@@ -159,14 +151,10 @@ def torch_probabilities(model: PPO, obs: np.ndarray) -> np.ndarray:
 
 def record_evaluation(out: Path, report: dict) -> None:
     """Put the evaluation summary (cost per day and fill rate per preset and policy) in the manifest."""
-    path = Path(out) / "manifest.json"
-    manifest = json.loads(path.read_text())
-    manifest["evaluation"] = {
+    evaluation = {
         "seeds": report["seeds"],
         "presets": {preset: {policy: {k: kpis[k]["mean"] for k in ("cost_per_day", "fill_rate")}
                              for policy, kpis in entry["policies"].items()}
                     for preset, entry in report["presets"].items()},
     }
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, default=float))
-    os.replace(tmp, path)
+    model_sets.update_manifest(out, lambda manifest: manifest.update(evaluation=evaluation))

@@ -9,7 +9,8 @@ learning rate. A role not learned yet acts by its reference menu entry (forecast
 After each phase the new hierarchy and the previous one are evaluated on held-out seeds of every
 preset; the phase is kept only if it lowers the mean system cost, otherwise the role keeps its
 previous policy. Each phase writes, under ``OUT/phaseK_ROLE/``: the SB3 checkpoint
-(``model.zip``, plus periodic ones to resume from), TensorBoard logs, ``metrics.json`` (per
+(``model.zip``, plus periodic ones to resume from: each written atomically, and a damaged latest
+one is skipped for the one before), TensorBoard logs, ``metrics.json`` (per
 episode: reward, service level, stockouts, holding and total cost; per update: losses) and
 plotly learning curves (``learning_curves.html``). ``OUT/hierarchy.json`` records which model
 each role uses.
@@ -19,8 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
+import logging
 import time
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +40,11 @@ from core.evaluation.plots import learning_curves_figure
 from core.evaluation.statistics import mean_cost
 from core.learning.policies import Standardize, frozen_choosers, learned_mix
 from core.learning.vec_env import RoleVecEnv
+from core.serving.files import remove_temporaries, write_atomic, write_bytes_atomic, write_json_atomic
 from core.simulation.presets import PRESETS
 
 PHASES = {1: "store", 2: "warehouse", 3: "supplier", 4: "joint"}
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,24 +114,52 @@ class EpisodeLog(BaseCallback):
         return True
 
 
-def _atomic_json(path: Path, data: object) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
 def _save_model(model: PPO, path: Path) -> None:
-    tmp = path.with_name(path.stem + ".tmp.zip")
-    model.save(tmp)
-    os.replace(tmp, path)
+    write_atomic(path, model.save)
+
+
+class AtomicCheckpoint(CheckpointCallback):
+    """SB3's periodic checkpoints (``ROLE_<steps>_steps.zip``), each written atomically."""
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.save_freq == 0:
+            _save_model(self.model, Path(self._checkpoint_path(extension="zip")))
+        return True
+
+
+CHECKPOINT_MEMBERS = frozenset({"data", "policy.pth", "policy.optimizer.pth"})  # what resuming reads
+
+
+def _damage(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` cannot be resumed from (not a zip, a member failing its CRC check, or
+    SB3's members missing: a truncated file can look like the zip nested at its end), or None."""
+    try:
+        with zipfile.ZipFile(checkpoint) as archive:
+            broken = archive.testzip()
+            missing = CHECKPOINT_MEMBERS - set(archive.namelist())
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if broken:
+        return f"member {broken} fails its CRC check"
+    return f"lacks {', '.join(sorted(missing))}" if missing else None
+
+
+def latest_intact(checkpoints: list[Path]) -> Path | None:
+    """The last of ``checkpoints`` (in order of steps) that is intact; those skipped are logged."""
+    for checkpoint in reversed(checkpoints):
+        damage = _damage(checkpoint)
+        if damage is None:
+            return checkpoint
+        LOG.warning("skipped checkpoint %s (cannot resume from it: %s)", checkpoint, damage)
+    if checkpoints:
+        LOG.warning("no intact checkpoint in %s: the phase starts again", checkpoints[0].parent)
+    return None
 
 
 def _figures(phase_dir: Path, episodes: list[dict], updates: list[dict]) -> None:
     """learning_curves.html, written atomically."""
-    tmp = phase_dir / "learning_curves.html.tmp"
     figure = learning_curves_figure(episodes, updates, f"Learning curves: {phase_dir.name}")
-    figure.write_html(tmp, include_plotlyjs=True)
-    os.replace(tmp, phase_dir / "learning_curves.html")
+    write_bytes_atomic(phase_dir / "learning_curves.html", figure.to_html(include_plotlyjs=True).encode())
 
 
 class Progress(BaseCallback):
@@ -173,16 +206,21 @@ def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str
     chains = config.chains * config.num_stores // ROLE[role].agents_per_chain(config.num_stores)
     env = RoleVecEnv(role, frozen_choosers(models, role), groups=config.groups, chains=chains,
                      num_stores=config.num_stores, horizon=config.horizon, seed=seed)
-    # Checkpoints are named ROLE_<steps>_steps.zip: resume from the one with the most steps.
-    checkpoints = sorted((phase_dir / "checkpoints").glob("*_steps.zip"), key=lambda p: int(p.stem.split("_")[-2]))
+    checkpoint_dir = phase_dir / "checkpoints"
+    for folder in (phase_dir, checkpoint_dir):  # what an interrupted write left
+        if folder.is_dir():
+            remove_temporaries(folder)
+    # Checkpoints are named ROLE_<steps>_steps.zip: resume from the intact one with the most steps.
+    checkpoints = sorted(checkpoint_dir.glob("*_steps.zip"), key=lambda p: int(p.stem.split("_")[-2]))
+    resume = latest_intact(checkpoints)
     origin = phase_dir / "origin.json"  # steps the phase started from (phase 4 continues a model)
     fresh = True
-    if checkpoints:
-        model = PPO.load(checkpoints[-1], env=env, device="cpu")
+    if resume is not None:
+        model = PPO.load(resume, env=env, device="cpu")
         fresh = False
     elif start_from is not None:
         model = PPO.load(start_from, env=env, device="cpu", learning_rate=learning_rate)
-        _atomic_json(origin, {"start_timesteps": int(model.num_timesteps)})
+        write_json_atomic(origin, {"start_timesteps": int(model.num_timesteps)})
     else:
         mean, std = observation_statistics(env, seed)
         policy_kwargs = {"net_arch": list(config.net_arch), "features_extractor_class": Standardize,
@@ -197,8 +235,8 @@ def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str
     episodes = EpisodeLog()
     start = json.loads(origin.read_text())["start_timesteps"] if origin.exists() else 0
     done = model.num_timesteps - start
-    checkpoint = CheckpointCallback(max(config.checkpoint_every // env.num_envs, 1), str(phase_dir / "checkpoints"),
-                                    name_prefix=role)
+    checkpoint = AtomicCheckpoint(max(config.checkpoint_every // env.num_envs, 1), str(checkpoint_dir),
+                                  name_prefix=role)
     trained = timesteps > done
     if trained:
         callbacks = [episodes, checkpoint] + ([Progress(progress, timesteps)] if progress else [])
@@ -210,7 +248,7 @@ def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str
     metrics = {"role": role, "episodes": earlier["episodes"] + episodes.episodes,
                "updates": earlier["updates"] + log.updates}
     if trained or not metrics_path.exists():
-        _atomic_json(metrics_path, metrics)
+        write_json_atomic(metrics_path, metrics)
     if metrics["episodes"]:
         _figures(phase_dir, metrics["episodes"], metrics["updates"])
     return model
@@ -231,7 +269,7 @@ def run_phases(config: TrainConfig, phases: list[int], progress: Callable[[float
     """Run the chosen phases in order, keeping a phase only if it lowers held-out system cost."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_json(out / "config.json", dataclasses.asdict(config))
+    write_json_atomic(out / "config.json", dataclasses.asdict(config))
     hierarchy_path = out / "hierarchy.json"
     hierarchy = json.loads(hierarchy_path.read_text()) if hierarchy_path.exists() else {"roles": {}, "phases": []}
     models = {role: PPO.load(out / path, device="cpu") for role, path in hierarchy["roles"].items()}
@@ -270,5 +308,5 @@ def run_phases(config: TrainConfig, phases: list[int], progress: Callable[[float
             models = trained
             hierarchy["roles"].update(paths)
         hierarchy["phases"].append(record)
-        _atomic_json(hierarchy_path, hierarchy)
+        write_json_atomic(hierarchy_path, hierarchy)
     return hierarchy
