@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.agents.menus import SAFETY_FACTORS, forecast_base_stock, reference_index
-from core.agents.rules import ROLES, BaseStock, PolicyMix, base_stock_mix, store_demand_stats
+from core.agents.rules import ROLES, BaseStock, CappedBaseStock, PolicyMix, base_stock_mix, store_demand_stats
 from core.simulation.demand import sample_demand
 from core.simulation.reconcile import reconcile
 from core.simulation.rollout import run_mixes
-from core.simulation.scenario import Scenario
+from core.simulation.scenario import Scenario, ScenarioError
 from core.simulation.twin import reset, step
 
 COARSE_GRID = np.linspace(-2.0, 8.0, 6)
@@ -60,18 +60,25 @@ def levels_for(scenario: Scenario, safety: np.ndarray) -> tuple[np.ndarray, np.n
 
 def candidate_costs(scenario: Scenario, safety: np.ndarray, demand: np.ndarray) -> np.ndarray:
     """(C,) mean cost per day of each candidate over the S demand paths ``demand`` (S, T, N)."""
-    c, s = safety.shape[0], demand.shape[0]
+    s = demand.shape[0]
     stores, warehouse, supplier = levels_for(scenario, safety)
     mix = PolicyMix(BaseStock("store", np.repeat(stores, s, axis=0)),
                     BaseStock("warehouse", np.repeat(warehouse, s), echelon=True),
                     BaseStock("supplier", np.repeat(supplier, s), echelon=True))
-    paths = np.tile(demand, (c, 1, 1))
-    state = reset(scenario, c * s)
-    total = np.zeros(c * s)
+    return block_costs(scenario, mix, demand, safety.shape[0])
+
+
+def block_costs(scenario: Scenario, mix: PolicyMix, demand: np.ndarray, blocks: int) -> np.ndarray:
+    """(blocks,) mean cost per day of each block of S rows of ``mix``, every block on the S demand
+    paths ``demand`` (S, T, N): one batched rollout, common random numbers."""
+    s = demand.shape[0]
+    paths = np.tile(demand, (blocks, 1, 1))
+    state = reset(scenario, blocks * s)
+    total = np.zeros(blocks * s)
     for t in range(paths.shape[1]):
         state, flows = step(state, mix.actions(state, scenario), paths[:, t], scenario)
         total += reconcile(flows, state, scenario).total_cost.sum(axis=1)
-    return (total / paths.shape[1]).reshape(c, s).mean(axis=1)
+    return (total / paths.shape[1]).reshape(blocks, s).mean(axis=1)
 
 
 def tune_base_stock(scenario: Scenario, seeds: int = 8, periods: int | None = None,
@@ -119,3 +126,62 @@ def tune_menu(scenario: Scenario, seeds: int = 16, seed: int = 777, sweeps: int 
             best[role] = min(costs, key=costs.__getitem__)
             cost = costs[best[role]]
     return {"safety_factors": {role: SAFETY_FACTORS[i] for role, i in best.items()}, "cost_per_day": cost}
+
+
+@dataclass(frozen=True)
+class TunedCappedBaseStock:
+    """The best capped base-stock (S, cap) found for a single store and its simulated cost."""
+
+    level: float  # units of inventory position
+    cap: float  # units per order
+    warehouse_level: float  # echelon base-stock levels upstream (from ``tune_base_stock``; unused when ample)
+    supplier_level: float
+    cost_per_day: float  # mean over the tuning seeds
+    candidates_evaluated: int
+
+    def mix(self) -> PolicyMix:
+        return PolicyMix(CappedBaseStock("store", self.level, self.cap),
+                         BaseStock("warehouse", self.warehouse_level, echelon=True),
+                         BaseStock("supplier", self.supplier_level, echelon=True))
+
+
+def tune_capped_base_stock(scenario: Scenario, seeds: int = 8, periods: int | None = None,
+                           seed: int = 12345) -> TunedCappedBaseStock:
+    """Search (S, cap) for a single store by simulation on common random numbers: a coarse grid of
+    whole-unit levels (mean x L from 2 standard deviations of the lead-time demand below to 4
+    above) and caps (mean - sd to mean + 4 sd of a day's demand, and none), then every whole-unit
+    neighbour of the best. Upstream roles follow ``tune_base_stock`` (an ample source ignores them)."""
+    if scenario.num_stores != 1:
+        raise ScenarioError(f"stores: got {scenario.num_stores}; allowed: 1 for the capped base-stock tuner")
+    demand = sample_demand(scenario, seeds, np.random.default_rng(seed), periods)
+    if scenario.upstream == "ample":
+        warehouse = supplier = 0.0
+    else:
+        tuned = tune_base_stock(scenario, seeds, periods, seed)
+        warehouse, supplier = tuned.warehouse_level, tuned.supplier_level
+    mean, sd = (float(x[0]) for x in store_demand_stats(scenario))
+    lead = scenario.lead_times.warehouse_to_store
+    spread = sd * math.sqrt(lead)
+    level_step, cap_step = max(1.0, round(spread / 2.0)), max(1.0, round(sd / 2.0))
+    low_level, low_cap = max(0.0, math.floor(mean * lead - 2.0 * spread)), max(1.0, math.floor(mean - sd))
+    levels = np.arange(low_level, mean * lead + 4.0 * spread + level_step, level_step)
+    caps = np.append(np.arange(low_cap, mean + 4.0 * sd + cap_step, cap_step), np.inf)
+    grid = np.array(list(itertools.product(levels, caps)))
+
+    def costs(candidates: np.ndarray) -> np.ndarray:
+        s = demand.shape[0]
+        mix = PolicyMix(CappedBaseStock("store", np.repeat(candidates[:, :1], s, axis=0),
+                                        np.repeat(candidates[:, 1:], s, axis=0)),
+                        BaseStock("warehouse", warehouse, echelon=True), BaseStock("supplier", supplier, echelon=True))
+        return block_costs(scenario, mix, demand, len(candidates))
+
+    coarse = costs(grid)
+    level, cap = grid[int(np.argmin(coarse))]
+    near_caps = np.arange(cap - cap_step, cap + cap_step + 1) if math.isfinite(cap) else np.array([np.inf])
+    near = np.array([(s, c) for s in np.arange(level - level_step, level + level_step + 1) for c in near_caps
+                     if s >= 0 and c >= 1])
+    fine = costs(near)  # the coarse winner is among them
+    best = int(np.argmin(fine))
+    return TunedCappedBaseStock(level=float(near[best, 0]), cap=float(near[best, 1]), warehouse_level=warehouse,
+                                supplier_level=supplier, cost_per_day=float(fine[best]),
+                                candidates_evaluated=len(grid) + len(near))

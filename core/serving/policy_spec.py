@@ -10,6 +10,7 @@ or one policy per role, comma-separated (roles left out use reorder_point):
 Kinds and their parameters:
     reorder_point[:z=1.65][:cycle_days=7]
     base_stock:level=L            local; stores accept one level or one per store (a/b/c)
+    capped_base_stock:level=L:cap=C   local, and at most C units per order
     echelon_base_stock:level=L    warehouse and supplier only
     random[:scale=2]
 """
@@ -18,12 +19,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.agents.rules import ROLES, BaseStock, PolicyMix, RandomPolicy, ReorderPoint, RolePolicy
+from core.agents.rules import ROLES, BaseStock, CappedBaseStock, PolicyMix, RandomPolicy, ReorderPoint, RolePolicy
 from core.simulation.scenario import Scenario
 
 NAMED_MIXES = ("reorder_point", "tuned", "random", "learned")
 KINDS = {"reorder_point": ("z", "cycle_days"), "base_stock": ("level",), "echelon_base_stock": ("level",),
-         "random": ("scale",)}
+         "capped_base_stock": ("level", "cap"), "random": ("scale",)}
 
 
 class PolicySpecError(ValueError):
@@ -67,6 +68,10 @@ def _role_policy(role: str, text: str, scenario: Scenario, rng: np.random.Genera
         raise PolicySpecError(f"policy store.level: got {len(levels)} levels; allowed: 1 or "
                               f"{scenario.num_stores} (one per store)")
     level = np.array(levels) if role == "store" else levels[0]
+    if kind == "capped_base_stock":
+        if "cap" not in values:
+            raise PolicySpecError(f"policy {role}.{kind}: missing cap=...")
+        return CappedBaseStock(role, level, _number(role, "cap", values["cap"]))
     return BaseStock(role, level, echelon=kind == "echelon_base_stock")
 
 
