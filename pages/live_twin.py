@@ -14,7 +14,8 @@ from pages.common import policy_pickers, run_for
 
 st.title("Live twin")
 side = st.sidebar
-preset = side.selectbox("Scenario preset", [p for p in PRESETS if p != "serial_textbook"], key="live_preset")
+preset = side.selectbox("Scenario preset", [p for p in PRESETS if p not in ("serial_textbook", "lost_sales_textbook")],
+                        key="live_preset")
 base = controls_of(PRESETS[preset])
 if st.session_state.get("live_loaded_preset") != preset:  # a new preset resets the sliders to its values
     for field in dataclasses.fields(Controls):
