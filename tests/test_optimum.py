@@ -21,6 +21,7 @@ from core.evaluation.optimum import (
     simplex_ranks,
     solve,
 )
+from core.serving.policy_spec import parse_policy
 from core.simulation.demand import sample_demand
 from core.simulation.presets import get_preset
 from core.simulation.rollout import simulate
@@ -191,3 +192,17 @@ def test_cli_refuses_too_large_and_unsupported_instances(tmp_path, capsys) -> No
     assert "stores[0].distribution: got 'normal'" in capsys.readouterr().err
     with pytest.raises(ScenarioError, match="cap: got 0"):
         evaluate_policy(ZIPKIN, 26, 0)
+
+
+def test_capped_base_stock_policy_spec(capsys) -> None:
+    """``--policy store=capped_base_stock:level=S:cap=C`` is the rule above; the cap is required."""
+    spec = "store=capped_base_stock:level=26:cap=5"
+    mix = parse_policy(spec, ZIPKIN, np.random.default_rng(0))
+    assert isinstance(mix.store, CappedBaseStock) and (float(mix.store.level[0]), mix.store.cap) == (26.0, 5.0)
+    assert main(["simulate", "--scenario", "lost_sales_textbook", "--policy", spec, "--seeds", "3",
+                 "--periods", "50", "--json"]) == 0
+    assert '"policy": "store=capped_base_stock' in capsys.readouterr().out
+    assert main(["simulate", "--scenario", "lost_sales_textbook", "--policy",
+                 "store=capped_base_stock:level=26"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing cap" in err, err

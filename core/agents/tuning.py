@@ -148,9 +148,10 @@ class TunedCappedBaseStock:
 def tune_capped_base_stock(scenario: Scenario, seeds: int = 8, periods: int | None = None,
                            seed: int = 12345) -> TunedCappedBaseStock:
     """Search (S, cap) for a single store by simulation on common random numbers: a coarse grid of
-    whole-unit levels (mean x L from 2 standard deviations of the lead-time demand below to 4
-    above) and caps (mean - sd to mean + 4 sd of a day's demand, and none), then every whole-unit
-    neighbour of the best. Upstream roles follow ``tune_base_stock`` (an ample source ignores them)."""
+    levels (mean x L, from 2 standard deviations of the lead-time demand below to 4 above, in steps
+    of half a deviation) and caps (mean - sd to mean + 4 sd of a day's demand in half-sd steps,
+    and none), then a fine grid one coarse step around the best: whole units for integer demand,
+    quarter steps otherwise. Upstream roles follow ``tune_base_stock`` (an ample source ignores them)."""
     if scenario.num_stores != 1:
         raise ScenarioError(f"stores: got {scenario.num_stores}; allowed: 1 for the capped base-stock tuner")
     demand = sample_demand(scenario, seeds, np.random.default_rng(seed), periods)
@@ -162,8 +163,20 @@ def tune_capped_base_stock(scenario: Scenario, seeds: int = 8, periods: int | No
     mean, sd = (float(x[0]) for x in store_demand_stats(scenario))
     lead = scenario.lead_times.warehouse_to_store
     spread = sd * math.sqrt(lead)
-    level_step, cap_step = max(1.0, round(spread / 2.0)), max(1.0, round(sd / 2.0))
-    low_level, low_cap = max(0.0, math.floor(mean * lead - 2.0 * spread)), max(1.0, math.floor(mean - sd))
+    integer = scenario.stores[0].distribution == "negative_binomial"
+
+    def steps(scale: float) -> tuple[float, float]:
+        """(coarse step, fine step) for a parameter whose natural scale is ``scale`` units."""
+        return (max(1.0, round(scale / 2.0)), 1.0) if integer else (scale / 2.0, scale / 8.0)
+
+    def around(centre: float, step: float, unit: float, low: float) -> np.ndarray:
+        values = centre + unit * np.arange(-round(step / unit), round(step / unit) + 1)
+        return values[values >= low]
+
+    (level_step, level_unit), (cap_step, cap_unit) = steps(spread), steps(sd)
+    low_level, low_cap = max(0.0, mean * lead - 2.0 * spread), max(cap_unit, mean - sd)
+    if integer:
+        low_level, low_cap = math.floor(low_level), math.floor(low_cap)
     levels = np.arange(low_level, mean * lead + 4.0 * spread + level_step, level_step)
     caps = np.append(np.arange(low_cap, mean + 4.0 * sd + cap_step, cap_step), np.inf)
     grid = np.array(list(itertools.product(levels, caps)))
@@ -177,9 +190,8 @@ def tune_capped_base_stock(scenario: Scenario, seeds: int = 8, periods: int | No
 
     coarse = costs(grid)
     level, cap = grid[int(np.argmin(coarse))]
-    near_caps = np.arange(cap - cap_step, cap + cap_step + 1) if math.isfinite(cap) else np.array([np.inf])
-    near = np.array([(s, c) for s in np.arange(level - level_step, level + level_step + 1) for c in near_caps
-                     if s >= 0 and c >= 1])
+    near_caps = around(cap, cap_step, cap_unit, cap_unit) if math.isfinite(cap) else np.array([np.inf])
+    near = np.array(list(itertools.product(around(level, level_step, level_unit, 0.0), near_caps)))
     fine = costs(near)  # the coarse winner is among them
     best = int(np.argmin(fine))
     return TunedCappedBaseStock(level=float(near[best, 0]), cap=float(near[best, 1]), warehouse_level=warehouse,
