@@ -22,10 +22,10 @@ to x); day t then costs h E[(a - D)+] + p E[(D - a)+], a = the first component, 
 state is ((a - D)+ + second component, the rest). Demand beyond a lumps into "nothing left", so
 the transitions are exact; the one truncation is the inventory position: every state and every
 order keep the sum of the vector (the inventory position after ordering) at most ``bound``.
-Morton's bound (the optimal lost-sales order-up-to level is below the base-stock level of the
-same system with backorders) says a bound at that level or above is never binding; the solver
-starts one standard deviation above it and checks the policy it finds: if an order ever fills
-the position up to the bound, the bound is raised and the problem solved again.
+Morton (1969) bounds the optimal lost-sales order by the base-stock order of the same system
+with backorders, so the solver starts one standard deviation above that base-stock level and
+checks the policy it finds: if an order ever fills the position up to the bound, the bound is
+raised by half and the problem solved again.
 
 Backorders, twin lead time L. The standard reduction is exact: the position y after the order on
 the evening of day t - 1 fixes the net inventory at the end of day t - 1 + L, y minus L days of
