@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,6 +64,18 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from core.agents.tuning import tune_base_stock, tune_menu
 
     scenario = load_scenario(args.scenario)
+    if args.capped:
+        from core.agents.tuning import tune_capped_base_stock
+
+        capped = tune_capped_base_stock(scenario, seeds=args.seeds, periods=args.periods)
+        if args.json:
+            print(json.dumps(capped.__dict__, indent=2))
+            return 0
+        print(f"scenario {scenario.name}: {capped.candidates_evaluated} capped base-stock candidates "
+              f"on {args.seeds} seeds")
+        print(f"  cost per day on the tuning seeds: {capped.cost_per_day:.3f}")
+        print(f"  policy: store=capped_base_stock:level={capped.level:g}:cap={capped.cap:g}")
+        return 0
     if args.menu:
         menu = tune_menu(scenario, seeds=args.seeds)
         if args.json:
@@ -82,6 +95,35 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     print(f"  cost per day on the tuning seeds: {tuned.cost_per_day:.3f}")
     print(f"  policy: store=base_stock:level={stores},warehouse=echelon_base_stock:level={tuned.warehouse_level:.2f},"
           f"supplier=echelon_base_stock:level={tuned.supplier_level:.2f}")
+    return 0
+
+
+def _cmd_optimum(args: argparse.Namespace) -> int:
+    from core.evaluation.optimum import evaluate_policy, solve
+
+    scenario = load_scenario(args.scenario)
+    if args.cap is not None and args.level is None:
+        raise ScenarioError("--cap: allowed only with --level")
+    start = time.perf_counter()
+    result = solve(scenario) if args.level is None else evaluate_policy(scenario, args.level, args.cap)
+    seconds = time.perf_counter() - start
+    what = "optimal policy" if args.level is None else (
+        f"base-stock {args.level}" + ("" if args.cap is None else f" capped at {args.cap}"))
+    if args.policy_out:
+        Path(args.policy_out).write_text(result.table_csv())
+    low, high = result.cost_bounds
+    if args.json:
+        print(json.dumps({"scenario": scenario.name, "policy": what, "cost_per_day": result.cost_per_day,
+                          "cost_bounds": [low, high], "states": len(result.states),
+                          "transitions": result.transitions, "bound": result.bound, "iterations": result.iterations,
+                          "seconds": seconds}, indent=2))
+        return 0
+    print(f"scenario {scenario.name}: {what}, exact cost per day {result.cost_per_day:.4f} (between {low:.6f} "
+          f"and {high:.6f})")
+    print(f"  {len(result.states):,} states, {result.transitions:,} transitions, inventory position up to "
+          f"{result.bound}; {result.iterations} iterations, {seconds:.1f} s")
+    if args.policy_out:
+        print(f"  policy table: {args.policy_out}")
     return 0
 
 
@@ -204,8 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--periods", type=int, default=None)
     p.add_argument("--menu", action="store_true",
                    help="the best constant action-menu entries (forecast base-stock) instead of base-stock levels")
+    p.add_argument("--capped", action="store_true", help="capped base-stock (level, cap) for a single store")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_tune)
+
+    p = sub.add_parser("optimum", help="exact optimal cost of one store with an ample source (dynamic programme)")
+    p.add_argument("--scenario", default="lost_sales_textbook", help="preset name or JSON file")
+    p.add_argument("--level", type=int, help="evaluate base-stock at this level instead of optimising")
+    p.add_argument("--cap", type=int, help="with --level: capped base-stock, at most this many units per order")
+    p.add_argument("--policy-out", help="write the policy table (state, inventory position, order) as CSV")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_cmd_optimum)
 
     def training_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--timesteps", type=int, default=None, help="agent transitions per phase")

@@ -27,6 +27,9 @@ Reading of the docstring used below (day ``d`` is the day being simulated, i.e. 
    is the normal one plus the extra lead time of a disruption active on day d.
 5. Day d: backorders first (backorder scenarios), then the day's demand; the rest is lost or
    added to the backorders.
+With an ample upstream source the source ships every store order in full in step 2; the warehouse
+orders nothing, the supplier produces nothing, their stock does not move, and their holding bases
+are zero (goods in transit belong to the source).
 """
 
 from __future__ import annotations
@@ -121,11 +124,12 @@ def reference_step(chain: RefChain, store_requests: list[float], warehouse_reque
             room = caps.store_shelf - store_on_hand[i] - store_inbound[i]
             q = min(q, max(room, 0.0))
         orders.append(q)
-    production = min(max(production_request, 0.0), capacity_on(scenario, day))
+    ample = scenario.upstream == "ample"
+    production = 0.0 if ample else min(max(production_request, 0.0), capacity_on(scenario, day))
 
-    # 2. Shipping warehouse -> stores.
+    # 2. Shipping warehouse (or the ample source) -> stores.
     available = chain.warehouse_on_hand
-    if _total(orders) <= available:
+    if ample or _total(orders) <= available:  # the ample source ships everything
         shipped = list(orders)
     elif scenario.allocation == "proportional":
         fraction = available / _total(orders)
@@ -138,11 +142,11 @@ def reference_step(chain: RefChain, store_requests: list[float], warehouse_reque
         for i in sorted(range(n), key=lambda j: (cover[j], j)):
             shipped[i] = min(orders[i], max(left, 0.0))
             left -= shipped[i]
-    warehouse_on_hand = chain.warehouse_on_hand - _total(shipped)
+    warehouse_on_hand = chain.warehouse_on_hand - (0.0 if ample else _total(shipped))
 
     # 1. (cont.) Warehouse order, cut to the storage room left after tonight's shipments.
     warehouse_inbound = _total(_in_order(warehouse_transit))
-    warehouse_order = max(warehouse_request, 0.0)
+    warehouse_order = 0.0 if ample else max(warehouse_request, 0.0)
     if caps.warehouse_storage != math.inf:
         room = caps.warehouse_storage - warehouse_on_hand - warehouse_inbound
         warehouse_order = min(warehouse_order, max(room, 0.0))
@@ -154,6 +158,8 @@ def reference_step(chain: RefChain, store_requests: list[float], warehouse_reque
     store_held = list(chain.store_on_hand)
     warehouse_held = warehouse_on_hand + _total([store_inbound[i] + shipped[i] for i in range(n)])
     supplier_held = supplier_on_hand + warehouse_inbound + supplier_shipped
+    if ample:
+        warehouse_held = supplier_held = 0.0
 
     # Shipments and production of this review join the transit records.
     for i in range(n):

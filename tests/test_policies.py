@@ -19,7 +19,7 @@ from core.simulation.presets import PRESETS, get_preset
 from core.simulation.rollout import simulate
 from core.simulation.twin import reset
 
-RETAIL = sorted(name for name in PRESETS if name != "serial_textbook")
+RETAIL = sorted(name for name in PRESETS if name not in ("serial_textbook", "lost_sales_textbook"))
 
 
 # --- 7. the presets are not degenerate ----------------------------------------------------------

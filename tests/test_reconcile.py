@@ -83,6 +83,25 @@ def test_priced_periods_really_charge_every_price() -> None:
     assert (totals > 0).all(), totals
 
 
+def test_an_ample_source_costs_nothing() -> None:
+    """With an ample source every price is charged to the store alone: its holding on shelf stock,
+    its lost sales, its orders; the source's shipping, holding and production cost nothing."""
+    rng = np.random.default_rng(31)
+    scenario = dataclasses.replace(
+        get_preset("lost_sales_textbook"), costs=Costs(store_holding=1.0, warehouse_holding=0.5, supplier_holding=0.25,
+                                                       stockout=4.0, order=3.0, transport=0.7, production=0.9))
+    state = reset(scenario, 4)
+    charged = 0.0
+    for _ in range(60):
+        state, f = step(state, random_actions(rng, scenario, 4), random_demand(rng, scenario, 4), scenario)
+        led = reconcile(f, state, scenario)
+        assert (led.total_cost[:, 1:] == 0).all()
+        np.testing.assert_allclose(led.total_cost[:, 0], 1.0 * f.store_held[:, 0] + 4.0 * f.unmet[:, 0]
+                                   + 3.0 * (f.store_orders[:, 0] > 0), rtol=1e-12)
+        charged += float((f.warehouse_shipped > 0).sum())
+    assert charged > 100  # the source really shipped
+
+
 def test_reward_weights_formula() -> None:
     """reward = service * fill_rate - (holding * h + stockout * s + excess * excess + ordering * other)."""
     scenario = dataclasses.replace(

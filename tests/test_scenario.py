@@ -162,6 +162,24 @@ def test_unknown_choices() -> None:
     data = _plain()
     data["stores"][0]["distribution"] = "poisson"
     _raises(data, "stores[0].distribution", "'poisson'")
+    data = _plain()
+    data["upstream"] = "nearby"
+    _raises(data, "upstream", "'nearby'", "network", "ample")
+
+
+def test_upstream_defaults_to_the_network() -> None:
+    """Scenario files written before the option existed still load, with the whole network."""
+    data = _plain()
+    del data["upstream"]
+    assert Scenario.from_dict(data) == get_preset("steady")
+    assert get_preset("steady").upstream == "network"
+    textbook = get_preset("lost_sales_textbook")
+    assert textbook.upstream == "ample" and textbook.num_stores == 1 and textbook.unmet_demand == "lost_sales"
+    assert textbook.lead_times.warehouse_to_store == 5
+    assert (textbook.costs.store_holding, textbook.costs.stockout) == (1.0, 4.0)
+    # Poisson(5): the twin draws a negative binomial whose variance is the mean as Poisson.
+    model = textbook.stores[0]
+    assert model.mean == 5.0 and (model.dispersion * model.mean) ** 2 == pytest.approx(5.0, rel=1e-12)
 
 
 def test_unknown_preset() -> None:

@@ -30,7 +30,17 @@ from core.simulation.demand import sample_demand
 from core.simulation.presets import PRESETS, get_preset
 from core.simulation.rollout import rollout
 from core.simulation.scenario import Capacities, DemandModel, Disruption, LeadTimes, Scenario
-from core.simulation.twin import MEMORY_WEIGHT, Actions, Flows, State, allocate, production_capacity, reset, step
+from core.simulation.twin import (
+    MEMORY_WEIGHT,
+    Actions,
+    Flows,
+    State,
+    allocate,
+    production_capacity,
+    reset,
+    step,
+    units_entered,
+)
 
 STATE_ARRAYS = ("store_on_hand", "store_backorders", "store_pipeline", "warehouse_on_hand",
                 "warehouse_pipeline", "supplier_on_hand", "production_pipeline")
@@ -90,6 +100,38 @@ def test_step_matches_reference_on_random_scenarios() -> None:
     assert all(count >= 5 for count in seen.values()), seen
 
 
+def test_step_matches_reference_with_an_ample_source() -> None:
+    """30 random scenarios with an ample upstream source x 20 periods x 3 chains, random states
+    (stock left at the warehouse and supplier stays put) and requests."""
+    shortfalls = 0
+    for seed in range(30):
+        rng = np.random.default_rng(500 + seed)
+        scenario = dataclasses.replace(random_scenario(rng), upstream="ample")
+        state = reset(scenario, 3)
+        assert (state.warehouse_on_hand == 0).all() and (state.supplier_on_hand == 0).all()
+        assert (state.warehouse_pipeline == 0).all() and (state.production_pipeline == 0).all()
+        if seed % 2:
+            state = random_state(rng, state, scenario)
+        for t in range(20):
+            actions = random_actions(rng, scenario, 3)
+            demand = random_demand(rng, scenario, 3)
+            ref_chains, ref_flows = reference_batch_step(state, actions, demand, scenario)
+            new_state, flows = step(state, actions, demand, scenario)
+            where = f"scenario seed {seed}, period {t}"
+            for name in FLOW_FIELDS:
+                assert _close(getattr(flows, name), ref_flows[name]), (where, name)
+            expected = state_arrays(ref_chains, new_state)
+            for name in STATE_ARRAYS:
+                assert _close(getattr(new_state, name), expected[name]), (where, name)
+            # Shipped in full even beyond the warehouse's stock; nothing moves upstream.
+            np.testing.assert_array_equal(flows.warehouse_shipped, flows.store_orders)
+            assert (flows.warehouse_order == 0).all() and (flows.production_started == 0).all()
+            assert (flows.warehouse_held == 0).all() and (flows.supplier_held == 0).all()
+            shortfalls += int((flows.store_orders.sum(axis=1) > state.warehouse_on_hand + 1e-9).any())
+            state = new_state
+    assert shortfalls >= 100  # orders the warehouse alone could not have filled
+
+
 def test_reference_agrees_on_a_hand_worked_period() -> None:
     """Guard for the reference itself: one period worked out by hand (lead time 1 arrives the
     same morning, lead time 3 two mornings later; lowest cover first serves store 1)."""
@@ -140,10 +182,12 @@ def _check_period(before: State, after: State, flows: Flows, scenario) -> None:
         assert (getattr(after, name) >= 0).all(), (name, getattr(after, name).min())
     for name in FLOW_FIELDS:
         assert (getattr(flows, name) >= 0).all(), (name, getattr(flows, name).min())
+    ample = scenario.upstream == "ample"
+    from_warehouse = 0.0 if ample else flows.warehouse_shipped.sum(axis=1)  # an ample source ships instead
     # Nodes: stock.
     np.testing.assert_allclose(after.store_on_hand, before.store_on_hand + flows.store_received - flows.sold, **ok)
     np.testing.assert_allclose(after.warehouse_on_hand, before.warehouse_on_hand + flows.warehouse_received
-                               - flows.warehouse_shipped.sum(axis=1), **ok)
+                               - from_warehouse, **ok)
     np.testing.assert_allclose(after.supplier_on_hand, before.supplier_on_hand + flows.production_finished
                                - flows.supplier_shipped, **ok)
     # Links: pipelines.
@@ -166,7 +210,10 @@ def _check_period(before: State, after: State, flows: Flows, scenario) -> None:
     # Nothing ships that is not there, nothing beyond what was asked.
     assert (flows.warehouse_shipped <= flows.store_orders + 1e-9).all()
     # (1e-6: requests of 1e9 units round at 1e-7; see test_allocation_is_exact_with_huge_orders.)
-    assert (flows.warehouse_shipped.sum(axis=1) <= before.warehouse_on_hand * (1 + 1e-12) + 1e-6).all()
+    if ample:
+        np.testing.assert_array_equal(flows.warehouse_shipped, flows.store_orders)
+    else:
+        assert (flows.warehouse_shipped.sum(axis=1) <= before.warehouse_on_hand * (1 + 1e-12) + 1e-6).all()
     assert (flows.supplier_shipped <= np.minimum(flows.warehouse_order, before.supplier_on_hand) + 1e-9).all()
     assert (flows.production_started <= capacity_on_any(scenario, before.day) + 1e-9).all()
     # Physical limits: on hand + inbound never grows above the limit (it may start above it).
@@ -202,7 +249,7 @@ def _run_and_check(scenario, state: State, periods: int, next_actions, demand_of
         before = state
         state, flows = step(state, actions, demand_of(t), scenario)
         _check_period(before, state, flows, scenario)
-        produced += flows.production_started
+        produced += units_entered(flows, scenario)
         sold += flows.sold.sum(axis=1)
         np.testing.assert_allclose(_units(state), start_units + produced - sold, rtol=1e-10, atol=1e-5)
         np.testing.assert_allclose(state.units_in_network, _units(state), rtol=1e-12)
@@ -210,15 +257,17 @@ def _run_and_check(scenario, state: State, periods: int, next_actions, demand_of
     return checked
 
 
-@pytest.mark.parametrize("kind", ["raw_actions", "random_mix"])
+@pytest.mark.parametrize("kind", ["raw_actions", "random_mix", "ample_source"])
 def test_conservation_on_random_scenarios(kind: str) -> None:
-    for seed in range(40):
+    for seed in range(40 if kind != "ample_source" else 20):
         rng = np.random.default_rng(1000 + seed)
         scenario = random_scenario(rng)
+        if kind == "ample_source":
+            scenario = dataclasses.replace(scenario, upstream="ample")
         state = reset(scenario, 4)
         if seed % 2:
             state = random_state(rng, state, scenario)
-        if kind == "raw_actions":
+        if kind != "random_mix":
             def next_actions(_state, rng=rng, scenario=scenario):
                 return random_actions(rng, scenario, 4)
         else:

@@ -72,6 +72,23 @@ class BaseStock:
 
 
 @dataclass(frozen=True)
+class CappedBaseStock:
+    """Order up to ``level`` units of local inventory position, but never more than ``cap`` units a
+    day: min(cap, level - position). Near-optimal under lost sales with long lead times (Xin 2021,
+    "Understanding the performance of capped base-stock policies in lost-sales inventory models")."""
+
+    role: str
+    level: np.ndarray | float  # units; stores: one per store or one for all
+    cap: np.ndarray | float  # units per order
+
+    name = "capped_base_stock"
+
+    def act(self, state: State, scenario: Scenario) -> np.ndarray:
+        wanted = order_up_to(np.asarray(self.level), ROLE[self.role].local_position(state))
+        return np.minimum(wanted, np.asarray(self.cap))
+
+
+@dataclass(frozen=True)
 class ReorderPoint:
     """(s, S): when the local inventory position falls to s or below, order up to S.
 

@@ -20,11 +20,18 @@ import numpy as np
 
 from core.agents.menus import SAFETY_FACTORS, forecast_base_stock, reference_index
 from core.agents.roles import ROLES, ROLES_DOWNSTREAM_FIRST
-from core.agents.rules import PolicyMix, base_stock_level, base_stock_mix, store_demand_stats
+from core.agents.rules import (
+    BaseStock,
+    CappedBaseStock,
+    PolicyMix,
+    base_stock_level,
+    base_stock_mix,
+    store_demand_stats,
+)
 from core.simulation.demand import sample_demand
 from core.simulation.reconcile import reconcile
 from core.simulation.rollout import run_mixes
-from core.simulation.scenario import Scenario
+from core.simulation.scenario import Scenario, ScenarioError
 from core.simulation.twin import reset, step
 
 COARSE_GRID = np.linspace(-2.0, 8.0, 6)
@@ -58,16 +65,23 @@ def levels_for(scenario: Scenario, safety: np.ndarray) -> tuple[np.ndarray, np.n
 
 def candidate_costs(scenario: Scenario, safety: np.ndarray, demand: np.ndarray) -> np.ndarray:
     """(C,) mean cost per day of each candidate over the S demand paths ``demand`` (S, T, N)."""
-    c, s = safety.shape[0], demand.shape[0]
+    s = demand.shape[0]
     stores, warehouse, supplier = levels_for(scenario, safety)
     mix = base_stock_mix(np.repeat(stores, s, axis=0), np.repeat(warehouse, s), np.repeat(supplier, s))
-    paths = np.tile(demand, (c, 1, 1))
-    state = reset(scenario, c * s)
-    total = np.zeros(c * s)
+    return block_costs(scenario, mix, demand, safety.shape[0])
+
+
+def block_costs(scenario: Scenario, mix: PolicyMix, demand: np.ndarray, blocks: int) -> np.ndarray:
+    """(blocks,) mean cost per day of each block of S rows of ``mix``, every block on the S demand
+    paths ``demand`` (S, T, N): one batched rollout, common random numbers."""
+    s = demand.shape[0]
+    paths = np.tile(demand, (blocks, 1, 1))
+    state = reset(scenario, blocks * s)
+    total = np.zeros(blocks * s)
     for t in range(paths.shape[1]):
         state, flows = step(state, mix.actions(state, scenario), paths[:, t], scenario)
         total += reconcile(flows, state, scenario).total_cost.sum(axis=1)
-    return (total / paths.shape[1]).reshape(c, s).mean(axis=1)
+    return (total / paths.shape[1]).reshape(blocks, s).mean(axis=1)
 
 
 def tune_base_stock(scenario: Scenario, seeds: int = 8, periods: int | None = None,
@@ -115,3 +129,74 @@ def tune_menu(scenario: Scenario, seeds: int = 16, seed: int = 777, sweeps: int 
             best[role] = min(costs, key=costs.__getitem__)
             cost = costs[best[role]]
     return {"safety_factors": {role: SAFETY_FACTORS[i] for role, i in best.items()}, "cost_per_day": cost}
+
+
+@dataclass(frozen=True)
+class TunedCappedBaseStock:
+    """The best capped base-stock (S, cap) found for a single store and its simulated cost."""
+
+    level: float  # units of inventory position
+    cap: float  # units per order
+    warehouse_level: float  # echelon base-stock levels upstream (from ``tune_base_stock``; unused when ample)
+    supplier_level: float
+    cost_per_day: float  # mean over the tuning seeds
+    candidates_evaluated: int
+
+    def mix(self) -> PolicyMix:
+        return PolicyMix(CappedBaseStock("store", self.level, self.cap),
+                         BaseStock("warehouse", self.warehouse_level, echelon=True),
+                         BaseStock("supplier", self.supplier_level, echelon=True))
+
+
+def tune_capped_base_stock(scenario: Scenario, seeds: int = 8, periods: int | None = None,
+                           seed: int = 12345) -> TunedCappedBaseStock:
+    """Search (S, cap) for a single store by simulation on common random numbers: a coarse grid of
+    levels (mean x L, from 2 standard deviations of the lead-time demand below to 4 above, in steps
+    of half a deviation) and caps (mean - sd to mean + 4 sd of a day's demand in half-sd steps,
+    and none), then a fine grid one coarse step around the best: whole units for integer demand,
+    quarter steps otherwise. Upstream roles follow ``tune_base_stock`` (an ample source ignores them)."""
+    if scenario.num_stores != 1:
+        raise ScenarioError(f"stores: got {scenario.num_stores}; allowed: 1 for the capped base-stock tuner")
+    demand = sample_demand(scenario, seeds, np.random.default_rng(seed), periods)
+    if scenario.upstream == "ample":
+        warehouse = supplier = 0.0
+    else:
+        tuned = tune_base_stock(scenario, seeds, periods, seed)
+        warehouse, supplier = tuned.warehouse_level, tuned.supplier_level
+    mean, sd = (float(x[0]) for x in store_demand_stats(scenario))
+    lead = scenario.lead_times.warehouse_to_store
+    spread = sd * math.sqrt(lead)
+    integer = scenario.stores[0].distribution == "negative_binomial"
+
+    def steps(scale: float) -> tuple[float, float]:
+        """(coarse step, fine step) for a parameter whose natural scale is ``scale`` units."""
+        return (max(1.0, round(scale / 2.0)), 1.0) if integer else (scale / 2.0, scale / 8.0)
+
+    def around(centre: float, step: float, unit: float, low: float) -> np.ndarray:
+        values = centre + unit * np.arange(-round(step / unit), round(step / unit) + 1)
+        return values[values >= low]
+
+    (level_step, level_unit), (cap_step, cap_unit) = steps(spread), steps(sd)
+    low_level, low_cap = max(0.0, mean * lead - 2.0 * spread), max(cap_unit, mean - sd)
+    if integer:
+        low_level, low_cap = math.floor(low_level), math.floor(low_cap)
+    levels = np.arange(low_level, mean * lead + 4.0 * spread + level_step, level_step)
+    caps = np.append(np.arange(low_cap, mean + 4.0 * sd + cap_step, cap_step), np.inf)
+    grid = np.array(list(itertools.product(levels, caps)))
+
+    def costs(candidates: np.ndarray) -> np.ndarray:
+        s = demand.shape[0]
+        mix = PolicyMix(CappedBaseStock("store", np.repeat(candidates[:, :1], s, axis=0),
+                                        np.repeat(candidates[:, 1:], s, axis=0)),
+                        BaseStock("warehouse", warehouse, echelon=True), BaseStock("supplier", supplier, echelon=True))
+        return block_costs(scenario, mix, demand, len(candidates))
+
+    coarse = costs(grid)
+    level, cap = grid[int(np.argmin(coarse))]
+    near_caps = around(cap, cap_step, cap_unit, cap_unit) if math.isfinite(cap) else np.array([np.inf])
+    near = np.array(list(itertools.product(around(level, level_step, level_unit, 0.0), near_caps)))
+    fine = costs(near)  # the coarse winner is among them
+    best = int(np.argmin(fine))
+    return TunedCappedBaseStock(level=float(near[best, 0]), cap=float(near[best, 1]), warehouse_level=warehouse,
+                                supplier_level=supplier, cost_per_day=float(fine[best]),
+                                candidates_evaluated=len(grid) + len(near))

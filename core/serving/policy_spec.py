@@ -7,6 +7,7 @@ or one policy per role, comma-separated (roles left out use reorder_point):
 where a role's policy is a registry key or one of these kinds with parameters:
     reorder_point[:z=1.65][:cycle_days=7]
     base_stock:level=L            local; stores accept one level or one per store (a/b/c)
+    capped_base_stock:level=L:cap=C   local, and at most C units per order
     echelon_base_stock:level=L    warehouse and supplier only
     random[:scale=2]
 """
@@ -16,13 +17,13 @@ from __future__ import annotations
 import numpy as np
 
 from core.agents.roles import ROLE, ROLES
-from core.agents.rules import BaseStock, PolicyMix, RandomPolicy, ReorderPoint, RolePolicy
+from core.agents.rules import BaseStock, CappedBaseStock, PolicyMix, RandomPolicy, ReorderPoint, RolePolicy
 from core.serving.models import PolicyLoadError
 from core.serving.registry import POLICIES, Sources, mix_of, uniform
 from core.simulation.scenario import Scenario
 
 KINDS = {"reorder_point": ("z", "cycle_days"), "base_stock": ("level",), "echelon_base_stock": ("level",),
-         "random": ("scale",)}
+         "capped_base_stock": ("level", "cap"), "random": ("scale",)}
 
 
 class PolicySpecError(ValueError):
@@ -69,6 +70,10 @@ def _role_policy(role: str, text: str, scenario: Scenario, sources: Sources) -> 
         raise PolicySpecError(f"policy {role}.level: got {len(levels)} levels; allowed: 1 or "
                               f"{scenario.num_stores} (one per store)")
     level = np.array(levels) if per_store else levels[0]
+    if kind == "capped_base_stock":
+        if "cap" not in values:
+            raise PolicySpecError(f"policy {role}.{kind}: missing cap=...")
+        return CappedBaseStock(role, level, _number(role, "cap", values["cap"]))
     return BaseStock(role, level, echelon=kind == "echelon_base_stock")
 
 

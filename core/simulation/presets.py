@@ -11,6 +11,7 @@ average demand.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 from core.simulation.scenario import (
@@ -56,6 +57,28 @@ def _serial_textbook() -> Scenario:
     )
 
 
+def _lost_sales_textbook() -> Scenario:
+    """Zipkin (2008), "Old and new methods for lost-sales inventory systems", Table 3: one store,
+    Poisson(5) demand (a negative binomial whose variance equals its mean is drawn as Poisson),
+    lost sales at 4 per unit, holding 1 per unit per day on hand, and an ample upstream source.
+
+    Zipkin's lead time 4 (an order placed at the start of period t arrives at the start of
+    period t + 4 and first serves that period's demand) protects 5 days of demand: lead time 5
+    here (ordered in the evening, on the shelf on the 5th morning after). Zipkin charges holding
+    on the stock left at the end of a period; the twin charges it overnight on the same stock.
+    """
+    return Scenario(
+        name="lost_sales_textbook",
+        stores=(DemandModel(mean=5.0, dispersion=math.sqrt(5.0) / 5.0, distribution="negative_binomial"),),
+        lead_times=LeadTimes(production=1, supplier_to_warehouse=1, warehouse_to_store=5),
+        costs=Costs(store_holding=1.0, warehouse_holding=0.0, supplier_holding=0.0, stockout=4.0),
+        unmet_demand="lost_sales",
+        upstream="ample",
+        horizon=1000,
+        initial_cover_days=1.0,
+    )
+
+
 def _build() -> dict[str, Scenario]:
     steady = _retail("steady", dispersion=0.35)
     seasonal = _retail("seasonal", capacity_factor=1.25, dispersion=0.3, weekly_pattern=WEEKLY_RETAIL,
@@ -71,7 +94,7 @@ def _build() -> dict[str, Scenario]:
         disruptions=(Disruption(start_day=120, length=30, capacity_loss=0.8, extra_lead_time=4),),
     )
     volatile = _retail("high_volatility", dispersion=0.9, shock_probability=0.05, shock_size=1.5)
-    presets = [steady, seasonal, promo_shock, disruption, volatile, _serial_textbook()]
+    presets = [steady, seasonal, promo_shock, disruption, volatile, _serial_textbook(), _lost_sales_textbook()]
     return {p.name: p for p in presets}
 
 

@@ -1,9 +1,9 @@
 """Domain randomisation: the ranges the learned policies are trained on (the app's sliders span them,
 ``core.app.live.SLIDERS``), and a sampler of training scenarios inside them.
 
-A training scenario starts from a preset (so every preset's neighbourhood is well covered) and
-redraws its demand level, volatility, seasonality, promotions, shocks, disruption, lead times and
-capacity within ``RANGES``.
+A training scenario starts from a preset with the whole network upstream (so every such preset's
+neighbourhood is well covered) and redraws its demand level, volatility, seasonality, promotions,
+shocks, disruption, lead times and capacity within ``RANGES``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def _integer(rng: np.random.Generator, key: str) -> int:
 
 def sample_scenario(rng: np.random.Generator, num_stores: int) -> Scenario:
     """A random training scenario with ``num_stores`` stores."""
-    base = PRESETS[rng.choice(list(PRESETS))].with_num_stores(num_stores)
+    network = [name for name, preset in PRESETS.items() if preset.upstream == "network"]  # every role has work
+    base = PRESETS[rng.choice(network)].with_num_stores(num_stores)
     if base.unmet_demand == "backorders":  # the textbook instance: keep its costs, vary demand and lead times
         scale = _uniform(rng, "demand_scale")
         stores = tuple(dataclasses.replace(m, mean=m.mean * scale * rng.uniform(0.8, 1.25),

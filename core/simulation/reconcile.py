@@ -10,6 +10,7 @@ Cost attribution (the agents' costs add up to the system cost):
 - stockout: stores only, per lost sale or per backordered unit per day;
 - ordering: the fixed cost of each order a store or the warehouse places;
 - transport: per unit shipped, paid by the shipper; production: per unit started, by the supplier.
+With an ample upstream source (``Scenario.upstream``) the source ships to the stores and costs nothing.
 
 Rewards use ``RewardWeights``. The hackathon prototype's store reward was
 +10 x service level - 0.1 x holding - 5 x stockouts - 0.05 x excess. Its service bonus pays for
@@ -115,8 +116,9 @@ class Ledger:
     @cached_property
     def transport_cost(self) -> np.ndarray:
         f = self.flows
-        return self.scenario.costs.transport * _nodes(np.zeros_like(f.demand), f.warehouse_shipped.sum(axis=1),
-                                                      f.supplier_shipped)
+        warehouse = np.zeros(self.state.batch_size) if self.scenario.upstream == "ample" \
+            else f.warehouse_shipped.sum(axis=1)
+        return self.scenario.costs.transport * _nodes(np.zeros_like(f.demand), warehouse, f.supplier_shipped)
 
     @cached_property
     def production_cost(self) -> np.ndarray:

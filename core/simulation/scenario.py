@@ -26,6 +26,7 @@ MAX_STORES = 50
 ALLOCATION_RULES = ("proportional", "lowest_cover_first")
 UNMET_DEMAND = ("lost_sales", "backorders")
 DISTRIBUTIONS = ("normal", "negative_binomial")
+UPSTREAM = ("network", "ample")
 
 
 class ScenarioError(ValueError):
@@ -205,6 +206,9 @@ class Scenario:
     costs: Costs = field(default_factory=Costs)
     unmet_demand: str = "lost_sales"  # or "backorders"
     allocation: str = "proportional"  # warehouse rule when short: or "lowest_cover_first"
+    # "network": stores are supplied by the warehouse and supplier; "ample": by an unlimited, cost-free
+    # source that ships every store order in full (the warehouse and supplier hold and cost nothing)
+    upstream: str = "network"
     disruptions: tuple[Disruption, ...] = ()
     horizon: int = 365  # days per episode
     initial_cover_days: float = 7.0  # starting stock at every node, in days of its demand
@@ -219,6 +223,7 @@ class Scenario:
             _fail("stores", count, f"1 to {MAX_STORES} stores")
         _choice("unmet_demand", self.unmet_demand, UNMET_DEMAND)
         _choice("allocation", self.allocation, ALLOCATION_RULES)
+        _choice("upstream", self.upstream, UPSTREAM)
         _number("horizon", self.horizon, 1, 10_000_000, integer=True)
         _number("initial_cover_days", self.initial_cover_days, 0, 365)
         _number("excess_cover_days", self.excess_cover_days, 0, 365)

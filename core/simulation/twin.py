@@ -26,6 +26,10 @@ Order of events in one period (one call of ``step``, "day t"):
    served first, then the day's demand; what cannot be served is lost (charged once per unit)
    or backordered (charged per unit per day while it waits).
 
+With ``upstream == "ample"`` an unlimited, cost-free source ships every store order in full in
+step 2 (the goods in transit are the source's, so nobody pays holding on them); the warehouse and
+supplier start empty, order and produce nothing, and hold and cost nothing.
+
 The state returned by ``step`` is the evening of day t: what the next review sees. It also carries
 ``Memory``, exponentially weighted averages of recent flows that the agents' observations read and the
 physics never does (kept here so that one ``step`` updates everything a day changes). Beyond that this
@@ -164,6 +168,14 @@ class Flows:
         return self.filled + self.backorders_filled
 
 
+def units_entered(flows: Flows, scenario: Scenario) -> np.ndarray:
+    """(B,) units that entered the network in the period: production started, or with an ample
+    source everything it shipped to the stores."""
+    if scenario.upstream == "ample":
+        return flows.warehouse_shipped.sum(axis=1)
+    return flows.production_started
+
+
 def reset(scenario: Scenario, batch_size: int = 1) -> State:
     """Opening stock: ``initial_cover_days`` of mean demand on hand at every node, pipelines
     carrying one day of mean demand per day of lead time."""
@@ -172,17 +184,18 @@ def reset(scenario: Scenario, batch_size: int = 1) -> State:
     lead = scenario.lead_times
     cover = scenario.initial_cover_days
     b, n = batch_size, scenario.num_stores
+    upstream = 0.0 if scenario.upstream == "ample" else 1.0  # an ample source leaves them empty
     warehouse_pipeline = np.zeros((b, scenario.max_supplier_lead_time))
-    warehouse_pipeline[:, : lead.supplier_to_warehouse] = total
+    warehouse_pipeline[:, : lead.supplier_to_warehouse] = total * upstream
     return State(
         day=0,
         store_on_hand=np.tile(means * cover, (b, 1)),
         store_backorders=np.zeros((b, n)),
         store_pipeline=np.tile(means[None, :, None], (b, 1, lead.warehouse_to_store)).astype(float),
-        warehouse_on_hand=np.full(b, total * cover),
+        warehouse_on_hand=np.full(b, total * cover * upstream),
         warehouse_pipeline=warehouse_pipeline,
-        supplier_on_hand=np.full(b, total * cover),
-        production_pipeline=np.full((b, lead.production), total),
+        supplier_on_hand=np.full(b, total * cover * upstream),
+        production_pipeline=np.full((b, lead.production), total * upstream),
         memory=Memory.start(means, b),
     )
 
@@ -244,18 +257,24 @@ def step(state: State, actions: Actions, demand: np.ndarray, scenario: Scenario)
         room = caps.store_shelf - state.store_on_hand - store_inbound
         store_orders = np.minimum(store_orders, np.maximum(room, 0.0))
     production = np.minimum(np.maximum(actions.production, 0.0), production_capacity(scenario, day))
+    ample = scenario.upstream == "ample"
+    if ample:
+        production = np.zeros_like(production)
 
     # 2. Shipping: warehouse -> stores (shared by the allocation rule when short), supplier -> warehouse.
-    if scenario.allocation == "proportional":
+    if ample:  # the source ships every order in full; the warehouse's own stock does not move
+        shipped = store_orders
+    elif scenario.allocation == "proportional":
         shipped = allocate(state.warehouse_on_hand, store_orders, store_orders, "proportional")
     else:
         mean_demand = np.array([m.mean for m in scenario.stores])
         cover = (state.store_on_hand + store_inbound - state.store_backorders) / mean_demand
         shipped = allocate(state.warehouse_on_hand, store_orders, cover, scenario.allocation)
     # Proportional shares can add up to a hair over the stock in floating point: never below 0.
-    warehouse_on_hand = np.maximum(state.warehouse_on_hand - shipped.sum(axis=1), 0.0)
+    warehouse_on_hand = state.warehouse_on_hand if ample else np.maximum(state.warehouse_on_hand
+                                                                         - shipped.sum(axis=1), 0.0)
     warehouse_inbound = state.warehouse_pipeline.sum(axis=1)
-    warehouse_order = np.maximum(actions.warehouse_order, 0.0)
+    warehouse_order = np.zeros_like(state.warehouse_on_hand) if ample else np.maximum(actions.warehouse_order, 0.0)
     if caps.warehouse_storage != np.inf:
         room = caps.warehouse_storage - warehouse_on_hand - warehouse_inbound
         warehouse_order = np.minimum(warehouse_order, np.maximum(room, 0.0))
@@ -264,8 +283,11 @@ def step(state: State, actions: Actions, demand: np.ndarray, scenario: Scenario)
 
     # 3. Overnight: what holding costs are charged on (goods in transit belong to the shipper).
     store_held = state.store_on_hand
-    warehouse_held = warehouse_on_hand + (store_inbound + shipped).sum(axis=1)
-    supplier_held = supplier_on_hand + warehouse_inbound + supplier_shipped
+    if ample:
+        warehouse_held = supplier_held = np.zeros_like(warehouse_on_hand)
+    else:
+        warehouse_held = warehouse_on_hand + (store_inbound + shipped).sum(axis=1)
+        supplier_held = supplier_on_hand + warehouse_inbound + supplier_shipped
 
     # 4. Morning arrivals.
     lead = scenario.lead_times
