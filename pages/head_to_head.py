@@ -12,7 +12,7 @@ from core.app.live import policy_mix
 from core.evaluation.statistics import EVAL_SEED, REPORTED, mean_ci, paired
 from core.simulation.presets import PRESETS
 from core.simulation.rollout import kpis, run_mixes
-from pages.common import learned_for, policy_pickers, run_for, uploaded_models
+from pages.common import CACHE_SECONDS, learned_for, policy_pickers, run_for, uploaded_models
 
 st.title("Head-to-head")
 st.caption("Both mixes face exactly the same daily demand, seed by seed, so differences are the policies'.")
@@ -42,7 +42,7 @@ st.dataframe([{"KPI": k, "mix A": single["A"][k], "mix B": single["B"][k], "A - 
               for k in REPORTED], hide_index=True, width="stretch")
 
 
-@st.cache_data(show_spinner="Simulating many seeds...", max_entries=16)
+@st.cache_data(show_spinner="Simulating many seeds...", max_entries=16, ttl=CACHE_SECONDS)
 def summary(preset: str, a: tuple, b: tuple, seeds: int, uploads: tuple[str, ...]) -> dict:
     """``uploads`` (digests of this session's uploaded models) is part of the cache key, as in ``cached_run``."""
     del uploads
