@@ -176,27 +176,33 @@ def run(args: argparse.Namespace) -> None:
         index, probability = decide(model_path(models, card.get("file")), card, obs)
         if index >= len(menu):
             raise InputError(f"model chose menu entry {index}; the manifest's menu has {len(menu)}")
-    z = menu[index]
+    quantity = order_quantity(data.get("order"), menu[index])
     meaning = actions[index] if isinstance(actions[index], str) and actions[index].isprintable() else "?"
     print(f"{args.role}: {meaning[:200]} (menu entry {index}, probability {probability:.3f})")
-    order = data.get("order")
-    if order:
-        if not isinstance(order, dict):
-            raise InputError("order: not an object")
-        fields = ("forecast_per_day", "protection_days", "demand_sd_per_day", "inventory_position")
-        missing = [f for f in fields if f not in order]
-        if missing:
-            raise InputError(f"order lacks: {', '.join(missing)}")
-        days = number(order["protection_days"], "order protection_days")
-        if days < 0:
-            raise InputError(f"order protection_days: {days:g}; allowed: 0 or more")
-        target = number(order["forecast_per_day"], "order forecast_per_day") * days \
-            + z * number(order["demand_sd_per_day"], "order demand_sd_per_day") * math.sqrt(days) \
-            + number(order.get("prebuild", 0.0), "order prebuild")
-        quantity = max(0.0, target - number(order["inventory_position"], "order inventory_position"))
-        if not math.isfinite(quantity):
-            raise InputError("order: the quantity overflows")
+    if quantity is not None:
         print(f"order quantity: {quantity:.2f} units")
+
+
+def order_quantity(order: object, z: float) -> float | None:
+    """The order for safety factor ``z`` (None without an "order" object)."""
+    if not order:
+        return None
+    if not isinstance(order, dict):
+        raise InputError("order: not an object")
+    fields = ("forecast_per_day", "protection_days", "demand_sd_per_day", "inventory_position")
+    missing = [f for f in fields if f not in order]
+    if missing:
+        raise InputError(f"order lacks: {', '.join(missing)}")
+    days = number(order["protection_days"], "order protection_days")
+    if days < 0:
+        raise InputError(f"order protection_days: {days:g}; allowed: 0 or more")
+    target = number(order["forecast_per_day"], "order forecast_per_day") * days \
+        + z * number(order["demand_sd_per_day"], "order demand_sd_per_day") * math.sqrt(days) \
+        + number(order.get("prebuild", 0.0), "order prebuild")
+    quantity = max(0.0, target - number(order["inventory_position"], "order inventory_position"))
+    if not math.isfinite(quantity):
+        raise InputError("order: the quantity overflows")
+    return quantity
 
 
 def main() -> int:
