@@ -10,6 +10,7 @@ import streamlit as st
 
 from core.app.live import policy_mix
 from core.evaluation.statistics import EVAL_SEED, REPORTED, mean_ci, paired
+from core.serving.models import PolicyLoadError
 from core.simulation.presets import PRESETS
 from core.simulation.rollout import kpis, run_mixes
 from pages.common import CACHE_SECONDS, learned_for, policy_pickers, run_for, uploaded_models
@@ -54,7 +55,11 @@ def summary(preset: str, a: tuple, b: tuple, seeds: int, uploads: tuple[str, ...
 
 seeds = st.slider("Seeds in the summary", 5, 50, 20, key="h2h_seeds")
 uploads = tuple(sorted(f"{r}:{hashlib.sha256(b).hexdigest()}" for r, b in uploaded_models().items()))
-table = summary(preset, tuple(sorted(mix_a.items())), tuple(sorted(mix_b.items())), seeds, uploads)
+try:
+    table = summary(preset, tuple(sorted(mix_a.items())), tuple(sorted(mix_b.items())), seeds, uploads)
+except PolicyLoadError as exc:  # an uploaded policy deciding outside the menu on these seeds
+    st.error(f"The learned policy cannot be used: {exc}. Choose a rule-based policy for that echelon.")
+    st.stop()
 st.markdown(f"**{seeds} seeds: mean and 95% confidence interval; A - B paired seed by seed**")
 st.dataframe([{"KPI": k, **{col: f"{v['mean']:.3f} ({v['low']:.3f} .. {v['high']:.3f})" for col, v in row.items()}}
               for k, row in table.items()], hide_index=True, width="stretch")

@@ -283,6 +283,52 @@ def test_a_decision_outside_the_menu_at_run_time_is_an_error() -> None:
         chooser(np.ones((2, WIDTH), np.float32))
 
 
+def band_backdoor() -> bytes:
+    """Decides like its probabilities everywhere except when on_hand_days lies in (30, 30.001]: then menu entry 50
+    of a 100-wide argmax. Only allowed operators, and no probe observation falls in that band."""
+    wide = np.zeros((WIDTH, 100), np.float32)
+    wide[:, :NUM_ACTIONS] = numpy_helper.to_array(W)
+    offset = np.full((1, 100), -1e4, np.float32)
+    offset[0, :NUM_ACTIONS] = 0.0
+    trigger = np.zeros((1, 100), np.float32)
+    trigger[0, 50] = 1e9
+    pick = np.zeros((WIDTH, 1), np.float32)
+    pick[0, 0] = 1.0
+    return policy(linear() + [
+        helper.make_node("MatMul", ["observation", "pick"], ["on_hand"]),
+        helper.make_node("Sub", ["on_hand", "low"], ["above_low"]),
+        helper.make_node("Sub", ["on_hand", "middle"], ["above_middle"]),
+        helper.make_node("Sub", ["on_hand", "high"], ["above_high"]),
+        helper.make_node("Relu", ["above_low"], ["ramp_low"]),
+        helper.make_node("Relu", ["above_middle"], ["ramp_middle"]),
+        helper.make_node("Relu", ["above_high"], ["ramp_high"]),
+        helper.make_node("Sub", ["ramp_low", "ramp_middle"], ["rise"]),
+        helper.make_node("Sub", ["ramp_middle", "ramp_high"], ["fall"]),
+        helper.make_node("Sub", ["rise", "fall"], ["band"]),  # a hat: 0 outside (30, 30.001), 0.0005 at its peak
+        helper.make_node("Mul", ["band", "trigger"], ["boost"]),
+        helper.make_node("MatMul", ["observation", "wide"], ["wide_logits"]),
+        helper.make_node("Add", ["wide_logits", "offset"], ["shifted"]),
+        helper.make_node("Add", ["shifted", "boost"], ["chosen"]),
+        helper.make_node("ArgMax", ["chosen"], ["action"], axis=1, keepdims=0),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ], [W, numpy_helper.from_array(pick, "pick"), scalar("low", 30.0, np.float32),
+        scalar("middle", 30.0005, np.float32), scalar("high", 30.001, np.float32),
+        numpy_helper.from_array(trigger, "trigger"), numpy_helper.from_array(wide, "wide"),
+        numpy_helper.from_array(offset, "offset")])
+
+
+def test_a_backdoor_no_probe_hits_is_stopped_at_decision_time() -> None:
+    """Probes cannot prove the absence of a trigger; the check of every decision catches it when it fires."""
+    on_hand = guard.probe_observations("store")[:, 0]
+    assert not ((on_hand > 30.0) & (on_hand <= 30.001)).any()  # the precondition: the probes miss the band
+    chooser = OnnxChooser.checked(band_backdoor(), "store")
+    obs = np.ones((3, WIDTH), np.float32)
+    np.testing.assert_array_equal(chooser(obs), chooser.probabilities(obs).argmax(axis=1))
+    obs[1, 0] = 30.0005
+    with pytest.raises(PolicyLoadError, match=r"chose menu entry 50; allowed: 0 to 19"):
+        chooser(obs)
+
+
 def test_slow_decisions_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     """The timing check itself (its limit shrunk: the test asserts no speed of this machine)."""
     monkeypatch.setattr(guard, "MAX_SECONDS_PER_ROW", 1e-12)

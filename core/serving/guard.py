@@ -17,8 +17,10 @@ The session is single-threaded and has no memory arena, so what a run allocates 
 Then probes: decisions on 1 and ``TIMED_ROWS`` rows take at most ``MAX_SECONDS_PER_ROW`` per row (best of
 ``TIMING_REPEATS``; a run is stopped at four times its allowance), and on observations over the range the
 features take in training (uniform over +-``CLIP``, edge rows, and what rule policies see in randomised
-training scenarios) every output is checked: ``action`` int64 in [0, NUM_ACTIONS), ``probabilities`` finite
-in [0, 1] summing to 1, and the action a most probable entry. Any failure raises ``PolicyLoadError``.
+training scenarios; ``PROBE_ROWS`` at a time) every output is checked: ``action`` int64 in [0, NUM_ACTIONS),
+``probabilities`` finite in [0, 1] summing to 1, and the action a most probable entry. Any failure raises
+``PolicyLoadError``. Probes cannot prove that no input triggers nonsense, so ``menu_indices`` also checks
+every decision made later.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ MAX_VALUES_PER_ROW = 20_000
 MAX_OPERATIONS_PER_ROW = 2_000_000
 MAX_SECONDS_PER_ROW = 0.005
 TIMED_ROWS = 64
+PROBE_ROWS = 256  # observations per probe run: at most 256 * 8 * MAX_VALUES_PER_ROW bytes (41 MB) of tensors
 TIMING_REPEATS = 3
 PROBABILITY_SUM_TOLERANCE = 1e-4
 TIE_TOLERANCE = 1e-6  # float32 softmax of two equal-enough logits
@@ -153,7 +156,7 @@ def _check_structure(model: onnx.ModelProto, label: str) -> None:
         raise PolicyLoadError(f"{label}: {len(graph.node):,} nodes; allowed: at most {MAX_NODES}")
     if graph.sparse_initializer:
         raise PolicyLoadError(f"{label}: sparse initializers; allowed: dense weights inside the file")
-    tensors = list(graph.initializer)
+    tensors, listed = list(graph.initializer), 0
     for node in graph.node:
         if node.domain not in ("", "ai.onnx"):
             raise PolicyLoadError(f"{label}: operator {node.op_type[:40]!r} of domain {node.domain[:40]!r}; "
@@ -169,7 +172,9 @@ def _check_structure(model: onnx.ModelProto, label: str) -> None:
                                       f"{', '.join(sorted(CONSTANT_ATTRIBUTES))}")
             if attribute.type == onnx.AttributeProto.TENSOR:
                 tensors.append(attribute.t)
-    parameters = 0
+            tensors.extend(attribute.tensors)
+            listed += len(attribute.floats) + len(attribute.ints)
+    parameters = listed
     for tensor in tensors:
         if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.external_data:
             raise PolicyLoadError(f"{label}: external data ({tensor.name[:40]}); allowed: weights inside the file")
@@ -358,14 +363,17 @@ def _probe(sess: ort.InferenceSession, inputs: dict[str, str], outputs: dict[str
         if best > allowance:
             raise PolicyLoadError(f"{label}: {1e3 * best / rows:.1f} ms per observation row on a batch of {rows}; "
                                   f"allowed: at most {1e3 * MAX_SECONDS_PER_ROW:g} ms")
-    feeds = {name: observations[role] for role, name in inputs.items()}
-    rows = max(len(o) for o in feeds.values())
-    result, _ = _timed_run(sess, feeds, 4 * rows * MAX_SECONDS_PER_ROW, label)
-    if result is None:
-        raise PolicyLoadError(f"{label}: the probe of {rows} rows ran past {4e3 * rows * MAX_SECONDS_PER_ROW:.0f} ms")
-    named = dict(zip([o.name for o in sess.get_outputs()], result, strict=True))
-    for role, (action, probabilities) in outputs.items():
-        check_decisions(named[action], named[probabilities], len(observations[role]), label, (action, probabilities))
+    names = [o.name for o in sess.get_outputs()]
+    for start in range(0, max(len(o) for o in observations.values()), PROBE_ROWS):  # a bounded batch at a time
+        rows = np.arange(start, start + PROBE_ROWS)
+        feeds = {name: observations[role][rows % len(observations[role])] for role, name in inputs.items()}
+        result, _ = _timed_run(sess, feeds, 4 * PROBE_ROWS * MAX_SECONDS_PER_ROW, label)
+        if result is None:
+            raise PolicyLoadError(f"{label}: a probe of {PROBE_ROWS} rows ran past "
+                                  f"{4e3 * PROBE_ROWS * MAX_SECONDS_PER_ROW:.0f} ms")
+        named = dict(zip(names, result, strict=True))
+        for action, probabilities in outputs.values():
+            check_decisions(named[action], named[probabilities], PROBE_ROWS, label, (action, probabilities))
 
 
 def check_decisions(action: np.ndarray, probabilities: np.ndarray, rows: int, label: str,
@@ -406,8 +414,13 @@ def check_decisions(action: np.ndarray, probabilities: np.ndarray, rows: int, la
 def menu_indices(action: np.ndarray, label: str) -> np.ndarray:
     """``action`` as int64 menu indices, checked at every decision: a model may misbehave only on inputs
     that no probe tried."""
-    indices = np.ascontiguousarray(action, np.int64)
-    if indices.size and indices.view(np.uint64).max() >= NUM_ACTIONS:  # negatives wrap to huge
+    indices = np.asarray(action, np.int64)
+    if indices.size > 1024:
+        outside = bool(indices.min() < 0 or indices.max() >= NUM_ACTIONS)
+    else:  # a day's few decisions: Python's min and max are several times faster than numpy's reductions
+        values = indices.ravel().tolist()
+        outside = bool(values) and (min(values) < 0 or max(values) >= NUM_ACTIONS)
+    if outside:
         wrong = indices[(indices < 0) | (indices >= NUM_ACTIONS)][0]
         raise PolicyLoadError(f"{label} chose menu entry {int(wrong)}; allowed: 0 to {NUM_ACTIONS - 1}")
     return indices
