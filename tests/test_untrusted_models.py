@@ -344,7 +344,7 @@ def test_a_run_past_its_deadline_is_stopped() -> None:
     model = policy(nodes + [helper.make_node("MatMul", ["h3", "down"], ["logits"])] + heads(),
                    [weights("up", (WIDTH, 900)), weights("square", (900, 900)), weights("down", (900, NUM_ACTIONS))])
     sess = ort.InferenceSession(model, guard.session_options(), providers=["CPUExecutionProvider"])
-    outputs, _ = guard._timed_run(sess, {"observation": np.ones((4096, WIDTH), np.float32)}, 1e-3, "slow")
+    outputs, _ = guard.timed_run(sess, {"observation": np.ones((4096, WIDTH), np.float32)}, 1e-3, "slow")
     assert outputs is None
 
 

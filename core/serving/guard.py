@@ -329,7 +329,7 @@ def rollout_observations(scenarios: int = 4, chains: int = 4, days: int = 60, ev
     return {role: np.concatenate(parts) for role, parts in seen.items()}
 
 
-def _timed_run(sess: ort.InferenceSession, feeds: dict[str, np.ndarray], deadline: float,
+def timed_run(sess: ort.InferenceSession, feeds: dict[str, np.ndarray], deadline: float,
                label: str) -> tuple[list[np.ndarray] | None, float]:
     """One run stopped after ``deadline`` seconds: (outputs or None if stopped, seconds)."""
     options = ort.RunOptions()
@@ -356,7 +356,7 @@ def _probe(sess: ort.InferenceSession, inputs: dict[str, str], outputs: dict[str
         allowance = rows * MAX_SECONDS_PER_ROW
         best = math.inf
         for _ in range(TIMING_REPEATS):
-            _, seconds = _timed_run(sess, feeds, 4 * allowance, label)
+            _, seconds = timed_run(sess, feeds, 4 * allowance, label)
             best = min(best, seconds)
             if best <= allowance:
                 break
@@ -367,7 +367,7 @@ def _probe(sess: ort.InferenceSession, inputs: dict[str, str], outputs: dict[str
     for start in range(0, max(len(o) for o in observations.values()), PROBE_ROWS):  # a bounded batch at a time
         rows = np.arange(start, start + PROBE_ROWS)
         feeds = {name: observations[role][rows % len(observations[role])] for role, name in inputs.items()}
-        result, _ = _timed_run(sess, feeds, 4 * PROBE_ROWS * MAX_SECONDS_PER_ROW, label)
+        result, _ = timed_run(sess, feeds, 4 * PROBE_ROWS * MAX_SECONDS_PER_ROW, label)
         if result is None:
             raise PolicyLoadError(f"{label}: a probe of {PROBE_ROWS} rows ran past "
                                   f"{4e3 * PROBE_ROWS * MAX_SECONDS_PER_ROW:.0f} ms")
