@@ -18,6 +18,8 @@ from core.agents.observations import FEATURES, observe
 from core.agents.roles import ROLES
 from core.agents.rules import reorder_point_mix
 from core.agents.tuning import tune_base_stock
+from core.serving.guard import read_model
+from core.serving.manifest import file_inside, role_card
 from core.serving.models import EXPORTED_MODELS, learned_policy, load_hierarchy, load_manifest, load_policy
 from core.serving.registry import Sources, mix_of, uniform
 from core.simulation.demand import sample_demand
@@ -81,13 +83,15 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
 def decision_latency(models: Path = EXPORTED_MODELS, repeats: int = 2000) -> dict[str, object]:
     """Per-day decision of every agent of one chain (3 stores): observations excluded, the
     networks only: onnxruntime in one call (``hierarchy_policy.onnx``, what ``learned_mix`` uses)
-    and in one call per role, and where the training run is on disk, torch and SB3's predict."""
+    and in one call per role; torch, the exported layers rebuilt from the checked ONNX weights; and
+    SB3's ``predict`` on a new policy of the same layer sizes (random weights: the same work, not the
+    same decisions). Nothing the manifest names is unpickled: no training run is read."""
     scenario = get_preset("steady")
     state = reset(scenario, 1)
     forecast = Forecast.of(scenario)
     obs = {role: observe(role, state, scenario, forecast).reshape(-1, len(FEATURES[role])) for role in ROLES}
     manifest = load_manifest(models)
-    learned = [r for r in ROLES if manifest["roles"][r].get("kind") == "learned"]
+    learned = [r for r in ROLES if role_card(manifest, r)["kind"] == "learned"]
     result: dict[str, object] = {"learned_roles": learned, "agents": sum(len(obs[r]) for r in learned)}
     choosers = {r: load_policy(r, models, manifest) for r in learned}
 
@@ -105,26 +109,74 @@ def decision_latency(models: Path = EXPORTED_MODELS, repeats: int = 2000) -> dic
         joint = load_hierarchy(models, manifest, choosers)
         result["onnxruntime_one_call"] = timed(lambda: joint.run(obs))
     result["onnxruntime"] = timed(lambda: [choosers[r].run(obs[r]) for r in learned])
-    run = Path(manifest["training"]["config"]["out"])
-    if learned and all((run / manifest["roles"][r]["trained_from"]).exists() for r in learned):
-        import torch
-        from stable_baselines3 import PPO
-
-        from core.learning.export import Actor
-
-        torch.set_num_threads(1)
-        ppo = {r: PPO.load(run / manifest["roles"][r]["trained_from"], device="cpu") for r in learned}
-        actors = {r: Actor(ppo[r]).eval() for r in learned}
-        tensors = {r: torch.as_tensor(obs[r]) for r in learned}
-
-        def torch_decide() -> None:
-            with torch.no_grad():
-                for r in learned:
-                    actors[r](tensors[r])
-
-        result["torch"] = timed(torch_decide)
-        result["sb3_predict"] = timed(lambda: [ppo[r].predict(obs[r], deterministic=True) for r in learned])
+    layers = {r: onnx_layers(read_model(file_inside(models, role_card(manifest, r)["file"], f"manifest {r}")))
+              for r in learned}
+    if learned and all(layers.values()):
+        result.update(torch_latency({r: layers[r] for r in learned}, obs, choosers, timed))
     return result
+
+
+def onnx_layers(model: bytes) -> dict[str, np.ndarray] | None:
+    """The weights of a graph laid out as ``core.learning.export.Actor`` writes it (clip, Gemm + Tanh layers,
+    a Gemm head, ArgMax, Softmax), by name; None for any other graph."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load_model_from_string(model).graph
+    weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    hidden = sum(1 for name in weights if name.startswith("features.") and name.endswith(".weight"))
+    expected = {"low", "high", "head.weight", "head.bias"} | {f"features.{2 * i}.{p}" for i in range(hidden)
+                                                             for p in ("weight", "bias")}
+    operators = [node.op_type for node in graph.node]
+    layout = ["Max", "Min", *["Gemm", "Tanh"] * hidden, "Gemm", "ArgMax", "Softmax"]
+    return weights if set(weights) == expected and operators == layout else None
+
+
+def torch_latency(layers: dict[str, dict[str, np.ndarray]], obs: dict[str, np.ndarray], choosers: dict,
+                  timed) -> dict[str, object]:
+    """torch and SB3 ``predict`` figures for the learned roles' networks (see ``decision_latency``)."""
+    import gymnasium as gym
+    import torch
+    from stable_baselines3.common.policies import ActorCriticPolicy
+    from torch import nn
+
+    from core.agents.menus import NUM_ACTIONS
+    from core.agents.observations import CLIP
+    from core.learning.policies import Standardize
+
+    torch.set_num_threads(1)
+    actors, policies = {}, {}
+    for role, weights in layers.items():
+        hidden = len([name for name in weights if name.startswith("features.") and name.endswith(".weight")])
+        modules: list[nn.Module] = []
+        for i in range(hidden):
+            out_features, in_features = weights[f"features.{2 * i}.weight"].shape
+            modules += [nn.Linear(in_features, out_features), nn.Tanh()]
+        head = nn.Linear(*reversed(weights["head.weight"].shape))
+        actor = nn.ModuleDict({"features": nn.Sequential(*modules), "head": head}).eval()
+        actor.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.items() if k not in ("low", "high")})
+        actors[role] = (actor, torch.from_numpy(weights["low"].copy()), torch.from_numpy(weights["high"].copy()))
+        width = len(FEATURES[role])
+        policies[role] = ActorCriticPolicy(
+            gym.spaces.Box(-CLIP, CLIP, (width,), np.float32), gym.spaces.Discrete(NUM_ACTIONS), lambda _: 0.0,
+            net_arch=[weights[f"features.{2 * i}.weight"].shape[0] for i in range(hidden)],
+            features_extractor_class=Standardize,
+            features_extractor_kwargs={"mean": [0.0] * width, "std": [1.0] * width})
+    tensors = {role: torch.as_tensor(obs[role]) for role in layers}
+
+    def torch_decide() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        decided = {}
+        with torch.no_grad():
+            for role, (actor, low, high) in actors.items():
+                logits = actor["head"](actor["features"](torch.minimum(torch.maximum(tensors[role], low), high)))
+                decided[role] = torch.argmax(logits, dim=-1), torch.softmax(logits, dim=-1)
+        return decided
+
+    for role, (_, probabilities) in torch_decide().items():  # the rebuilt actor is the exported one
+        if np.abs(probabilities.numpy() - choosers[role].run(obs[role])[1]).max() > 1e-5:
+            return {"torch_skipped": f"the {role} actor rebuilt in torch differs from its ONNX file"}
+    return {"torch": timed(torch_decide),
+            "sb3_predict": timed(lambda: [policies[r].predict(obs[r], deterministic=True) for r in layers])}
 
 
 def recompute_seconds(repeats: int = 5) -> float:

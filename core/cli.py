@@ -155,6 +155,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if engine in latency:
             median, p99 = latency[engine]["median_us"], latency[engine]["p99_us"]
             print(f"    {engine:20s} median {median:8.1f} us, p99 {p99:8.1f} us")
+    if "torch" in latency:
+        print("    (torch: the exported layers rebuilt from the ONNX weights; sb3_predict: a new SB3 policy "
+              "of the same layer sizes)")
+    elif "torch_skipped" in latency:
+        print(f"    torch: skipped ({latency['torch_skipped']})")
     seconds = serving["one_year_recompute_seconds"]
     print(f"  Live page recompute (one chain, one year, shipped policies): {seconds:.3f} s")
     return 0

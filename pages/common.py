@@ -1,4 +1,9 @@
-"""What the pages share: cached onnxruntime sessions, cached runs, and the policy pickers."""
+"""What the pages share: cached onnxruntime sessions, cached runs, and the policy pickers.
+
+The caches are bounded in entries and time (``CACHE_SECONDS``): an uploaded model's session (at most
+``guard.MAX_MODEL_BYTES`` of file, ``guard.MAX_PARAMETERS`` weights) is held for at most
+``UPLOADED_SESSIONS`` uploads at a time, and dropped an hour after it was made (it is checked again if
+a page needs it later)."""
 
 from __future__ import annotations
 
@@ -14,18 +19,21 @@ from core.simulation.rollout import Rollout
 from core.simulation.scenario import Scenario
 
 ROLE_LABELS = {"store": "Stores", "warehouse": "Warehouse", "supplier": "Supplier"}
+CACHE_SECONDS = 3600
+UPLOADED_SESSIONS = 8
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner=False, max_entries=len(ROLES))
 def shipped_chooser(role: str):
     """The shipped policy of ``role`` (an ONNX session, or the rule-based entry the manifest names)."""
     return learned_policy(role).choose
 
 
-@st.cache_resource(show_spinner=False, max_entries=32)
-def uploaded_chooser(role: str, model: bytes, digest: str) -> OnnxChooser:
-    """A checked session for an uploaded model (``digest`` keys the cache)."""
-    return OnnxChooser.checked(model, role)
+@st.cache_resource(show_spinner=False, max_entries=UPLOADED_SESSIONS, ttl=CACHE_SECONDS)
+def uploaded_chooser(role: str, _model: bytes, digest: str) -> OnnxChooser:
+    """A checked session for an uploaded model (``digest``, its sha256, keys the cache: the bytes are not hashed
+    again)."""
+    return OnnxChooser.checked(_model, role)
 
 
 def uploaded_models() -> dict[str, bytes]:
@@ -46,7 +54,7 @@ def learned_for(choices: dict[str, str]) -> dict:
     return learned_choosers(tuple(r for r in ROLES if choices[r] == "learned"))
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64, ttl=CACHE_SECONDS)
 def cached_run(scenario_json: str, choices: tuple[tuple[str, str], ...], seed: int,
                uploads: tuple[str, ...]) -> Rollout:
     """One year of one chain; ``uploads`` (digests of uploaded models) is part of the cache key."""

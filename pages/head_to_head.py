@@ -8,9 +8,10 @@ import streamlit as st
 
 from core.app.compare import run_table, summary_table
 from core.evaluation.plots import cumulative_cost_figure
+from core.serving.models import PolicyLoadError
 from core.serving.registry import uniform
 from core.simulation.presets import PRESETS
-from pages.common import mix_for, policy_pickers, run_for, uploaded_models
+from pages.common import CACHE_SECONDS, mix_for, policy_pickers, run_for, uploaded_models
 
 st.title("Head-to-head")
 st.caption("Both mixes face exactly the same daily demand, seed by seed, so differences are the policies'.")
@@ -34,7 +35,7 @@ st.markdown("**KPIs of this run**")
 st.dataframe(run_table({f"mix {name}": run for name, run in runs.items()}), hide_index=True, width="stretch")
 
 
-@st.cache_data(show_spinner="Simulating many seeds...", max_entries=16)
+@st.cache_data(show_spinner="Simulating many seeds...", max_entries=16, ttl=CACHE_SECONDS)
 def summary(preset: str, a: tuple, b: tuple, seeds: int, uploads: tuple[str, ...]) -> dict:
     """``uploads`` (digests of this session's uploaded models) is part of the cache key, as in ``cached_run``."""
     del uploads
@@ -44,7 +45,11 @@ def summary(preset: str, a: tuple, b: tuple, seeds: int, uploads: tuple[str, ...
 
 seeds = st.slider("Seeds in the summary", 5, 50, 20, key="h2h_seeds")
 uploads = tuple(sorted(f"{r}:{hashlib.sha256(b).hexdigest()}" for r, b in uploaded_models().items()))
-table = summary(preset, tuple(sorted(mix_a.items())), tuple(sorted(mix_b.items())), seeds, uploads)
+try:
+    table = summary(preset, tuple(sorted(mix_a.items())), tuple(sorted(mix_b.items())), seeds, uploads)
+except PolicyLoadError as exc:  # an uploaded policy deciding outside the menu on these seeds
+    st.error(f"The learned policy cannot be used: {exc}. Choose a rule-based policy for that echelon.")
+    st.stop()
 st.markdown(f"**{seeds} seeds: mean and 95% confidence interval; A - B paired seed by seed**")
 st.dataframe([{"KPI": k, **{col: f"{v['mean']:.3f} ({v['low']:.3f} .. {v['high']:.3f})" for col, v in row.items()}}
               for k, row in table.items()], hide_index=True, width="stretch")

@@ -20,13 +20,13 @@ demand = left.slider("Demand level (units per day)", 5.0, 200.0, 40.0, step=5.0,
 lead_time = right.slider("Warehouse -> store lead time (days)", 1, 4, 2, key="inspect_lead")
 try:
     chooser = learned_choosers()["store"]
-except PolicyLoadError as exc:
+    grid = inspect_store_policy(chooser, ReorderPoint("store"), demand, lead_time)
+except PolicyLoadError as exc:  # also a decision outside the menu
     st.error(f"The learned store policy cannot be loaded: {exc}")
     st.stop()
 if isinstance(chooser, ConstantChooser):
     st.info(f"The store policy in use is rule-based, not learned: its training phase did not lower the held-out "
             f"cost, so it orders up to forecast + {SAFETY_FACTORS[chooser.index]:g} standard deviations everywhere.")
-grid = inspect_store_policy(chooser, ReorderPoint("store"), demand, lead_time)
 st.plotly_chart(inspector_figure(grid), width="stretch")
 
 st.markdown("**Action probabilities at one point of the grid**")

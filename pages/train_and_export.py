@@ -10,9 +10,10 @@ from pathlib import Path
 import streamlit as st
 
 from core.agents.roles import ROLES
+from core.serving.guard import MAX_MODEL_BYTES
 from core.serving.model_sets import set_files
-from core.serving.models import EXPORTED_MODELS, OnnxChooser, PolicyLoadError
-from pages.common import ROLE_LABELS, uploaded_models
+from core.serving.models import EXPORTED_MODELS, PolicyLoadError
+from pages.common import ROLE_LABELS, uploaded_chooser, uploaded_models
 
 DEPLOY_SCRIPT = EXPORTED_MODELS / "deploy_policy.py"
 
@@ -59,14 +60,19 @@ if "trained_export" in st.session_state:
 
 st.header("Upload a policy")
 st.caption("An ONNX file exported by this project (input: the role's observation features; outputs: action, "
-           "probabilities). It is checked before use; if it passes, the Live page's 'learned' choice uses it.")
+           f"probabilities), at most {MAX_MODEL_BYTES // 2**20} MB. It is checked before use (operators, size, "
+           "cost, decisions over the training range); if it passes, the Live page's 'learned' choice uses it.")
 role = st.selectbox("Role", ROLES, format_func=ROLE_LABELS.get, key="upload_role")
 generation = st.session_state.setdefault("upload_generation", 0)  # a new uploader forgets its file
-upload = st.file_uploader("ONNX policy", type=["onnx"], key=f"upload_file_{generation}")
-if upload is not None:
+upload = st.file_uploader("ONNX policy", type=["onnx"], key=f"upload_file_{generation}",
+                          max_upload_size=MAX_MODEL_BYTES // 2**20)
+if upload is not None and upload.size > MAX_MODEL_BYTES:
+    st.error(f"Rejected {upload.name}: {upload.size:,} bytes; allowed: at most {MAX_MODEL_BYTES:,}. "
+             "Nothing was changed.")
+elif upload is not None:
     data = upload.getvalue()
     try:
-        OnnxChooser.checked(data, role)
+        uploaded_chooser(role, data, hashlib.sha256(data).hexdigest())  # checked once, then cached
     except PolicyLoadError as exc:
         st.error(f"Rejected {upload.name}: {exc}. Nothing was changed.")
     else:

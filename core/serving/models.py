@@ -1,9 +1,12 @@
 """Serve exported policies with onnxruntime: numpy and onnxruntime only, never torch.
 
-``exported_models/manifest.json`` lists one model card per role. ``load_policy`` checks a model
-before it is used: the file's sha256 against the manifest, the ONNX graph's input width against
-the role's feature list, and its outputs (``action``, ``probabilities``). Any problem raises
-``PolicyLoadError`` naming the file and what is wrong; nothing half-loaded is returned.
+``exported_models/manifest.json`` lists one model card per role (read and type-checked by
+``core.serving.manifest``; every file it names stays inside its folder). ``load_policy`` checks a
+model before it is used: the file's sha256 against the manifest, then ``core.serving.guard``'s
+checks of every uploaded or listed model (size, operators, shapes and cost bounded before anything
+runs, the input width against the role's feature list, the outputs ``action`` and ``probabilities``,
+timed probes over the training range). Any problem raises ``PolicyLoadError`` naming the file and
+what is wrong; nothing half-loaded is returned, and a decision outside the menu raises it too.
 ``learned_mix`` decides each day with one onnxruntime call for every learned agent of a chain
 (``hierarchy_policy.onnx``: the role graphs side by side), checked against the role files.
 """
@@ -11,7 +14,6 @@ the role's feature list, and its outputs (``action``, ``probabilities``). Any pr
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,36 +21,21 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from core.agents.menus import NUM_ACTIONS, MenuPolicy, decide, forecast_base_stock
-from core.agents.observations import FEATURES, observe
+from core.agents.menus import MenuPolicy, decide, forecast_base_stock
+from core.agents.observations import observe
 from core.agents.roles import ROLES
 from core.agents.rules import PolicyMix
+from core.serving.guard import OUTPUTS, PolicyLoadError, checked_session, menu_indices, probe_observations, read_model
+from core.serving.manifest import file_inside, hierarchy_card, read_manifest, role_card
 from core.simulation.scenario import Scenario
 from core.simulation.twin import Actions, State
 
 EXPORTED_MODELS = Path(__file__).resolve().parents[2] / "exported_models"
-OUTPUTS = ("action", "probabilities")
 HIERARCHY_FILE = "hierarchy_policy.onnx"
-
-
-class PolicyLoadError(ValueError):
-    """An exported policy or its manifest cannot be used; the message says why."""
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def session(model: bytes | str | Path) -> ort.InferenceSession:
-    """A single-threaded onnxruntime session (the networks are tiny: threads only add latency)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    source = model if isinstance(model, bytes) else str(model)
-    try:
-        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises several types for unreadable graphs
-        raise PolicyLoadError(f"not a loadable ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 @dataclass
@@ -59,37 +46,19 @@ class OnnxChooser:
     input_name: str
 
     @staticmethod
-    def checked(model: bytes | str | Path, role: str) -> OnnxChooser:
-        """Load ``model`` and check it fits ``role``: input width, the two outputs, and a batch of
-        float32 observations of any size giving one probability per menu entry."""
-        label = f"{role} policy {Path(model).name}" if not isinstance(model, bytes) else f"uploaded {role} policy"
-        try:
-            sess = session(model)
-        except PolicyLoadError as exc:
-            raise PolicyLoadError(f"{label}: {exc}") from None
-        inputs = sess.get_inputs()
-        width = len(FEATURES[role])
-        if len(inputs) != 1 or inputs[0].shape[-1] != width:
-            got = [i.shape for i in inputs]
-            raise PolicyLoadError(f"{label}: input shape {got}; allowed: one input of width {width} "
-                                  f"({', '.join(FEATURES[role][:3])}, ...)")
-        names = tuple(o.name for o in sess.get_outputs())
-        if names != OUTPUTS:
-            raise PolicyLoadError(f"{label}: outputs {names}; allowed: {OUTPUTS}")
-        chooser = OnnxChooser(sess, inputs[0].name)
-        try:
-            probe = chooser.probabilities(np.zeros((3, width), np.float32))
-        except Exception as exc:  # onnxruntime: wrong dtype, fixed batch size, broken graph
-            raise PolicyLoadError(f"{label}: cannot run a batch of 3 float32 observations "
-                                  f"({type(exc).__name__}: {str(exc)[:160]})") from None
-        if probe.shape != (3, NUM_ACTIONS):
-            raise PolicyLoadError(f"{label}: probabilities of shape {probe.shape[1:]}; "
-                                  f"allowed: ({NUM_ACTIONS},), one per menu entry")
-        return chooser
+    def checked(model: bytes | str | Path, role: str, name: str | None = None) -> OnnxChooser:
+        """Load ``model`` (bytes, or a file of at most ``guard.MAX_MODEL_BYTES``) and check it fits ``role``
+        and has bounded cost (``core.serving.guard``); ``name`` names it in errors (default: its file name)."""
+        if name is None and not isinstance(model, bytes):
+            name = Path(model).name
+        label = f"{role} policy {name}" if name else f"uploaded {role} policy"
+        data = model if isinstance(model, bytes) else read_model(Path(model))
+        sess, inputs = checked_session(data, (role,), label)
+        return OnnxChooser(sess, inputs[role])
 
     def run(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         action, probabilities = self.session.run(None, {self.input_name: np.asarray(obs, np.float32)})
-        return action.astype(np.int64), probabilities
+        return menu_indices(action, "the ONNX policy"), probabilities
 
     def probabilities(self, obs: np.ndarray) -> np.ndarray:
         return self.run(obs)[1]
@@ -99,44 +68,32 @@ class OnnxChooser:
 
 
 def load_manifest(folder: Path = EXPORTED_MODELS) -> dict:
-    path = Path(folder) / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text())
-    except OSError as exc:
-        raise PolicyLoadError(f"{path}: cannot read ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise PolicyLoadError(f"{path}: not valid JSON ({exc.msg})") from None
-    except UnicodeDecodeError:
-        raise PolicyLoadError(f"{path}: not a text file") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("roles"), dict):
-        raise PolicyLoadError(f"{path}: no 'roles' object")
-    return manifest
+    return read_manifest(Path(folder) / "manifest.json")
 
 
 def load_policy(role: str, folder: Path = EXPORTED_MODELS, manifest: dict | None = None) -> OnnxChooser:
     """The checked ONNX chooser of ``role`` from an export folder."""
     folder = Path(folder)
     manifest = load_manifest(folder) if manifest is None else manifest
-    card = manifest["roles"].get(role)
-    if not isinstance(card, dict) or not {"file", "sha256", "features"} <= set(card):
-        raise PolicyLoadError(f"manifest: no complete entry for role {role!r} (needs file, sha256, features)")
-    if list(card["features"]) != list(FEATURES[role]):
-        raise PolicyLoadError(f"manifest {role}: features differ from this version's {role} observation")
-    path = folder / card["file"]
+    card = role_card(manifest, role)
+    if card["kind"] != "learned":
+        raise PolicyLoadError(f"manifest {role}: kind {card['kind']!r}; allowed: 'learned'")
+    path = file_inside(folder, card["file"], f"manifest {role}")
     if not path.is_file():
         raise PolicyLoadError(f"{path}: missing")
-    if sha256(path) != card["sha256"]:
-        raise PolicyLoadError(f"{path}: sha256 {sha256(path)[:12]}... does not match the manifest's "
-                              f"{str(card['sha256'])[:12]}...")
-    return OnnxChooser.checked(path, role)
+    data = read_model(path)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != card["sha256"]:
+        raise PolicyLoadError(f"{path}: sha256 {digest[:12]}... does not match the manifest's {card['sha256'][:12]}...")
+    return OnnxChooser.checked(data, role, path.name)
 
 
 def learned_policy(role: str, folder: Path = EXPORTED_MODELS, manifest: dict | None = None) -> MenuPolicy:
     """The role's exported policy; a role whose training was never kept is its rule-based menu entry."""
     manifest = load_manifest(folder) if manifest is None else manifest
-    card = manifest["roles"].get(role, {})
-    if isinstance(card, dict) and card.get("kind") == "rule":
-        return forecast_base_stock(role, float(card["safety_factor"]))
+    card = role_card(manifest, role)
+    if card["kind"] == "rule":
+        return forecast_base_stock(role, card["safety_factor"])
     return MenuPolicy(role, load_policy(role, folder, manifest))
 
 
@@ -155,25 +112,24 @@ class HierarchyChooser:
         """Per role: (actions, probabilities) of its (M, F) observations."""
         outputs = self.session.run(self.output_names, {f"{role}/observation": np.asarray(observations[role], np.float32)
                                            for role in self.roles})
-        return {role: (outputs[2 * i].astype(np.int64), outputs[2 * i + 1]) for i, role in enumerate(self.roles)}
+        return {role: (menu_indices(outputs[2 * i], f"the ONNX {role} policy"), outputs[2 * i + 1])
+                for i, role in enumerate(self.roles)}
 
 
 def load_hierarchy(folder: Path, manifest: dict, choosers: dict[str, OnnxChooser]) -> HierarchyChooser:
     """The manifest's one-call hierarchy file, checked: its sha256, its roles, and the same
     decisions as the role files ``choosers`` on a probe batch."""
-    card = manifest.get("hierarchy")
-    path = Path(folder) / str(card.get("file")) if isinstance(card, dict) else None
-    if path is None or not path.is_file() or sha256(path) != card.get("sha256"):
+    card = hierarchy_card(manifest)
+    path = file_inside(Path(folder), card["file"], "manifest hierarchy") if card else None
+    data = read_model(path) if path is not None and path.is_file() else b""
+    if path is None or hashlib.sha256(data).hexdigest() != card["sha256"]:
         raise PolicyLoadError(f"manifest hierarchy: file missing or its sha256 does not match ({path})")
-    joint = HierarchyChooser(session(path), tuple(card.get("roles", ())))
-    if set(joint.roles) != set(choosers):
-        raise PolicyLoadError(f"{path}: roles {joint.roles}; the manifest's learned roles are {tuple(choosers)}")
-    probe = {role: np.random.default_rng(0).uniform(-5, 30, (7, len(FEATURES[role]))).astype(np.float32)
-             for role in joint.roles}
-    try:
-        decided = joint.run(probe)
-    except Exception as exc:  # onnxruntime: wrong names, widths or types
-        raise PolicyLoadError(f"{path}: cannot run ({type(exc).__name__}: {str(exc)[:160]})") from None
+    roles = tuple(card["roles"])
+    if set(roles) != set(choosers):
+        raise PolicyLoadError(f"{path}: roles {roles}; the manifest's learned roles are {tuple(choosers)}")
+    joint = HierarchyChooser(checked_session(data, roles, str(path), prefixed=True)[0], roles)
+    probe = {role: probe_observations(role) for role in roles}
+    decided = joint.run(probe)
     for role, chooser in choosers.items():
         if not np.allclose(decided[role][1], chooser.probabilities(probe[role]), atol=1e-6):
             raise PolicyLoadError(f"{path}: its {role} policy differs from {role}_policy.onnx")
