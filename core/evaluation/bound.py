@@ -26,6 +26,15 @@ would need integer variables), sales, shipments and production are not forced to
 the twin's rules make them (greedy sales, the allocation rule), and a shelf or storage limit below
 the opening stock is raised to it (the twin then ships nothing until stock has fallen below the
 limit; the programme keeps only the limit those plans satisfy: position <= max(limit, opening)).
+
+With an ample upstream source (``Scenario.upstream == "ample"``) the programme follows the twin:
+store_shipments come from the source, unlimited by the warehouse's stock (they leave the
+warehouse balance) and free (no holding in transit, no transport, the opening store pipeline
+included), and the warehouse and supplier hold, ship and produce nothing (those variables are
+fixed at zero; their opening stock is zero). The shelf limits still apply. A clairvoyant store
+then needs no stock once its first order can arrive (unless a day's demand exceeds its shelf), so
+the bound is only the cost of the opening days (about 0.03 a day on ``lost_sales_textbook``, whose optimal policy costs
+4.73): it prices knowing demand in advance; ``core.evaluation.optimum`` gives the optimum there.
 """
 
 from __future__ import annotations
@@ -129,6 +138,7 @@ class _Programme:
     def __init__(self, scenario: Scenario, periods: int) -> None:
         n = scenario.num_stores
         backorders = scenario.unmet_demand == "backorders"
+        ample = scenario.upstream == "ample"
         blocks = _Blocks(periods, n, backorders)
         self.scenario, self.blocks, self.backorders = scenario, blocks, backorders
         opening = reset(scenario, 1)
@@ -164,7 +174,8 @@ class _Programme:
         w_row = periods * n + days
         eq.add(w_row, blocks.day_index("warehouse", days), 1.0)
         eq.add(w_row[1:], blocks.day_index("warehouse", days[1:] - 1), -1.0)
-        eq.add(periods * n + day_of, blocks.store_index("store_shipments", day_of, store_of), 1.0)
+        if not ample:  # an ample source, not the warehouse, ships to the stores
+            eq.add(periods * n + day_of, blocks.store_index("store_shipments", day_of, store_of), 1.0)
         next_review = days + supplier_lead  # arrives on day t + L - 1, usable from the next review
         usable = next_review < periods
         eq.add(periods * n + next_review[usable], blocks.day_index("warehouse_shipments", days[usable]), -1.0)
@@ -227,7 +238,7 @@ class _Programme:
         store_nights = np.repeat(np.minimum(lead.warehouse_to_store, periods - days), n)
         warehouse_nights = np.minimum(supplier_lead, periods - days)
         shipped = blocks.store_index("store_shipments", day_of, store_of)
-        c[shipped] = costs.warehouse_holding * store_nights + costs.transport
+        c[shipped] = 0.0 if ample else costs.warehouse_holding * store_nights + costs.transport
         c[blocks.day_index("warehouse_shipments", days)] = costs.supplier_holding * warehouse_nights + costs.transport
         c[blocks.day_index("production", days)] = costs.production
         # a store's evening stock is charged the next night; the last evening's is not
@@ -239,12 +250,16 @@ class _Programme:
         else:
             c[blocks.store_index("sales", day_of, store_of)] = -costs.stockout  # lost sales = demand - sales
         self.c = c
-        self.constant = (costs.store_holding * opening_store.sum()
-                         + costs.warehouse_holding * _nights_charged(opening.store_pipeline[0], periods).sum()
-                         + costs.supplier_holding * _nights_charged(opening.warehouse_pipeline[0], periods))
+        self.constant = costs.store_holding * opening_store.sum()
+        if not ample:  # the pipelines' goods belong to their shippers (to the source's, free, if ample)
+            self.constant += (costs.warehouse_holding * _nights_charged(opening.store_pipeline[0], periods).sum()
+                              + costs.supplier_holding * _nights_charged(opening.warehouse_pipeline[0], periods))
 
         upper = np.full(blocks.size, np.inf)
         upper[blocks.day_index("production", days)] = capacity
+        if ample:  # the warehouse and supplier stay empty and idle
+            for name in ("warehouse_shipments", "production", "warehouse", "supplier"):
+                upper[blocks.day_index(name, days)] = 0.0
         self.upper = upper
 
     def solve(self, demand: np.ndarray) -> ClairvoyantPlan:
