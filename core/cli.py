@@ -202,7 +202,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             raise ScenarioError(f"--scenario: got {name!r}; allowed: {', '.join(PRESETS)}")
     report = evaluate(names, args.seeds, Path(args.models))
     write(report, Path(args.out))
-    print(json.dumps(report, indent=2) if args.json else markdown(report))
+    print(report.to_json() if args.json else markdown(report))
     return 0
 
 

@@ -31,9 +31,10 @@ st.caption("Phase 1 only (the store policy, shared by every store), on randomise
 budget = st.select_slider("Budget (agent transitions)", [50_000, 100_000, 200_000, 400_000, 800_000], 400_000,
                           key="train_budget")
 if st.button("Train, evaluate and export", key="train_go"):
-    from core.evaluation.report import evaluate, markdown
+    from core.evaluation.report import LEARNED, evaluate, markdown
     from core.learning.export import export_run
     from core.learning.training import TrainConfig, run_phases
+    from core.serving.registry import uniform
 
     folder = Path(st.session_state.setdefault("train_dir", tempfile.mkdtemp(prefix="hmarl_")))
     run_dir = folder / f"run_{budget}"
@@ -47,7 +48,9 @@ if st.button("Train, evaluate and export", key="train_go"):
     st.write(f"Held-out system cost, new / previous: **x{record['relative_cost']:.3f}** ({verdict}).")
     with st.spinner("exporting and evaluating"):
         export_run(run_dir, run_dir / "export", command="streamlit: Train and export")
-        report = evaluate(["steady"], 10, run_dir / "export")
+        policies = {key: uniform(key) for key in ("reorder_point", "tuned_base_stock", "forecast_base_stock")}
+        policies["phase1_stores"] = LEARNED["phase1_stores"]
+        report = evaluate(["steady"], 10, run_dir / "export", policies=policies)
     st.markdown(markdown(report))
     st.session_state.trained_export = str(run_dir / "export")
 

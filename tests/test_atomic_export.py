@@ -20,6 +20,7 @@ from test_serving import untrained_model
 import core.learning.export as export
 from core.agents.observations import FEATURES
 from core.agents.roles import ROLES
+from core.evaluation.report import EvaluationReport, Interval, PresetResult
 from core.learning.export import export_run, record_evaluation
 from core.learning.training import TrainConfig
 from core.serving import files, model_sets
@@ -222,9 +223,11 @@ def test_what_a_killed_export_left_is_ignored_then_deleted(sets, cached_actors, 
     assert same(decisions(out), sets["new"])
 
 
-def _report() -> dict:
-    kpis = {"cost_per_day": {"mean": 12.5}, "fill_rate": {"mean": 0.97}}
-    return {"seeds": 2, "presets": {"steady": {"policies": {"learned_hierarchy": kpis}}}}
+def _report() -> EvaluationReport:
+    kpis = {"cost_per_day": Interval(12.5, 12.0, 13.0), "fill_rate": Interval(0.97, 0.96, 0.98)}
+    entry = PresetResult(policies={"learned_hierarchy": kpis}, differences={"learned_hierarchy": {}},
+                         best_rule="tuned_base_stock", bound=Interval(8.0, 7.5, 8.5), gap_to_bound={}, optimum=None)
+    return EvaluationReport(seeds=2, first_seed=0, models="models", presets={"steady": entry})
 
 
 def test_record_evaluation_rewrites_both_manifests_atomically(sets, tmp_path: Path) -> None:
@@ -234,7 +237,9 @@ def test_record_evaluation_rewrites_both_manifests_atomically(sets, tmp_path: Pa
     shutil.copytree(sets["layouts"]["versioned"], out)
     version = versions(out)[0]
     before = (out / "manifest.json").read_bytes()
-    expected = {"seeds": 2, "presets": {"steady": {"learned_hierarchy": {"cost_per_day": 12.5, "fill_rate": 0.97}}}}
+    expected = {"seeds": 2, "presets": {"steady": {"best_rule": "tuned_base_stock", "bound": 8.0, "optimum": None,
+                                                   "policies": {"learned_hierarchy": {"cost_per_day": 12.5,
+                                                                                      "fill_rate": 0.97}}}}}
     outcomes = []
     for step in range(100):
         with pytest.MonkeyPatch.context() as mp:

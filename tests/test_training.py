@@ -32,7 +32,7 @@ from core.agents.observations import FEATURES
 from core.agents.roles import ROLE, ROLES
 from core.agents.rules import PolicyMix
 from core.agents.tuning import tune_menu
-from core.evaluation.report import evaluate, write
+from core.evaluation.report import EvaluationReport, evaluate, write
 from core.learning.export import OPSET, export_run, record_evaluation, torch_probabilities
 from core.learning.training import PHASES, TrainConfig, run_phases, train_role
 from core.learning.vec_env import RoleVecEnv
@@ -367,45 +367,51 @@ def test_evaluation_is_reproducible_and_written(exported, tmp_path: Path) -> Non
     models, _ = exported
     report = evaluate(["steady"], seeds=3, models=models)
     again = evaluate(["steady"], seeds=3, models=models)
-    assert json.dumps(report, sort_keys=True) == json.dumps(again, sort_keys=True)
-    assert report["seeds"] == 3 and list(report["presets"]) == ["steady"]
-    entry = report["presets"]["steady"]
-    policies = ["reorder_point", "tuned_base_stock", "forecast_base_stock", "phase1_stores", "phase2_warehouse",
-                "learned_hierarchy"]
-    assert list(entry["policies"]) == policies
-    for policy, kpis in entry["policies"].items():
+    assert report.to_json() == again.to_json()
+    assert EvaluationReport.from_dict(json.loads(report.to_json())) == report  # the JSON round-trips
+    assert report.seeds == 3 and list(report.presets) == ["steady"]
+    entry = report.presets["steady"]
+    rules = ["forecast_base_stock", "tuned_forecast_base_stock", "tuned_base_stock", "reorder_point"]
+    policies = [*rules, "phase1_stores", "phase2_warehouse", "learned_hierarchy"]
+    assert list(entry.policies) == policies
+    costs = {policy: kpis["cost_per_day"].mean for policy, kpis in entry.policies.items()}
+    assert entry.best_rule == min(rules, key=costs.__getitem__)
+    for policy, kpis in entry.policies.items():
         assert set(kpis) >= {"cost_per_day", "fill_rate", "lost_sales_per_day", "holding_cost_per_day"}
         cost = kpis["cost_per_day"]
-        assert cost["low"] <= cost["mean"] <= cost["high"] and cost["mean"] > 0
-        assert 0.0 <= kpis["fill_rate"]["mean"] <= 1.0
-        expected = {f"vs_{b}" for b in ("reorder_point", "tuned_base_stock") if b != policy}
-        assert set(entry["differences"][policy]) == expected
-        for diffs in entry["differences"][policy].values():
+        assert cost.low <= cost.mean <= cost.high and cost.mean > 0
+        assert 0.0 <= kpis["fill_rate"].mean <= 1.0
+        references = {"vs_reorder_point": "reorder_point", "vs_best_rule": entry.best_rule}
+        assert set(entry.differences[policy]) == {key for key, ref in references.items() if ref != policy}
+        for diffs in entry.differences[policy].values():
             assert set(diffs) == {"cost_per_day", "fill_rate"}
-            assert set(diffs["cost_per_day"]) >= {"mean", "low", "high", "relative"}
-    tuned = entry["policies"]["tuned_base_stock"]["cost_per_day"]["mean"]
-    rop = entry["policies"]["reorder_point"]["cost_per_day"]["mean"]
-    assert entry["differences"]["tuned_base_stock"]["vs_reorder_point"]["cost_per_day"]["mean"] == \
-        pytest.approx(tuned - rop, rel=1e-9, abs=1e-9)
+        gap = entry.gap_to_bound[policy]  # the bound lies below every policy, path by path
+        assert gap.low > 0 and gap.mean == pytest.approx(cost.mean - entry.bound.mean, rel=1e-9)
+    assert entry.optimum is None  # three stores: no exact optimum
+    best, rop = costs[entry.best_rule], costs["reorder_point"]
+    assert entry.differences["reorder_point"]["vs_best_rule"]["cost_per_day"].mean == \
+        pytest.approx(rop - best, rel=1e-9, abs=1e-9)
 
     out = tmp_path / "evaluation"
     write(report, out)
     assert {p.name for p in out.iterdir()} == {"evaluation.json", "evaluation.csv", "evaluation.md",
                                                 "comparison.html"}
-    assert json.loads((out / "evaluation.json").read_text()) == json.loads(json.dumps(report))
+    assert json.loads((out / "evaluation.json").read_text()) == report.to_dict()
     table = list(csv.DictReader((out / "evaluation.csv").read_text().splitlines()))
     assert [(r["preset"], r["policy"]) for r in table] == [("steady", p) for p in policies]
-    assert float(table[0]["cost_per_day"]) == pytest.approx(rop)
+    assert float(table[policies.index("reorder_point")]["cost_per_day"]) == pytest.approx(rop)
     markdown = (out / "evaluation.md").read_text()
     assert markdown.startswith("| preset | policy |")
-    assert all(f"| steady | {p} |" in markdown for p in policies)
+    assert all(f"| steady | {p} |" in markdown or f"| steady | **{p}** |" in markdown for p in policies)
     assert "plotly" in (out / "comparison.html").read_text().lower()
 
     record_evaluation(models, report)
     manifest = load_manifest(models)
     assert manifest["evaluation"]["seeds"] == 3
-    assert manifest["evaluation"]["presets"]["steady"]["learned_hierarchy"]["cost_per_day"] == pytest.approx(
-        entry["policies"]["learned_hierarchy"]["cost_per_day"]["mean"])
+    summary = manifest["evaluation"]["presets"]["steady"]
+    assert summary["best_rule"] == entry.best_rule and summary["bound"] == pytest.approx(entry.bound.mean)
+    assert summary["policies"]["learned_hierarchy"]["cost_per_day"] == pytest.approx(
+        entry.policies["learned_hierarchy"]["cost_per_day"].mean)
     learned_mix(models)  # the models still pass their checks after the manifest is rewritten
 
 

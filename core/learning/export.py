@@ -29,6 +29,7 @@ from torch import nn
 from core.agents.menus import ACTION_MEANINGS, SAFETY_FACTORS
 from core.agents.observations import CLIP, FEATURES
 from core.agents.roles import ROLE, ROLES
+from core.evaluation.report import EvaluationReport
 from core.learning.policies import STANDARD_CLIP
 from core.serving import model_sets
 from core.serving.models import HIERARCHY_FILE, OUTPUTS, sha256
@@ -149,12 +150,14 @@ def torch_probabilities(model: PPO, obs: np.ndarray) -> np.ndarray:
         return model.policy.get_distribution(torch.as_tensor(obs, dtype=torch.float32)).distribution.probs.numpy()
 
 
-def record_evaluation(out: Path, report: dict) -> None:
-    """Put the evaluation summary (cost per day and fill rate per preset and policy) in the manifest."""
+def record_evaluation(out: Path, report: EvaluationReport) -> None:
+    """Put the evaluation summary in the manifest: per preset, its best rule, clairvoyant bound and exact
+    optimum, and every policy's cost per day and fill rate."""
     evaluation = {
-        "seeds": report["seeds"],
-        "presets": {preset: {policy: {k: kpis[k]["mean"] for k in ("cost_per_day", "fill_rate")}
-                             for policy, kpis in entry["policies"].items()}
-                    for preset, entry in report["presets"].items()},
+        "seeds": report.seeds,
+        "presets": {preset: {"best_rule": entry.best_rule, "bound": entry.bound.mean, "optimum": entry.optimum,
+                             "policies": {policy: {k: values[k].mean for k in ("cost_per_day", "fill_rate")}
+                                          for policy, values in entry.policies.items()}}
+                    for preset, entry in report.presets.items()},
     }
     model_sets.update_manifest(out, lambda manifest: manifest.update(evaluation=evaluation))

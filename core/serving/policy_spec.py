@@ -1,7 +1,8 @@
 """Parse a policy SPEC from the command line into a ``PolicyMix``.
 
 SPEC is either a key of the policy registry (``core.serving.registry``), every role on that policy:
-    learned, forecast_base_stock, tuned_base_stock, reorder_point, random
+    learned, forecast_base_stock, tuned_forecast_base_stock, tuned_base_stock, tuned_capped_base_stock (one
+    store), reorder_point, random
 or one policy per role, comma-separated (roles left out use reorder_point):
     store=base_stock:level=40/25/15,warehouse=echelon_base_stock:level=300,supplier=learned
 where a role's policy is a registry key or one of these kinds with parameters:
@@ -19,7 +20,7 @@ import numpy as np
 from core.agents.roles import ROLE, ROLES
 from core.agents.rules import BaseStock, CappedBaseStock, PolicyMix, RandomPolicy, ReorderPoint, RolePolicy
 from core.serving.models import PolicyLoadError
-from core.serving.registry import POLICIES, Sources, mix_of, uniform
+from core.serving.registry import POLICIES, PolicyChoiceError, Sources, mix_of, uniform
 from core.simulation.scenario import Scenario
 
 KINDS = {"reorder_point": ("z", "cycle_days"), "base_stock": ("level",), "echelon_base_stock": ("level",),
@@ -43,6 +44,9 @@ def _number(role: str, key: str, text: str) -> float:
 def _role_policy(role: str, text: str, scenario: Scenario, sources: Sources) -> RolePolicy:
     kind, *params = text.split(":")
     if kind in POLICIES and not params:
+        if not POLICIES[kind].applies(scenario):
+            raise PolicySpecError(f"policy {role}: {kind} does not apply to scenario {scenario.name!r} "
+                                  f"({POLICIES[kind].description})")
         return POLICIES[kind].build(role, scenario, sources)
     if kind not in KINDS:
         raise PolicySpecError(f"policy {role}: got kind {kind!r}; allowed: {', '.join(sorted({*KINDS, *POLICIES}))}")
@@ -94,4 +98,6 @@ def parse_policy(spec: str, scenario: Scenario, rng: np.random.Generator) -> Pol
             chosen[role] = _role_policy(role, text, scenario, sources)
     except PolicyLoadError as exc:
         raise PolicySpecError(f"policy learned: {exc}") from None
+    except PolicyChoiceError as exc:
+        raise PolicySpecError(str(exc)) from None
     return PolicyMix(*(chosen.get(role) or ReorderPoint(role) for role in ROLES))
