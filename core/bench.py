@@ -91,7 +91,7 @@ def decision_latency(models: Path = EXPORTED_MODELS, repeats: int = 2000) -> dic
     forecast = Forecast.of(scenario)
     obs = {role: observe(role, state, scenario, forecast).reshape(-1, len(FEATURES[role])) for role in ROLES}
     manifest = load_manifest(models)
-    learned = [r for r in ROLES if role_card(manifest, r)["kind"] == "learned"]
+    learned = [r for r in ROLES if role_card(manifest, r).kind == "learned"]
     result: dict[str, object] = {"learned_roles": learned, "agents": sum(len(obs[r]) for r in learned)}
     choosers = {r: load_policy(r, models, manifest) for r in learned}
 
@@ -109,7 +109,7 @@ def decision_latency(models: Path = EXPORTED_MODELS, repeats: int = 2000) -> dic
         joint = load_hierarchy(models, manifest, choosers)
         result["onnxruntime_one_call"] = timed(lambda: joint.run(obs))
     result["onnxruntime"] = timed(lambda: [choosers[r].run(obs[r]) for r in learned])
-    layers = {r: onnx_layers(read_model(file_inside(models, role_card(manifest, r)["file"], f"manifest {r}")))
+    layers = {r: onnx_layers(read_model(file_inside(models, role_card(manifest, r).file, f"manifest {r}")))
               for r in learned}
     if learned and all(layers.values()):
         result.update(torch_latency({r: layers[r] for r in learned}, obs, choosers, timed))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -312,8 +313,19 @@ def _positive(args: argparse.Namespace) -> None:
         raise ScenarioError(f"--warmup: got {args.warmup}; allowed: fewer than --periods ({periods})")
 
 
+def _show_progress() -> None:
+    """The library's progress messages (``logging`` under ``core``) on standard output, once."""
+    logger = logging.getLogger("core")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _show_progress()
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         _positive(args)

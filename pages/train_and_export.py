@@ -42,10 +42,10 @@ if st.button("Train, evaluate and export", key="train_go"):
     with st.spinner("training"):
         config = TrainConfig(out=str(run_dir), timesteps=budget, progress_bar=False, acceptance_seeds=4)
         hierarchy = run_phases(config, [1], progress=lambda f: bar.progress(f, text=f"training: {100 * f:.0f}%"))
-    record = hierarchy["phases"][-1]
+    record = hierarchy.phases[-1]
     bar.progress(1.0, text="trained")
-    verdict = "kept" if record["kept"] else "not kept: the stores keep their rule-based policy"
-    st.write(f"Held-out system cost, new / previous: **x{record['relative_cost']:.3f}** ({verdict}).")
+    verdict = "kept" if record.kept else "not kept: the stores keep their rule-based policy"
+    st.write(f"Held-out system cost, new / previous: **x{record.relative_cost:.3f}** ({verdict}).")
     with st.spinner("exporting and evaluating"):
         export_run(run_dir, run_dir / "export", command="streamlit: Train and export")
         policies = {key: uniform(key) for key in ("reorder_point", "tuned_base_stock", "forecast_base_stock")}

@@ -34,6 +34,7 @@ from core.agents.rules import PolicyMix
 from core.agents.tuning import tune_menu
 from core.evaluation.report import EvaluationReport, evaluate, write
 from core.learning.export import OPSET, export_run, record_evaluation, torch_probabilities
+from core.learning.hierarchy import Hierarchy
 from core.learning.training import PHASES, TrainConfig, run_phases, train_role
 from core.learning.vec_env import RoleVecEnv
 from core.serving.models import OUTPUTS, OnnxChooser, learned_mix, load_manifest, load_policy, sha256
@@ -145,8 +146,9 @@ def test_role_phases_train_their_budget_and_log_every_episode(run, phase: int) -
 
 def test_hierarchy_records_every_phase(run) -> None:
     out, _, hierarchy = run
-    assert json.loads((out / "hierarchy.json").read_text()) == hierarchy
-    records = hierarchy["phases"]
+    assert json.loads((out / "hierarchy.json").read_text()) == hierarchy.to_dict()
+    assert Hierarchy.load(out) == hierarchy  # the record round-trips
+    records = hierarchy.to_dict()["phases"]
     assert [r["phase"] for r in records] == [1, 2, 3, 4]
     assert [r["role"] for r in records] == ["store", "warehouse", "supplier", "joint"]
     for record in records:
@@ -162,8 +164,8 @@ def test_hierarchy_records_every_phase(run) -> None:
         for name in PRESETS:
             assert record["cost_before"][name] == pytest.approx(previous["cost_after"][name] / AFTER_FACTOR, rel=1e-9)
     # every phase kept: each role ends with its last joint fine-tuning round
-    assert hierarchy["roles"] == {role: f"phase4_joint/round1_{role}/model.zip" for role in ROLES}
-    for path in hierarchy["roles"].values():
+    assert hierarchy.roles == {role: f"phase4_joint/round1_{role}/model.zip" for role in ROLES}
+    for path in hierarchy.roles.values():
         assert (out / path).is_file()
 
 
@@ -180,12 +182,13 @@ def test_joint_phase_fine_tunes_from_the_kept_models(run) -> None:
             previous = model.num_timesteps
 
 
-def test_rerunning_skips_the_phases_already_done(run, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rerunning_skips_the_phases_already_done(run, caplog: pytest.LogCaptureFixture) -> None:
     out, config, hierarchy = run
     before = (out / "hierarchy.json").read_bytes()
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("model.zip")}
-    again = run_phases(config, list(PHASES))
-    printed = capsys.readouterr().out.strip().splitlines()
+    with caplog.at_level(logging.INFO, logger=training.__name__):
+        again = run_phases(config, list(PHASES))
+    printed = [record.getMessage() for record in caplog.records]
     assert len(printed) == len(PHASES)
     for line, (phase, role) in zip(printed, PHASES.items(), strict=True):
         assert line.startswith(f"phase {phase} ({role})") and "skipped" in line, line
@@ -201,10 +204,10 @@ def test_rejected_phases_leave_the_roles_rule_based(tmp_path: Path) -> None:
         mp.setattr(training, "acceptance_cost", biased_acceptance(1e3))
         run_phases(config, [1])
     hierarchy = run_phases(config, [4])  # resumes the hierarchy written by the first call
-    first, joint = hierarchy["phases"]
+    first, joint = hierarchy.to_dict()["phases"]
     assert first["phase"] == 1 and not first["kept"] and first["relative_cost"] > 1.0
     assert (tmp_path / "run" / "phase1_store" / "model.zip").is_file()  # trained, then rejected
-    assert hierarchy["roles"] == {}
+    assert hierarchy.roles == {}
     # with no learned role there is nothing to fine-tune
     assert joint["phase"] == 4 and not joint["kept"] and joint["relative_cost"] == 1.0
     assert not (tmp_path / "run" / "phase4_joint").exists()
@@ -335,7 +338,7 @@ def test_export_writes_a_checked_model_card_per_role(run, exported) -> None:
     assert json.loads((models / "manifest.json").read_text()) == json.loads(json.dumps(manifest, default=float))
     assert not list(models.rglob("*.tmp")) and not list(models.rglob("*.onnx.data"))
     assert manifest["command"] == "pytest"
-    assert manifest["training"]["phases"] == hierarchy["phases"]
+    assert manifest["training"]["phases"] == hierarchy.to_dict()["phases"]
     assert manifest["training"]["config"]["timesteps"] == config.timesteps
     assert set(manifest["packages"]) >= {"numpy", "onnxruntime", "torch", "stable-baselines3"}
     for role in ROLES:
@@ -352,8 +355,8 @@ def test_export_writes_a_checked_model_card_per_role(run, exported) -> None:
         assert card["opset"] == OPSET and card["input"] == "observation" and tuple(card["outputs"]) == OUTPUTS
         assert card["features"] == list(FEATURES[role])
         assert card["actions"] == list(ACTION_MEANINGS) and card["safety_factor_menu"] == list(SAFETY_FACTORS)
-        assert card["trained_from"] == hierarchy["roles"][role]
-        assert card["training_steps"] == PPO.load(out / hierarchy["roles"][role], device="cpu").num_timesteps
+        assert card["trained_from"] == hierarchy.roles[role]
+        assert card["training_steps"] == PPO.load(out / hierarchy.roles[role], device="cpu").num_timesteps
         chooser = load_policy(role, models)
         assert isinstance(chooser, OnnxChooser)
         probabilities = chooser.probabilities(np.zeros((3, len(FEATURES[role])), np.float32))

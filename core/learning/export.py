@@ -30,8 +30,10 @@ from core.agents.menus import ACTION_MEANINGS, SAFETY_FACTORS
 from core.agents.observations import CLIP, FEATURES
 from core.agents.roles import ROLE, ROLES
 from core.evaluation.report import EvaluationReport
+from core.learning.hierarchy import Hierarchy
 from core.learning.policies import STANDARD_CLIP
 from core.serving import model_sets
+from core.serving.manifest import HierarchyCard, RoleCard
 from core.serving.models import HIERARCHY_FILE, OUTPUTS, sha256
 from core.simulation.randomization import RANGES
 
@@ -106,38 +108,35 @@ def export_run(run: Path, out: Path, command: str = "") -> dict:
     """Export every role of a training run (``run/hierarchy.json``) as a new model set in ``out``
     (``core.serving.model_sets``: a version folder, then one atomic switch); returns the manifest."""
     run, out = Path(run), Path(out)
-    hierarchy = json.loads((run / "hierarchy.json").read_text())
+    hierarchy = Hierarchy.load(run)
     config = json.loads((run / "config.json").read_text())
     staging = model_sets.stage(out)
     try:
         learned: dict[str, Path] = {}  # role -> its ONNX file
         cards = {}
         for role in ROLES:
-            if role not in hierarchy["roles"]:  # no phase for this role was kept: it stays rule-based
-                cards[role] = {"kind": "rule", "safety_factor": ROLE[role].reference_safety_factor,
-                               "features": list(FEATURES[role]), "actions": list(ACTION_MEANINGS),
-                               "safety_factor_menu": list(SAFETY_FACTORS)}
+            if role not in hierarchy.roles:  # no phase for this role was kept: it stays rule-based
+                cards[role] = RoleCard(kind="rule", features=FEATURES[role],
+                                       safety_factor=ROLE[role].reference_safety_factor, actions=ACTION_MEANINGS,
+                                       safety_factor_menu=SAFETY_FACTORS)
                 continue
-            model = PPO.load(run / hierarchy["roles"][role], device="cpu")
+            model = PPO.load(hierarchy.model_path(run, role), device="cpu")
             path = staging / f"{role}_policy.onnx"
             export_actor(model, role, path)
             learned[role] = path
-            cards[role] = {
-                "kind": "learned", "file": path.name, "sha256": sha256(path), "opset": OPSET,
-                "input": "observation", "outputs": list(OUTPUTS), "features": list(FEATURES[role]),
-                "actions": list(ACTION_MEANINGS), "safety_factor_menu": list(SAFETY_FACTORS),
-                "trained_from": hierarchy["roles"][role], "training_steps": int(model.num_timesteps),
-            }
-        hierarchy_card = {}
+            cards[role] = RoleCard(kind="learned", features=FEATURES[role], file=path.name, sha256=sha256(path),
+                                   opset=OPSET, input="observation", outputs=OUTPUTS, actions=ACTION_MEANINGS,
+                                   safety_factor_menu=SAFETY_FACTORS, trained_from=hierarchy.roles[role],
+                                   training_steps=int(model.num_timesteps))
+        joint = {}
         if learned:
             onnx.save(merge_roles(learned), str(staging / HIERARCHY_FILE))
-            hierarchy_card = {"file": HIERARCHY_FILE, "sha256": sha256(staging / HIERARCHY_FILE),
-                              "roles": list(learned)}
+            joint = HierarchyCard(HIERARCHY_FILE, sha256(staging / HIERARCHY_FILE), tuple(learned)).to_dict()
         manifest = {
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "command": command, "training": {"config": config, "phases": hierarchy["phases"]},
-            "training_ranges": RANGES, "evaluation": {}, "packages": _versions(), "roles": cards,
-            "hierarchy": hierarchy_card,
+            "command": command, "training": {"config": config, "phases": hierarchy.to_dict()["phases"]},
+            "training_ranges": RANGES, "evaluation": {}, "packages": _versions(),
+            "roles": {role: card.to_dict() for role, card in cards.items()}, "hierarchy": joint,
         }
         return model_sets.publish(out, staging, manifest)
     finally:  # after a failure: the half-built set; after a success the folder was renamed

@@ -38,6 +38,7 @@ from core.agents.menus import NUM_ACTIONS, reference_index
 from core.agents.roles import ROLE, ROLES
 from core.evaluation.plots import learning_curves_figure
 from core.evaluation.statistics import mean_cost
+from core.learning.hierarchy import Hierarchy, PhaseRecord
 from core.learning.policies import Standardize, frozen_choosers, learned_mix
 from core.learning.vec_env import RoleVecEnv
 from core.serving.files import remove_temporaries, write_atomic, write_bytes_atomic, write_json_atomic
@@ -265,17 +266,16 @@ def _relative(new: dict[str, float], old: dict[str, float]) -> float:
 
 
 def run_phases(config: TrainConfig, phases: list[int], progress: Callable[[float], None] | None = None
-               ) -> dict[str, object]:
+               ) -> Hierarchy:
     """Run the chosen phases in order, keeping a phase only if it lowers held-out system cost."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "config.json", dataclasses.asdict(config))
-    hierarchy_path = out / "hierarchy.json"
-    hierarchy = json.loads(hierarchy_path.read_text()) if hierarchy_path.exists() else {"roles": {}, "phases": []}
-    models = {role: PPO.load(out / path, device="cpu") for role, path in hierarchy["roles"].items()}
+    hierarchy = Hierarchy.load(out)
+    models = {role: PPO.load(hierarchy.model_path(out, role), device="cpu") for role in hierarchy.roles}
     for phase in phases:
-        if any(record["phase"] == phase for record in hierarchy["phases"]):
-            print(f"phase {phase} ({PHASES[phase]}): already done in {out}, skipped", flush=True)
+        if hierarchy.done(phase):
+            LOG.info("phase %d (%s): already done in %s, skipped", phase, PHASES[phase], out)
             continue
         started = time.perf_counter()
         before = acceptance_cost(config, models)
@@ -293,20 +293,20 @@ def run_phases(config: TrainConfig, phases: list[int], progress: Callable[[float
             for round_ in range(config.joint_rounds):
                 for role in learned:
                     phase_dir = out / f"phase4_joint/round{round_}_{role}"
-                    start = out / (paths.get(role) or hierarchy["roles"][role])
+                    start = out / paths[role] if role in paths else hierarchy.model_path(out, role)
                     trained[role] = train_role(config, role, phase_dir, trained, budget, config.joint_learning_rate,
                                                seed=config.seed * 100 + 40 + 3 * round_ + ROLES.index(role),
                                                start_from=start)
                     paths[role] = str((phase_dir / "model.zip").relative_to(out))
         after = acceptance_cost(config, trained)
         kept = _relative(after, before) < 1.0
-        record = {"phase": phase, "role": PHASES[phase], "kept": kept, "cost_before": before, "cost_after": after,
-                  "relative_cost": _relative(after, before), "seconds": time.perf_counter() - started}
-        print(f"phase {phase} ({PHASES[phase]}): held-out cost x{record['relative_cost']:.3f} -> "
-              f"{'kept' if kept else 'rejected: the roles keep their previous policies'}", flush=True)
+        record = PhaseRecord(phase=phase, role=PHASES[phase], kept=kept, cost_before=before, cost_after=after,
+                             relative_cost=_relative(after, before), seconds=time.perf_counter() - started)
+        LOG.info("phase %d (%s): held-out cost x%.3f -> %s", phase, PHASES[phase], record.relative_cost,
+                 "kept" if kept else "rejected: the roles keep their previous policies")
         if kept:
             models = trained
-            hierarchy["roles"].update(paths)
-        hierarchy["phases"].append(record)
-        write_json_atomic(hierarchy_path, hierarchy)
+            hierarchy.roles.update(paths)
+        hierarchy.phases.append(record)
+        hierarchy.save(out)
     return hierarchy

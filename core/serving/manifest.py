@@ -9,10 +9,13 @@ the folder (``file_inside``: no absolute paths, no ``..``, no symlink out of it)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.agents.menus import SAFETY_FACTORS
 from core.agents.observations import FEATURES
@@ -99,9 +102,63 @@ def file_inside(folder: Path, name: object, field: str) -> Path:
     return Path(folder) / name
 
 
-def role_card(manifest: dict, role: str) -> dict:
-    """The role's model card, checked: ``{"kind": "rule", "safety_factor": float}`` or ``{"kind": "learned",
-    "file": str, "sha256": str, "features": list}`` (extra fields are kept but not used)."""
+@dataclass(frozen=True)
+class RoleCard:
+    """A role's entry in the manifest: its learned ONNX policy, or the menu entry it keeps as a rule."""
+
+    kind: str  # "learned" or "rule"
+    features: tuple[str, ...]  # the observation's columns, in order
+    safety_factor: float | None = None  # rule: its menu entry
+    file: str | None = None  # learned: the ONNX file, relative to the manifest's folder
+    sha256: str | None = None
+    opset: int | None = None
+    input: str | None = None
+    outputs: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()  # what each menu entry means
+    safety_factor_menu: tuple[float, ...] = ()
+    trained_from: str | None = None  # the SB3 model in the training run it was exported from
+    training_steps: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+                if v is not None and v != ()}
+
+
+@dataclass(frozen=True)
+class HierarchyCard:
+    """The one-call file that holds every learned role's graph side by side."""
+
+    file: str
+    sha256: str
+    roles: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "sha256": self.sha256, "roles": list(self.roles)}
+
+
+_OPTIONAL = {"opset": int, "input": str, "trained_from": str, "training_steps": int}  # informative fields
+_LISTS = {"outputs": str, "actions": str, "safety_factor_menu": (int, float)}
+
+
+def _informative(card: dict, role: str) -> dict[str, Any]:
+    """The card's informative fields, type-checked (they are shown, not used to decide)."""
+    out: dict[str, Any] = {}
+    for name, kind in _OPTIONAL.items():
+        value = card.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            raise PolicyLoadError(f"manifest {role}: {name} {_short(value)}; allowed: {kind.__name__}")
+        out[name] = value
+    for name, kind in _LISTS.items():
+        value = card.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+            raise PolicyLoadError(f"manifest {role}: {name} {_short(value)}; allowed: a list")
+        out[name] = tuple(value)
+    return out
+
+
+def role_card(manifest: dict, role: str) -> RoleCard:
+    """The role's model card, checked: a rule (its ``safety_factor``) or a learned policy (its ``file``,
+    ``sha256`` and ``features``, which must be this version's)."""
     roles = manifest.get("roles") if isinstance(manifest, dict) else None
     card = roles.get(role) if isinstance(roles, dict) else None
     kind = card.get("kind", "learned") if isinstance(card, dict) else None
@@ -111,7 +168,8 @@ def role_card(manifest: dict, role: str) -> dict:
                 or not min(SAFETY_FACTORS) <= factor <= max(SAFETY_FACTORS):
             raise PolicyLoadError(f"manifest {role}: safety_factor {_short(factor)}; allowed: a number from "
                                   f"{min(SAFETY_FACTORS):g} to {max(SAFETY_FACTORS):g}")
-        return {**card, "safety_factor": float(factor)}
+        return RoleCard(kind="rule", features=FEATURES[role], safety_factor=float(factor),
+                        **_informative(card, role))
     if kind != "learned" or not {"file", "sha256", "features"} <= set(card):
         if kind not in (None, "learned"):
             raise PolicyLoadError(f"manifest {role}: kind {_short(kind)}; allowed: 'learned' or 'rule'")
@@ -120,10 +178,13 @@ def role_card(manifest: dict, role: str) -> dict:
         raise PolicyLoadError(f"manifest {role}: features differ from this version's {role} observation")
     if not isinstance(card["sha256"], str) or not SHA256.fullmatch(card["sha256"]):
         raise PolicyLoadError(f"manifest {role}: sha256 {_short(card['sha256'])}; allowed: 64 hexadecimal digits")
-    return {**card, "kind": "learned"}
+    if not isinstance(card["file"], str):
+        raise PolicyLoadError(f"manifest {role}: file {_short(card['file'])}; allowed: a relative file name")
+    return RoleCard(kind="learned", features=FEATURES[role], file=card["file"], sha256=card["sha256"],
+                    **_informative(card, role))
 
 
-def hierarchy_card(manifest: dict) -> dict | None:
+def hierarchy_card(manifest: dict) -> HierarchyCard | None:
     """The one-call hierarchy file's card, checked (None when the manifest has none)."""
     card = manifest.get("hierarchy") if isinstance(manifest, dict) else None
     if not card:
@@ -137,4 +198,6 @@ def hierarchy_card(manifest: dict) -> dict | None:
                               f"from {', '.join(ROLES)}")
     if not isinstance(card.get("sha256"), str):
         raise PolicyLoadError(f"manifest hierarchy: sha256 {_short(card.get('sha256'))}; allowed: 64 hex digits")
-    return card
+    if not isinstance(card.get("file"), str):
+        raise PolicyLoadError(f"manifest hierarchy: file {_short(card.get('file'))}; allowed: a relative file name")
+    return HierarchyCard(file=card["file"], sha256=card["sha256"], roles=tuple(roles))

@@ -76,15 +76,15 @@ def load_policy(role: str, folder: Path = EXPORTED_MODELS, manifest: dict | None
     folder = Path(folder)
     manifest = load_manifest(folder) if manifest is None else manifest
     card = role_card(manifest, role)
-    if card["kind"] != "learned":
-        raise PolicyLoadError(f"manifest {role}: kind {card['kind']!r}; allowed: 'learned'")
-    path = file_inside(folder, card["file"], f"manifest {role}")
+    if card.kind != "learned":
+        raise PolicyLoadError(f"manifest {role}: kind {card.kind!r}; allowed: 'learned'")
+    path = file_inside(folder, card.file, f"manifest {role}")
     if not path.is_file():
         raise PolicyLoadError(f"{path}: missing")
     data = read_model(path)
     digest = hashlib.sha256(data).hexdigest()
-    if digest != card["sha256"]:
-        raise PolicyLoadError(f"{path}: sha256 {digest[:12]}... does not match the manifest's {card['sha256'][:12]}...")
+    if digest != card.sha256:
+        raise PolicyLoadError(f"{path}: sha256 {digest[:12]}... does not match the manifest's {card.sha256[:12]}...")
     return OnnxChooser.checked(data, role, path.name)
 
 
@@ -92,8 +92,8 @@ def learned_policy(role: str, folder: Path = EXPORTED_MODELS, manifest: dict | N
     """The role's exported policy; a role whose training was never kept is its rule-based menu entry."""
     manifest = load_manifest(folder) if manifest is None else manifest
     card = role_card(manifest, role)
-    if card["kind"] == "rule":
-        return forecast_base_stock(role, card["safety_factor"])
+    if card.kind == "rule":
+        return forecast_base_stock(role, card.safety_factor)
     return MenuPolicy(role, load_policy(role, folder, manifest))
 
 
@@ -120,11 +120,11 @@ def load_hierarchy(folder: Path, manifest: dict, choosers: dict[str, OnnxChooser
     """The manifest's one-call hierarchy file, checked: its sha256, its roles, and the same
     decisions as the role files ``choosers`` on a probe batch."""
     card = hierarchy_card(manifest)
-    path = file_inside(Path(folder), card["file"], "manifest hierarchy") if card else None
+    path = file_inside(Path(folder), card.file, "manifest hierarchy") if card else None
     data = read_model(path) if path is not None and path.is_file() else b""
-    if path is None or hashlib.sha256(data).hexdigest() != card["sha256"]:
+    if path is None or hashlib.sha256(data).hexdigest() != card.sha256:
         raise PolicyLoadError(f"manifest hierarchy: file missing or its sha256 does not match ({path})")
-    roles = tuple(card["roles"])
+    roles = card.roles
     if set(roles) != set(choosers):
         raise PolicyLoadError(f"{path}: roles {roles}; the manifest's learned roles are {tuple(choosers)}")
     joint = HierarchyChooser(checked_session(data, roles, str(path), prefixed=True)[0], roles)
