@@ -313,13 +313,18 @@ def _positive(args: argparse.Namespace) -> None:
         raise ScenarioError(f"--warmup: got {args.warmup}; allowed: fewer than --periods ({periods})")
 
 
+class _Printed(logging.Handler):
+    """Prints each message to whatever standard output is when it is logged."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), flush=True)
+
+
 def _show_progress() -> None:
     """The library's progress messages (``logging`` under ``core``) on standard output, once."""
     logger = logging.getLogger("core")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
+    if not any(isinstance(h, _Printed) for h in logger.handlers):
+        logger.addHandler(_Printed())
         logger.setLevel(logging.INFO)
 
 
