@@ -6,7 +6,7 @@ import hashlib
 
 import streamlit as st
 
-from core.app.compare import run_table, summary_table
+from core.app.compare import references, run_table, summary_table
 from core.evaluation.plots import cumulative_cost_figure
 from core.serving.models import PolicyLoadError
 from core.serving.registry import uniform
@@ -43,6 +43,11 @@ def summary(preset: str, a: tuple, b: tuple, seeds: int, uploads: tuple[str, ...
     return summary_table(scenario, {"A": mix_for(scenario, dict(a)), "B": mix_for(scenario, dict(b))}, seeds)
 
 
+@st.cache_data(show_spinner="Solving the clairvoyant plans...", max_entries=16, ttl=CACHE_SECONDS)
+def cached_references(preset: str, seeds: int) -> str:
+    return references(PRESETS[preset], seeds)
+
+
 seeds = st.slider("Seeds in the summary", 5, 50, 20, key="h2h_seeds")
 uploads = tuple(sorted(f"{r}:{hashlib.sha256(b).hexdigest()}" for r, b in uploaded_models().items()))
 try:
@@ -51,5 +56,6 @@ except PolicyLoadError as exc:  # an uploaded policy deciding outside the menu o
     st.error(f"The learned policy cannot be used: {exc}. Choose a rule-based policy for that echelon.")
     st.stop()
 st.markdown(f"**{seeds} seeds: mean and 95% confidence interval; A - B paired seed by seed**")
+st.caption(cached_references(preset, seeds))
 st.dataframe([{"KPI": k, **{col: f"{v['mean']:.3f} ({v['low']:.3f} .. {v['high']:.3f})" for col, v in row.items()}}
               for k, row in table.items()], hide_index=True, width="stretch")

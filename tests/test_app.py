@@ -444,3 +444,15 @@ def test_forget_uploaded_policies_forgets_them() -> None:
     at.button(key="upload_clear").click().run()
     assert_clean(at)
     assert not at.session_state["uploaded_models"]
+
+
+def test_head_to_head_shows_the_clairvoyant_bound_and_the_optimum_where_it_exists() -> None:
+    at = open_page("head_to_head.py")
+    at.slider(key="h2h_seeds").set_value(5).run()
+    assert_clean(at)
+    captions = " ".join(c.value for c in at.caption)
+    assert "Clairvoyant bound" in captions and "Exact optimum" not in captions  # three stores: no DP
+    at.selectbox(key="h2h_preset").set_value("lost_sales_textbook").run()
+    assert_clean(at)
+    captions = " ".join(c.value for c in at.caption)
+    assert "Exact optimum of any policy (dynamic programme): 4.729 per day" in captions
