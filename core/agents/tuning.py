@@ -65,13 +65,13 @@ def candidate_costs(scenario: Scenario, safety: np.ndarray, demand: np.ndarray) 
     mix = PolicyMix(BaseStock("store", np.repeat(stores, s, axis=0)),
                     BaseStock("warehouse", np.repeat(warehouse, s), echelon=True),
                     BaseStock("supplier", np.repeat(supplier, s), echelon=True))
-    paths = np.tile(demand, (c, 1, 1))
     state = reset(scenario, c * s)
     total = np.zeros(c * s)
-    for t in range(paths.shape[1]):
-        state, flows = step(state, mix.actions(state, scenario), paths[:, t], scenario)
+    for t in range(demand.shape[1]):
+        today = np.tile(demand[:, t], (c, 1))  # every candidate's block on the same paths, one day at a time
+        state, flows = step(state, mix.actions(state, scenario), today, scenario)
         total += reconcile(flows, state, scenario).total_cost.sum(axis=1)
-    return (total / paths.shape[1]).reshape(c, s).mean(axis=1)
+    return (total / demand.shape[1]).reshape(c, s).mean(axis=1)
 
 
 def tune_base_stock(scenario: Scenario, seeds: int = 8, periods: int | None = None,
@@ -102,9 +102,11 @@ def tune_base_stock(scenario: Scenario, seeds: int = 8, periods: int | None = No
     )
 
 
-def tune_menu(scenario: Scenario, seeds: int = 16, seed: int = 777, sweeps: int = 2) -> dict[str, object]:
+def tune_menu(scenario: Scenario, seeds: int = 16, seed: int = 777, sweeps: int = 2,
+              periods: int | None = None) -> dict[str, object]:
     """The best constant menu entries (forecast base-stock) per role: coordinate search, one role
-    at a time over the whole menu, every candidate on the same demand paths."""
+    at a time over the whole menu, every candidate on the same ``periods`` days (default: the horizon)
+    of demand paths."""
     best = {role: reference_index(role) for role in ROLES}
 
     def mix(indices: dict[str, int]) -> PolicyMix:
@@ -114,7 +116,7 @@ def tune_menu(scenario: Scenario, seeds: int = 16, seed: int = 777, sweeps: int 
     for _ in range(sweeps):
         for role in ROLES:
             candidates = {i: mix({**best, role: i}) for i in range(len(SAFETY_FACTORS))}
-            runs = run_mixes(scenario, candidates, seeds, seed)
+            runs = run_mixes(scenario, candidates, seeds, seed, periods)
             costs = {i: float(k["cost_per_day"].mean()) for i, k in runs.items()}
             best[role] = min(costs, key=costs.__getitem__)
             cost = costs[best[role]]

@@ -19,11 +19,19 @@ from __future__ import annotations
 import numpy as np
 
 from core.agents.rules import ROLES, BaseStock, PolicyMix, RandomPolicy, ReorderPoint, RolePolicy
+from core.simulation.limits import (
+    MAX_POLICY_CYCLE_DAYS,
+    MAX_POLICY_LEVEL,
+    MAX_POLICY_SAFETY_FACTOR,
+    MAX_POLICY_SCALE,
+)
 from core.simulation.scenario import Scenario
 
 NAMED_MIXES = ("reorder_point", "tuned", "random", "learned")
 KINDS = {"reorder_point": ("z", "cycle_days"), "base_stock": ("level",), "echelon_base_stock": ("level",),
          "random": ("scale",)}
+MAXIMA = {"z": MAX_POLICY_SAFETY_FACTOR, "cycle_days": MAX_POLICY_CYCLE_DAYS, "level": MAX_POLICY_LEVEL,
+          "scale": MAX_POLICY_SCALE}
 
 
 class PolicySpecError(ValueError):
@@ -35,8 +43,8 @@ def _number(role: str, key: str, text: str) -> float:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not np.isfinite(value) or value < 0:
-        raise PolicySpecError(f"policy {role}.{key}: got {text!r}; allowed: a number >= 0")
+    if not 0 <= value <= MAXIMA[key]:  # NaN fails too
+        raise PolicySpecError(f"policy {role}.{key}: got {text!r}; allowed: a number from 0 to {MAXIMA[key]:g}")
     return value
 
 
