@@ -71,6 +71,17 @@ def _count(name: str, items: Any, limit: int, what: str) -> None:
         raise ScenarioError(f"{name}: got {len(items)} {what}; allowed: at most {limit}")
 
 
+def _as_floats(obj: Any) -> None:
+    """Keep ints given for float fields (JSON may write 40.0 as 40) as floats, after their checks, so
+    every array built from a scenario is a float array."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.type == "float" and type(value) is int:
+            object.__setattr__(obj, f.name, float(value))
+        elif f.type == "tuple[float, ...]":
+            object.__setattr__(obj, f.name, tuple(float(x) for x in value))
+
+
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         _fail(name, value, "one of " + ", ".join(allowed))
@@ -88,6 +99,7 @@ class Promotion:
         _number("promotion.start_day", self.start_day, 0, MAX_DAYS, integer=True)
         _number("promotion.length", self.length, 1, 365, integer=True)
         _number("promotion.lift", self.lift, 0, 10)
+        _as_floats(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,6 +139,7 @@ class DemandModel:
         _count("demand.promotions", self.promotions, MAX_PROMOTIONS, "promotions")
         _number("demand.shock_probability", self.shock_probability, 0, 1)
         _number("demand.shock_size", self.shock_size, 0, 10)
+        _as_floats(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,6 +156,7 @@ class Disruption:
         _number("disruption.length", self.length, 1, 365, integer=True)
         _number("disruption.capacity_loss", self.capacity_loss, 0, 1)
         _number("disruption.extra_lead_time", self.extra_lead_time, 0, 60, integer=True)
+        _as_floats(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,6 +186,7 @@ class Capacities:
             value = getattr(self, name)
             if value != math.inf:
                 _number(f"capacities.{name}", value, MIN_QUANTITY, MAX_QUANTITY, unlimited=True)
+        _as_floats(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,6 +204,7 @@ class Costs:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             _number(f"costs.{f.name}", getattr(self, f.name), 0, 1e6)
+        _as_floats(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,6 +226,7 @@ class RewardWeights:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             _number(f"reward_weights.{f.name}", getattr(self, f.name), 0, 1e6)
+        _as_floats(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -243,6 +260,7 @@ class Scenario:
         _number("horizon", self.horizon, 1, MAX_DAYS, integer=True)
         _number("initial_cover_days", self.initial_cover_days, 0, 365)
         _number("excess_cover_days", self.excess_cover_days, 0, 365)
+        _as_floats(self)
 
     @property
     def num_stores(self) -> int:
