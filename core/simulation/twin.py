@@ -35,6 +35,7 @@ This module knows nothing of agents, rewards, gymnasium, torch or streamlit.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -193,13 +194,23 @@ class ActionError(ValueError):
     """An action holds NaN or an infinite quantity: a defect of the policy that produced it."""
 
 
-def _requested(name: str, quantity: np.ndarray, limit: np.ndarray | float) -> np.ndarray:
-    """``quantity`` cut to [0, limit]; ``limit`` (free room or capacity) is at most MAX_QUANTITY, which
-    finite capacities never exceed. NaN or +-inf raise ``ActionError`` naming the field."""
-    if not np.isfinite(quantity).all():
-        bad = quantity[~np.isfinite(quantity)].flat[0]
-        raise ActionError(f"actions.{name}: got {bad}; allowed: finite units (below 0 ordered as 0, "
-                          f"above {MAX_QUANTITY:g} as {MAX_QUANTITY:g})")
+def check_actions(actions: Actions) -> None:
+    """Raise ``ActionError`` naming the first field that holds NaN or an infinity. Hot path: one sum
+    per field (a sum is finite only if every term is; a few elements are summed in Python, quicker
+    than a NumPy call); only a non-finite sum, which finite orders can also give by overflowing, pays
+    for the element-wise test."""
+    for name in ("store_orders", "warehouse_order", "production"):
+        quantity = getattr(actions, name)
+        total = sum(quantity.ravel().tolist()) if quantity.size <= 64 else quantity.sum()
+        if not math.isfinite(total) and not np.isfinite(quantity).all():
+            bad = quantity[~np.isfinite(quantity)].flat[0]
+            raise ActionError(f"actions.{name}: got {bad}; allowed: finite units (below 0 ordered as 0, "
+                              f"above {MAX_QUANTITY:g} as {MAX_QUANTITY:g})")
+
+
+def _ordered(quantity: np.ndarray, limit: np.ndarray | float) -> np.ndarray:
+    """A checked request cut to [0, limit]; ``limit`` (free room or capacity) is at most MAX_QUANTITY,
+    which finite capacities never exceed."""
     return np.minimum(np.maximum(quantity, 0.0), limit)
 
 
@@ -242,7 +253,9 @@ def allocate(available: np.ndarray, orders: np.ndarray, cover: np.ndarray, rule:
 def _ship(pipeline: np.ndarray, quantity: np.ndarray, lead_time: int) -> tuple[np.ndarray, np.ndarray]:
     """Add ``quantity`` with ``lead_time``, then move one day on: (arrivals, new pipeline)."""
     arrivals = pipeline[..., 0] + quantity if lead_time == 1 else pipeline[..., 0]
-    moved = np.concatenate([pipeline[..., 1:], np.zeros_like(pipeline[..., :1])], axis=-1)
+    moved = np.empty_like(pipeline)
+    moved[..., :-1] = pipeline[..., 1:]
+    moved[..., -1] = 0.0
     if lead_time > 1:
         moved[..., lead_time - 2] += quantity
     return arrivals, moved
@@ -254,12 +267,13 @@ def step(state: State, actions: Actions, demand: np.ndarray, scenario: Scenario)
     caps = scenario.capacities
 
     # 1. Review: requests cut to [0, MAX_QUANTITY], orders to free room, production to capacity.
+    check_actions(actions)
     store_inbound = state.store_pipeline.sum(axis=2)
     shelf_room = MAX_QUANTITY
     if caps.store_shelf != np.inf:
         shelf_room = np.maximum(caps.store_shelf - state.store_on_hand - store_inbound, 0.0)
-    store_orders = _requested("store_orders", actions.store_orders, shelf_room)
-    production = _requested("production", actions.production, min(production_capacity(scenario, day), MAX_QUANTITY))
+    store_orders = _ordered(actions.store_orders, shelf_room)
+    production = _ordered(actions.production, min(production_capacity(scenario, day), MAX_QUANTITY))
 
     # 2. Shipping: warehouse -> stores (shared by the allocation rule when short), supplier -> warehouse.
     if scenario.allocation == "proportional":
@@ -274,7 +288,7 @@ def step(state: State, actions: Actions, demand: np.ndarray, scenario: Scenario)
     storage_room = MAX_QUANTITY
     if caps.warehouse_storage != np.inf:
         storage_room = np.maximum(caps.warehouse_storage - warehouse_on_hand - warehouse_inbound, 0.0)
-    warehouse_order = _requested("warehouse_order", actions.warehouse_order, storage_room)
+    warehouse_order = _ordered(actions.warehouse_order, storage_room)
     supplier_shipped = np.minimum(warehouse_order, state.supplier_on_hand)
     supplier_on_hand = state.supplier_on_hand - supplier_shipped
 
