@@ -1,7 +1,8 @@
 """Command line: ``python -m core COMMAND ...`` (``--help`` on any command for its options).
 
-Bad input (a scenario file, a policy SPEC, a demand CSV) prints one line naming the field,
-the value and what is allowed, and exits with code 2.
+Bad input (an argument, a scenario file, a policy SPEC, a demand CSV) prints one line naming the
+field, the value and what is allowed, and exits with code 2. Every count, size and run length is
+bounded by ``core.simulation.limits`` and checked before anything large is allocated.
 """
 
 from __future__ import annotations
@@ -13,15 +14,43 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
 from core.serving.models import EXPORTED_MODELS, PolicyLoadError
 from core.serving.policy_spec import PolicySpecError, parse_policy
 from core.simulation.demand import DemandFileError, load_demand_csv, sample_demand, scenario_for_history
+from core.simulation.limits import MAX_AGENT_DAYS, MAX_DAYS, MAX_SEED, MAX_SEEDS, MAX_TIMESTEPS
 from core.simulation.presets import PRESETS, load_scenario
 from core.simulation.rollout import kpis, rollout, summarise
-from core.simulation.scenario import ScenarioError
+from core.simulation.scenario import Scenario, ScenarioError
+from core.simulation.untrusted import one_line
+
+VALIDATION_CHAINS = 16  # chains of ``validate``'s random-action runs
+VALIDATION_DAYS = 365  # default days of a ``validate`` run (at most the horizon)
+ARGUMENT_RANGES = {"periods": (1, MAX_DAYS), "seeds": (1, MAX_SEEDS), "warmup": (0, MAX_DAYS - 1),
+                   "seed": (0, MAX_SEED), "timesteps": (1, MAX_TIMESTEPS)}
+
+
+class _ArgumentError(Exception):
+    """argparse rejected the command line; ``main`` prints it as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _ArgumentError(f"{self.prog}: {message} (see --help)")
+
+
+def _check_run(scenario: Scenario, seeds: int, periods: int, warmup: int = 0) -> None:
+    """A run of ``seeds`` chains x ``periods`` days must leave days after ``warmup`` and fit in
+    ``MAX_AGENT_DAYS`` (about 350 bytes each); checked before any demand is drawn."""
+    if warmup >= periods:
+        raise ScenarioError(f"--warmup: got {warmup}; allowed: fewer than the {periods} days simulated")
+    agent_days = seeds * periods * (scenario.num_stores + 2)
+    if agent_days > MAX_AGENT_DAYS:
+        raise ScenarioError(f"--seeds x --periods x agents: got {seeds} x {periods} x {scenario.num_stores + 2} = "
+                            f"{agent_days:,} agent-days; allowed: at most {MAX_AGENT_DAYS:,}")
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -31,7 +60,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     failures = 0
     for name in names:
         scenario = load_scenario(name)
-        for check in validate(scenario, periods=args.periods):
+        periods = min(scenario.horizon, VALIDATION_DAYS) if args.periods is None else args.periods
+        _check_run(scenario, VALIDATION_CHAINS, periods)
+        for check in validate(scenario, VALIDATION_CHAINS, periods):
             failures += not check.passed
             print(f"{'PASS' if check.passed else 'FAIL'} {scenario.name}: {check.name}: {check.detail}")
     print(f"{'all checks passed' if not failures else f'{failures} checks failed'}")
@@ -45,8 +76,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         history, _ = load_demand_csv(args.demand_csv)
         scenario = scenario_for_history(scenario, history)
         periods = history.shape[0] if args.periods is None else min(args.periods, history.shape[0])
+        _check_run(scenario, args.seeds, periods, args.warmup)
         demand = np.repeat(history[None, :periods], args.seeds, axis=0)
     else:
+        _check_run(scenario, args.seeds, scenario.horizon if args.periods is None else args.periods, args.warmup)
         demand = sample_demand(scenario, args.seeds, rng, args.periods)
     mix = parse_policy(args.policy, scenario, rng)
     result = summarise(kpis(rollout(scenario, mix, demand), args.warmup))
@@ -65,6 +98,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from core.agents.tuning import tune_base_stock, tune_menu
 
     scenario = load_scenario(args.scenario)
+    _check_run(scenario, args.seeds, scenario.horizon if args.periods is None else args.periods)
     if args.capped:
         from core.agents.tuning import tune_capped_base_stock
 
@@ -78,7 +112,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         print(f"  policy: store=capped_base_stock:level={capped.level:g}:cap={capped.cap:g}")
         return 0
     if args.menu:
-        menu = tune_menu(scenario, seeds=args.seeds)
+        menu = tune_menu(scenario, seeds=args.seeds, periods=args.periods)
         if args.json:
             print(json.dumps(menu, indent=2))
             return 0
@@ -201,6 +235,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for name in names:
         if name not in PRESETS:
             raise ScenarioError(f"--scenario: got {name!r}; allowed: {', '.join(PRESETS)}")
+        _check_run(PRESETS[name], args.seeds, PRESETS[name].horizon)
     report = evaluate(names, args.seeds, Path(args.models))
     write(report, Path(args.out))
     print(report.to_json() if args.json else markdown(report))
@@ -211,6 +246,8 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     from core.evaluation.report import evaluate, markdown, write
     from core.learning.export import record_evaluation
     from core.learning.training import PHASES, run_phases
+    for scenario in PRESETS.values():
+        _check_run(scenario, args.seeds, scenario.horizon)
     print("== 1/4 validate every preset", flush=True)
     if _cmd_validate(argparse.Namespace(scenario=None, periods=None)):
         return 1
@@ -227,7 +264,7 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core", description="HMARL retail inventory lab")
+    parser = _Parser(prog="python -m core", description="HMARL retail inventory lab")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="random actions on every agent; one line per check")
@@ -302,15 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive(args: argparse.Namespace) -> None:
-    for name in ("periods", "seeds", "warmup"):
+def _in_range(args: argparse.Namespace) -> None:
+    for name, (low, high) in ARGUMENT_RANGES.items():
         value = getattr(args, name, None)
-        minimum = 0 if name == "warmup" else 1
-        if value is not None and value < minimum:
-            raise ScenarioError(f"--{name}: got {value}; allowed: an integer >= {minimum}")
-    periods = getattr(args, "periods", None)
-    if periods is not None and getattr(args, "warmup", 0) >= periods:
-        raise ScenarioError(f"--warmup: got {args.warmup}; allowed: fewer than --periods ({periods})")
+        if value is not None and not low <= value <= high:
+            raise ScenarioError(f"--{name}: got {one_line(str(value), 60)}; allowed: an integer from {low} to {high:,}")
 
 
 class _Printed(logging.Handler):
@@ -329,14 +362,14 @@ def _show_progress() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _show_progress()
-    run: Callable[[argparse.Namespace], int] = args.run
     try:
-        _positive(args)
+        args = build_parser().parse_args(argv)
+        _show_progress()
+        run: Callable[[argparse.Namespace], int] = args.run
+        _in_range(args)
         return run(args)
-    except (ScenarioError, PolicySpecError, DemandFileError, PolicyLoadError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (_ArgumentError, ScenarioError, PolicySpecError, DemandFileError, PolicyLoadError) as exc:
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 2
 
 

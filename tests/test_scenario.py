@@ -68,7 +68,7 @@ def test_round_trip_keeps_infinities_promotions_and_disruptions() -> None:
 
 
 def test_round_trip_of_any_valid_name() -> None:
-    """Any non-empty string is a valid name, so it must survive to_json/from_json."""
+    """Any valid name (text that looks like a JSON constant too) survives to_json/from_json."""
     for name in ("x", "steady copy", "NaN", "Infinity", "-Infinity"):
         scenario = dataclasses.replace(get_preset("steady"), name=name)
         assert Scenario.from_json(scenario.to_json()) == scenario, name

@@ -65,7 +65,8 @@ def decide(state: State, scenario: Scenario, forecast: Forecast, choices: Mappin
 class MenuPolicy:
     """A role policy that observes, asks ``choose`` for menu indices, and orders accordingly.
 
-    The forecast is built for the scenario on first use and kept while the scenario is the same.
+    The forecast is built for the scenario on first use, grown when a run goes past it
+    (``Forecast.grow``), and kept while the scenario is the same.
     """
 
     role: str
@@ -74,8 +75,8 @@ class MenuPolicy:
     _cache: tuple[Scenario, Forecast] | None = None
 
     def forecast(self, scenario: Scenario, periods: int) -> Forecast:
-        if self._cache is None or self._cache[0] is not scenario or self._cache[1].capacity.size < periods:
-            self._cache = (scenario, Forecast.of(scenario, max(periods, scenario.horizon)))
+        cached = self._cache[1] if self._cache is not None and self._cache[0] is scenario else None
+        self._cache = (scenario, Forecast.grow(cached, scenario, periods))
         return self._cache[1]
 
     def choices(self, state: State, scenario: Scenario, forecast: Forecast) -> np.ndarray:

@@ -75,13 +75,13 @@ def block_costs(scenario: Scenario, mix: PolicyMix, demand: np.ndarray, blocks: 
     """(blocks,) mean cost per day of each block of S rows of ``mix``, every block on the S demand
     paths ``demand`` (S, T, N): one batched rollout, common random numbers."""
     s = demand.shape[0]
-    paths = np.tile(demand, (blocks, 1, 1))
     state = reset(scenario, blocks * s)
     total = np.zeros(blocks * s)
-    for t in range(paths.shape[1]):
-        state, flows = step(state, mix.actions(state, scenario), paths[:, t], scenario)
+    for t in range(demand.shape[1]):
+        today = np.tile(demand[:, t], (blocks, 1))  # every block on the same paths, one day at a time
+        state, flows = step(state, mix.actions(state, scenario), today, scenario)
         total += reconcile(flows, state, scenario).total_cost.sum(axis=1)
-    return (total / paths.shape[1]).reshape(blocks, s).mean(axis=1)
+    return (total / demand.shape[1]).reshape(blocks, s).mean(axis=1)
 
 
 def tune_base_stock(scenario: Scenario, seeds: int = 8, periods: int | None = None,
@@ -112,9 +112,11 @@ def tune_base_stock(scenario: Scenario, seeds: int = 8, periods: int | None = No
     )
 
 
-def tune_menu(scenario: Scenario, seeds: int = 16, seed: int = 777, sweeps: int = 2) -> dict[str, object]:
+def tune_menu(scenario: Scenario, seeds: int = 16, seed: int = 777, sweeps: int = 2,
+              periods: int | None = None) -> dict[str, object]:
     """The best constant menu entries (forecast base-stock) per role: coordinate search, one role
-    at a time over the whole menu, every candidate on the same demand paths."""
+    at a time over the whole menu, every candidate on the same ``periods`` days (default: the horizon)
+    of demand paths."""
     best = {role: reference_index(role) for role in ROLES}
 
     def mix(indices: dict[str, int]) -> PolicyMix:
@@ -124,7 +126,7 @@ def tune_menu(scenario: Scenario, seeds: int = 16, seed: int = 777, sweeps: int 
     for _ in range(sweeps):
         for role in ROLES:
             candidates = {i: mix({**best, role: i}) for i in range(len(SAFETY_FACTORS))}
-            runs = run_mixes(scenario, candidates, seeds, seed)
+            runs = run_mixes(scenario, candidates, seeds, seed, periods)
             costs = {i: float(k["cost_per_day"].mean()) for i, k in runs.items()}
             best[role] = min(costs, key=costs.__getitem__)
             cost = costs[best[role]]

@@ -21,10 +21,18 @@ from core.agents.roles import ROLE, ROLES
 from core.agents.rules import BaseStock, CappedBaseStock, PolicyMix, RandomPolicy, ReorderPoint, RolePolicy
 from core.serving.models import PolicyLoadError
 from core.serving.registry import POLICIES, PolicyChoiceError, Sources, mix_of, uniform
+from core.simulation.limits import (
+    MAX_POLICY_CYCLE_DAYS,
+    MAX_POLICY_LEVEL,
+    MAX_POLICY_SAFETY_FACTOR,
+    MAX_POLICY_SCALE,
+)
 from core.simulation.scenario import Scenario
 
 KINDS = {"reorder_point": ("z", "cycle_days"), "base_stock": ("level",), "echelon_base_stock": ("level",),
          "capped_base_stock": ("level", "cap"), "random": ("scale",)}
+MAXIMA = {"z": MAX_POLICY_SAFETY_FACTOR, "cycle_days": MAX_POLICY_CYCLE_DAYS, "level": MAX_POLICY_LEVEL,
+          "cap": MAX_POLICY_LEVEL, "scale": MAX_POLICY_SCALE}
 
 
 class PolicySpecError(ValueError):
@@ -36,8 +44,8 @@ def _number(role: str, key: str, text: str) -> float:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not np.isfinite(value) or value < 0:
-        raise PolicySpecError(f"policy {role}.{key}: got {text!r}; allowed: a number >= 0")
+    if not 0 <= value <= MAXIMA[key]:  # NaN fails too
+        raise PolicySpecError(f"policy {role}.{key}: got {text!r}; allowed: a number from 0 to {MAXIMA[key]:g}")
     return value
 
 

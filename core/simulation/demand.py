@@ -11,12 +11,28 @@ import csv
 import dataclasses
 import datetime as dt
 import functools
+import io
 import math
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from core.simulation.limits import (
+    MAX_DAYS,
+    MAX_DEMAND_CSV_BYTES,
+    MAX_DEMAND_MEAN,
+    MAX_NAME_LENGTH,
+    MAX_STORES,
+    MIN_QUANTITY,
+)
 from core.simulation.scenario import DemandModel, Scenario
+from core.simulation.untrusted import InputFileError, name_problem, read_text, shown, shown_path
+
+COLUMNS = ("date", "store", "quantity")
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+QUANTITY = re.compile(r"[0-9]{1,15}(\.[0-9]{0,15})?|\.[0-9]{1,15}")  # plain decimal: no sign, exponent, "_", NaN
 
 
 class DemandFileError(ValueError):
@@ -84,34 +100,27 @@ def sample_demand(scenario: Scenario, batch_size: int, rng: np.random.Generator,
 
 
 def load_demand_csv(path: str | Path) -> tuple[np.ndarray, list[str]]:
-    """Read sales history with columns ``date`` (YYYY-MM-DD), ``store`` and ``quantity``.
+    """Read sales history with exactly the columns ``date`` (YYYY-MM-DD), ``store`` (a name, see
+    ``core.simulation.untrusted.name_problem``) and ``quantity`` (a plain decimal number of units from 0
+    to ``MAX_DEMAND_MEAN``), from a UTF-8 file (a leading byte-order mark is fine) of at most
+    ``MAX_DEMAND_CSV_BYTES``.
 
     Returns a (T, N) array (days in date order, stores in name order) and the store names.
-    Every store needs a row for every date between the first and the last.
+    Every store needs a row for every date between the first and the last. At most ``MAX_STORES``
+    stores and ``MAX_DAYS`` days, checked row by row before the array is allocated.
     """
-    path = Path(path)
+    where = shown_path(path)
     try:
-        with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as exc:
-        raise DemandFileError(f"{path}: cannot read ({exc.strerror})") from None
-    if not rows or set(rows[0]) != {"date", "store", "quantity"}:
-        raise DemandFileError(f"{path}: need exactly the columns date, store, quantity")
-    table: dict[tuple[dt.date, str], float] = {}
-    for line, row in enumerate(rows, start=2):
-        try:
-            date = dt.date.fromisoformat(row["date"])
-        except (TypeError, ValueError):
-            raise DemandFileError(f"{path}:{line}: date {row['date']!r} is not YYYY-MM-DD") from None
-        try:
-            quantity = float(row["quantity"])
-        except (TypeError, ValueError):
-            quantity = float("nan")
-        if not np.isfinite(quantity) or quantity < 0:
-            raise DemandFileError(f"{path}:{line}: quantity {row['quantity']!r}; allowed: a number >= 0")
-        if (date, row["store"]) in table:
-            raise DemandFileError(f"{path}:{line}: a second row for store {row['store']!r} on {date}")
-        table[(date, row["store"])] = quantity
+        text = read_text(Path(path), MAX_DEMAND_CSV_BYTES)
+    except InputFileError as exc:
+        raise DemandFileError(f"{where}: {exc}") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        table = _read_rows(reader, where)
+    except csv.Error as exc:
+        raise DemandFileError(f"{where}:{reader.line_num}: not valid CSV ({exc})") from None
+    if not table:
+        raise DemandFileError(f"{where}: no rows of sales history")
     stores = sorted({s for _, s in table})
     first = min(d for d, _ in table)
     days = (max(d for d, _ in table) - first).days + 1
@@ -120,15 +129,66 @@ def load_demand_csv(path: str | Path) -> tuple[np.ndarray, list[str]]:
         for i in range(days):
             date = first + dt.timedelta(days=i)
             if (date, store) not in table:
-                raise DemandFileError(f"{path}: no row for store {store!r} on {date}")
+                raise DemandFileError(f"{where}: no row for store {shown(store)} on {date}")
             history[i, j] = table[(date, store)]
     return history, stores
+
+
+def _read_rows(reader: Iterator[list[str]], where: str) -> dict[tuple[dt.date, str], float]:
+    """{(date, store): quantity} of every row, each checked; the store count and the date span are
+    checked as rows arrive, so a file cannot make the table (or the history array) large."""
+    header = next(reader, None)
+    if header is None or len(header) != len(COLUMNS) or set(header) != set(COLUMNS):
+        raise DemandFileError(f"{where}: need exactly the columns {', '.join(COLUMNS)}; got {shown(header)}")
+    index = [header.index(name) for name in COLUMNS]
+    table: dict[tuple[dt.date, str], float] = {}
+    stores: set[str] = set()
+    first = last = None
+    for row in reader:
+        line = reader.line_num
+        if not row:
+            continue  # a blank line
+        if len(row) != len(COLUMNS):
+            raise DemandFileError(f"{where}:{line}: {len(row)} fields; allowed: exactly {len(COLUMNS)} "
+                                  f"({', '.join(COLUMNS)})")
+        date_text, store, quantity_text = (row[i] for i in index)
+        date = _date(date_text)
+        if date is None:
+            raise DemandFileError(f"{where}:{line}: date {shown(date_text)} is not a date written YYYY-MM-DD")
+        problem = name_problem(store)
+        if problem:
+            raise DemandFileError(f"{where}:{line}: store {shown(store)}: {problem}; allowed: 1 to "
+                                  f"{MAX_NAME_LENGTH} printable characters without leading or trailing whitespace")
+        if not (QUANTITY.fullmatch(quantity_text) and float(quantity_text) <= MAX_DEMAND_MEAN):
+            raise DemandFileError(f"{where}:{line}: quantity {shown(quantity_text)}; allowed: a plain decimal "
+                                  f"number from 0 to {MAX_DEMAND_MEAN:g}, like 12 or 3.5")
+        if store not in stores and len(stores) == MAX_STORES:
+            raise DemandFileError(f"{where}:{line}: store {shown(store)} would be store {MAX_STORES + 1}; "
+                                  f"allowed: at most {MAX_STORES} stores")
+        stores.add(store)
+        first, last = min(first or date, date), max(last or date, date)
+        if (last - first).days >= MAX_DAYS:
+            raise DemandFileError(f"{where}:{line}: date {date} makes the history span {first}..{last}, "
+                                  f"{(last - first).days + 1:,} days; allowed: at most {MAX_DAYS:,} days")
+        if (date, store) in table:
+            raise DemandFileError(f"{where}:{line}: a second row for store {shown(store)} on {date}")
+        table[(date, store)] = float(quantity_text)
+    return table
+
+
+def _date(text: str) -> dt.date | None:
+    if not DATE.fullmatch(text):
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def scenario_for_history(scenario: Scenario, history: np.ndarray) -> Scenario:
     """The scenario with one store per history column, each with the column's mean and
     coefficient of variation, and the history's length as horizon."""
-    means = np.maximum(history.mean(axis=0), 1e-6)
+    means = np.maximum(history.mean(axis=0), MIN_QUANTITY)
     stores = tuple(
         dataclasses.replace(scenario.stores[i % scenario.num_stores], mean=float(m),
                             dispersion=float(min(history[:, i].std() / m, 5.0)),

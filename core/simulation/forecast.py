@@ -13,6 +13,7 @@ from core.simulation.scenario import Scenario
 from core.simulation.twin import production_capacity, supplier_lead_time
 
 LOOKAHEAD = 120  # days of forecast kept beyond the horizon
+FIRST_PERIODS = 365  # days a growing forecast covers at first (see ``grow``)
 
 
 @dataclass(frozen=True)
@@ -22,11 +23,21 @@ class Forecast:
     total_cumulative: np.ndarray  # (T + LOOKAHEAD + 1,) the same, summed over stores
     capacity: np.ndarray  # (T + LOOKAHEAD,) units the supplier can start before each day
     supplier_lead_time: np.ndarray  # (T + LOOKAHEAD,) days, for shipments sent before each day
+    periods: int  # days of a run this forecast serves (see ``of``)
 
     @staticmethod
     def of(scenario: Scenario, periods: int | None = None) -> Forecast:
-        """Forecast for ``periods`` days (default: the horizon) plus ``LOOKAHEAD``."""
-        days = np.arange((scenario.horizon if periods is None else periods) + LOOKAHEAD)
+        """Forecast for a run of ``periods`` days (default: the horizon).
+
+        It covers T = min(periods + reach, max(periods, horizon)) days plus ``LOOKAHEAD``, where reach
+        is the longest protection window (the three lead times, disruptions included). A policy reads at
+        most reach + ``LOOKAHEAD`` days past its day, so every value a run of ``periods`` days reads is
+        the one the forecast of the whole horizon holds, while a short run builds only what it reads.
+        """
+        periods = scenario.horizon if periods is None else periods
+        lead = scenario.lead_times
+        reach = lead.warehouse_to_store + scenario.max_supplier_lead_time + lead.production
+        days = np.arange(min(periods + reach, max(periods, scenario.horizon)) + LOOKAHEAD)
         daily = expected_demand_matrix(scenario, days)
         cumulative = np.concatenate([np.zeros((1, scenario.num_stores)), np.cumsum(daily, axis=0)])
         return Forecast(
@@ -35,7 +46,20 @@ class Forecast:
             total_cumulative=cumulative.sum(axis=1),
             capacity=np.array([production_capacity(scenario, int(d)) for d in days]),
             supplier_lead_time=np.array([supplier_lead_time(scenario, int(d)) for d in days]),
+            periods=periods,
         )
+
+    @staticmethod
+    def grow(cached: Forecast | None, scenario: Scenario, periods: int) -> Forecast:
+        """``cached`` if it serves a run of ``periods`` days, otherwise a forecast for at least ``periods``
+        days: ``FIRST_PERIODS`` (at most the horizon) at first, then twice the cached run, never past the
+        horizon while the run is inside it. A caller asking day by day pays for O(days run) in total."""
+        if cached is not None and cached.periods >= periods:
+            return cached
+        grown = 2 * cached.periods if cached is not None else min(FIRST_PERIODS, scenario.horizon)
+        if periods <= scenario.horizon:
+            grown = min(grown, scenario.horizon)
+        return Forecast.of(scenario, max(periods, grown))
 
     def store_demand(self, day: int, days: int) -> np.ndarray:
         """(N,) expected demand of each store over days [day, day + days)."""

@@ -14,6 +14,7 @@ import dataclasses
 import math
 from pathlib import Path
 
+from core.simulation.limits import MAX_SCENARIO_BYTES
 from core.simulation.scenario import (
     Capacities,
     Costs,
@@ -24,6 +25,7 @@ from core.simulation.scenario import (
     Scenario,
     ScenarioError,
 )
+from core.simulation.untrusted import InputFileError, read_text, shown, shown_path
 
 STORE_MEANS = (40.0, 25.0, 15.0)
 WEEKLY_RETAIL = (0.85, 0.9, 0.95, 1.0, 1.1, 1.3, 0.9)
@@ -104,19 +106,27 @@ PRESETS: dict[str, Scenario] = _build()
 def get_preset(name: str) -> Scenario:
     """The preset called ``name``; an unknown name raises ``ScenarioError`` listing the known ones."""
     if name not in PRESETS:
-        raise ScenarioError(f"scenario: got {name!r}; allowed: a preset ({', '.join(PRESETS)}) or a JSON file")
+        raise ScenarioError(f"scenario: got {shown(name)}; allowed: a preset ({', '.join(PRESETS)}) or a JSON file")
     return PRESETS[name]
 
 
 def load_scenario(ref: str) -> Scenario:
-    """A preset by name, or a scenario JSON file by path."""
+    """A preset by name, or a scenario JSON file by path (a regular UTF-8 file of at most
+    ``MAX_SCENARIO_BYTES``, checked before it is read)."""
     if ref in PRESETS:
         return PRESETS[ref]
     path = Path(ref)
-    if path.suffix.lower() != ".json" and not path.exists():
+    if path.suffix.lower() != ".json" and not _exists(path):
         return get_preset(ref)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ScenarioError(f"scenario file {ref}: cannot read ({exc.strerror})") from None
+        text = read_text(path, MAX_SCENARIO_BYTES)
+    except InputFileError as exc:
+        raise ScenarioError(f"scenario file {shown_path(ref)}: {exc}") from None
     return Scenario.from_json(text)
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a NUL byte or an unencodable character in the path
+        return False

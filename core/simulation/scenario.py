@@ -3,7 +3,9 @@
 A scenario is plain data. Every number has a unit (see each field's comment), every field is
 checked when the object is built, and a bad value raises ``ScenarioError`` (a ``ValueError``)
 naming the field, the value and what is allowed. ``to_dict``/``from_dict`` and
-``to_json``/``from_json`` round-trip exactly; unknown or missing keys are errors.
+``to_json``/``from_json`` round-trip exactly; unknown, missing or repeated keys are errors, and so is
+JSON text that is too large, too deeply nested or holds a number no float can represent (sizes and
+counts are bounded by ``core.simulation.limits``).
 
 Conventions used throughout the project:
 - one period is one day; quantities are units of one product (floats, so continuous demand
@@ -22,7 +24,20 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-MAX_STORES = 50
+from core.simulation.limits import (
+    MAX_DAYS,
+    MAX_DEMAND_MEAN,
+    MAX_DISRUPTIONS,
+    MAX_NAME_LENGTH,
+    MAX_PROMOTIONS,
+    MAX_QUANTITY,
+    MAX_SCENARIO_BYTES,
+    MAX_STORES,
+    MIN_MAGNITUDE,
+    MIN_QUANTITY,
+)
+from core.simulation.untrusted import name_problem, shown
+
 ALLOCATION_RULES = ("proportional", "lowest_cover_first")
 UNMET_DEMAND = ("lost_sales", "backorders")
 DISTRIBUTIONS = ("normal", "negative_binomial")
@@ -34,24 +49,38 @@ class ScenarioError(ValueError):
 
 
 def _fail(name: str, value: Any, allowed: str) -> None:
-    raise ScenarioError(f"{name}: got {value!r}; allowed: {allowed}")
+    raise ScenarioError(f"{name}: got {shown(value)}; allowed: {allowed}")
 
 
-def _number(name: str, value: Any, lo: float | None = None, hi: float | None = None,
-            *, integer: bool = False, lo_open: bool = False) -> None:
-    kind = "an integer" if integer else "a number"
+def _number(name: str, value: Any, lo: float, hi: float, *, integer: bool = False, unlimited: bool = False) -> None:
+    """Check a finite number (an int if ``integer``) in [lo, hi] whose magnitude is 0 or at least
+    ``MIN_MAGNITUDE``. Ints are compared exactly, so a huge one cannot overflow."""
+    rng = f"{'an integer' if integer else 'a finite number'} in [{lo}, {hi}]"
+    if unlimited:
+        rng += ", or null for unlimited"
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type:
-        _fail(name, value, kind)
-    if not math.isfinite(value):
-        _fail(name, value, f"a finite {kind[2:] if integer else 'number'}")
-    rng = f"{kind} in [{'' if lo is None else lo}, {'' if hi is None else hi}]"
-    if lo_open:
-        rng = f"{kind} > {lo}" + ("" if hi is None else f" and <= {hi}")
-    if lo is not None and (value <= lo if lo_open else value < lo):
+    if isinstance(value, bool) or not ok_type or not lo <= value <= hi:  # NaN fails the range test
         _fail(name, value, rng)
-    if hi is not None and value > hi:
-        _fail(name, value, rng)
+    if value != 0 and abs(value) < MIN_MAGNITUDE:
+        _fail(name, value, f"{rng}, 0 or at least {MIN_MAGNITUDE:g} in magnitude")
+
+
+def _count(name: str, items: Any, limit: int, what: str) -> None:
+    if not isinstance(items, tuple):
+        _fail(name, items, f"a list of {what}")
+    if len(items) > limit:
+        raise ScenarioError(f"{name}: got {len(items)} {what}; allowed: at most {limit}")
+
+
+def _as_floats(obj: Any) -> None:
+    """Keep ints given for float fields (JSON may write 40.0 as 40) as floats, after their checks, so
+    every array built from a scenario is a float array."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.type == "float" and type(value) is int:
+            object.__setattr__(obj, f.name, float(value))
+        elif f.type == "tuple[float, ...]":
+            object.__setattr__(obj, f.name, tuple(float(x) for x in value))
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -68,9 +97,10 @@ class Promotion:
     lift: float  # fraction, 0.5 = +50 % demand
 
     def __post_init__(self) -> None:
-        _number("promotion.start_day", self.start_day, 0, integer=True)
+        _number("promotion.start_day", self.start_day, 0, MAX_DAYS, integer=True)
         _number("promotion.length", self.length, 1, 365, integer=True)
         _number("promotion.lift", self.lift, 0, 10)
+        _as_floats(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,7 +125,7 @@ class DemandModel:
     shock_size: float = 0.0  # fraction added on a shock day
 
     def __post_init__(self) -> None:
-        _number("demand.mean", self.mean, 0, 1e6, lo_open=True)
+        _number("demand.mean", self.mean, MIN_QUANTITY, MAX_DEMAND_MEAN)
         _number("demand.dispersion", self.dispersion, 0, 5)
         _choice("demand.distribution", self.distribution, DISTRIBUTIONS)
         if not isinstance(self.weekly_pattern, tuple) or len(self.weekly_pattern) != 7:
@@ -107,10 +137,10 @@ class DemandModel:
         _number("demand.seasonality_amplitude", self.seasonality_amplitude, 0, 0.95)
         _number("demand.seasonality_peak_day", self.seasonality_peak_day, 0, 364, integer=True)
         _number("demand.trend", self.trend, -0.9, 10)
-        if not isinstance(self.promotions, tuple):
-            _fail("demand.promotions", self.promotions, "a list of promotions")
+        _count("demand.promotions", self.promotions, MAX_PROMOTIONS, "promotions")
         _number("demand.shock_probability", self.shock_probability, 0, 1)
         _number("demand.shock_size", self.shock_size, 0, 10)
+        _as_floats(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,10 +153,11 @@ class Disruption:
     extra_lead_time: int = 0  # days added to the supplier -> warehouse lead time
 
     def __post_init__(self) -> None:
-        _number("disruption.start_day", self.start_day, 0, integer=True)
+        _number("disruption.start_day", self.start_day, 0, MAX_DAYS, integer=True)
         _number("disruption.length", self.length, 1, 365, integer=True)
         _number("disruption.capacity_loss", self.capacity_loss, 0, 1)
         _number("disruption.extra_lead_time", self.extra_lead_time, 0, 60, integer=True)
+        _as_floats(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,7 +175,8 @@ class LeadTimes:
 
 @dataclass(frozen=True, kw_only=True)
 class Capacities:
-    """Physical limits (units). ``math.inf`` is written as null in JSON."""
+    """Physical limits (units). ``math.inf`` (unlimited) is written as null in JSON, and only null reads
+    back as unlimited: a number too large for a float (``1e400``) is an error."""
 
     production: float = math.inf  # units per day the supplier can start
     warehouse_storage: float = math.inf  # units: on hand + inbound at the warehouse
@@ -154,7 +186,8 @@ class Capacities:
         for name in ("production", "warehouse_storage", "store_shelf"):
             value = getattr(self, name)
             if value != math.inf:
-                _number(f"capacities.{name}", value, 0, lo_open=True)
+                _number(f"capacities.{name}", value, MIN_QUANTITY, MAX_QUANTITY, unlimited=True)
+        _as_floats(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,6 +205,7 @@ class Costs:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             _number(f"costs.{f.name}", getattr(self, f.name), 0, 1e6)
+        _as_floats(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -193,6 +227,7 @@ class RewardWeights:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             _number(f"reward_weights.{f.name}", getattr(self, f.name), 0, 1e6)
+        _as_floats(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,17 +251,21 @@ class Scenario:
     reward_weights: RewardWeights = field(default_factory=RewardWeights)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            _fail("name", self.name, "a non-empty string")
+        problem = name_problem(self.name)
+        if problem:
+            _fail("name", self.name, f"1 to {MAX_NAME_LENGTH} printable characters, no bidi controls, no "
+                  f"leading or trailing whitespace (this one: {problem})")
         if not isinstance(self.stores, tuple) or not 1 <= len(self.stores) <= MAX_STORES:
             count = len(self.stores) if isinstance(self.stores, tuple) else self.stores
             _fail("stores", count, f"1 to {MAX_STORES} stores")
         _choice("unmet_demand", self.unmet_demand, UNMET_DEMAND)
         _choice("allocation", self.allocation, ALLOCATION_RULES)
         _choice("upstream", self.upstream, UPSTREAM)
-        _number("horizon", self.horizon, 1, 10_000_000, integer=True)
+        _count("disruptions", self.disruptions, MAX_DISRUPTIONS, "disruptions")
+        _number("horizon", self.horizon, 1, MAX_DAYS, integer=True)
         _number("initial_cover_days", self.initial_cover_days, 0, 365)
         _number("excess_cover_days", self.excess_cover_days, 0, 365)
+        _as_floats(self)
 
     @property
     def num_stores(self) -> int:
@@ -254,12 +293,50 @@ class Scenario:
         return _from_plain(cls, data, "")
 
     @classmethod
-    def from_json(cls, text: str) -> Scenario:
+    def from_json(cls, text: str | bytes) -> Scenario:
+        """The scenario in JSON ``text`` (bytes must be UTF-8; a leading byte-order mark is ignored)."""
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                raise ScenarioError(f"scenario file: not UTF-8 text (byte at offset {exc.start})") from None
+        if len(text) > MAX_SCENARIO_BYTES:
+            raise ScenarioError(f"scenario file: got {len(text):,} characters; allowed: at most {MAX_SCENARIO_BYTES:,}")
         try:
-            data = json.loads(text, parse_constant=lambda c: c)  # NaN/Infinity stay strings: rejected
+            data = json.loads(text.removeprefix("\ufeff"), parse_constant=_Unrepresentable,
+                              parse_float=_parse_float, parse_int=_parse_int, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise ScenarioError(f"scenario file: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except RecursionError:
+            raise ScenarioError("scenario file: JSON nested too deeply") from None
         return cls.from_dict(data)
+
+
+class _Unrepresentable(str):
+    """JSON number text with no finite float value (NaN, Infinity, 1e400, a 500-digit integer): kept as
+    text so that the field it is given for reports it."""
+
+
+def _parse_float(text: str) -> float | str:
+    value = float(text)
+    return value if math.isfinite(value) else _Unrepresentable(text)
+
+
+def _parse_int(text: str) -> int | str:
+    return int(text) if len(text) <= 400 else _Unrepresentable(text)  # longer ones exceed any float
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise ScenarioError(f"scenario file: key {shown(key)} appears twice in one object")
+        data[key] = value
+    return data
+
+
+def _key(prefix: str, key: str) -> str:
+    return prefix + (key if key.isidentifier() and len(key) <= 40 else shown(key))
 
 
 _NESTED = {"lead_times": LeadTimes, "capacities": Capacities, "costs": Costs,
@@ -284,7 +361,7 @@ def _from_plain(cls: type, data: Any, prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        _fail(prefix + unknown[0], data[unknown[0]], "known fields: " + ", ".join(fields))
+        _fail(_key(prefix, unknown[0]), data[unknown[0]], "known fields: " + ", ".join(fields))
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         if name not in data:
@@ -293,6 +370,8 @@ def _from_plain(cls: type, data: Any, prefix: str) -> Any:
                 raise ScenarioError(f"{prefix}{name}: missing; this field is required")
             continue
         value = data[name]
+        if isinstance(value, _Unrepresentable) and f.type == "str":
+            _fail(prefix + name, str(value), "a string")  # elsewhere the field's own check rejects the text
         if name in _NESTED:
             value = _from_plain(_NESTED[name], value, f"{prefix}{name}.")
         elif name in _NESTED_LISTS:
@@ -303,10 +382,10 @@ def _from_plain(cls: type, data: Any, prefix: str) -> Any:
             if not isinstance(value, list):
                 _fail(prefix + name, value, "a list of 7 numbers")
             value = tuple(value)
-        elif value is None and cls is Capacities:
+        elif cls is Capacities and value is None:
             value = math.inf
-        elif f.type != "str" and isinstance(value, str) and value in ("NaN", "Infinity", "-Infinity"):
-            _fail(prefix + name, value, "a finite number")
+        elif cls is Capacities and isinstance(value, float) and math.isinf(value):
+            _number(prefix + name, value, MIN_QUANTITY, MAX_QUANTITY, unlimited=True)
         kwargs[name] = value
     try:
         return cls(**kwargs)

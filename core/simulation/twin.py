@@ -11,7 +11,10 @@ Order of events in one period (one call of ``step``, "day t"):
    supplier, the supplier starts production. An upstream agent therefore learns of tonight's
    downstream orders at the next review (a one-day information lag; echelon policies, which
    watch the whole downstream stock, are unaffected). Store orders are cut to the free shelf
-   room and production to the day's capacity (less any disruption).
+   room and production to the day's capacity (less any disruption). Order rule: every requested
+   quantity is first cut to [0, ``MAX_QUANTITY``] units (1e12: a negative request orders nothing, a
+   larger one can never be filled anyway, and the cut keeps every sum finite, so the proportional
+   allocation cannot overflow); NaN or infinite requests raise ``ActionError`` naming the field.
 2. Shipping. The warehouse ships store orders from its on-hand stock; when it cannot fill them
    all it shares stock by the scenario's allocation rule. Its own order is then cut to the
    storage room left after those shipments. The supplier ships the warehouse order from its
@@ -38,10 +41,12 @@ module knows nothing of agents, rewards, gymnasium, torch or streamlit.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from core.simulation.limits import MAX_QUANTITY
 from core.simulation.scenario import Scenario
 
 MEMORY_WEIGHT = 0.25  # weight of the newest day in the exponentially weighted averages
@@ -200,6 +205,30 @@ def reset(scenario: Scenario, batch_size: int = 1) -> State:
     )
 
 
+class ActionError(ValueError):
+    """An action holds NaN or an infinite quantity: a defect of the policy that produced it."""
+
+
+def check_actions(actions: Actions) -> None:
+    """Raise ``ActionError`` naming the first field that holds NaN or an infinity. Hot path: one sum
+    per field (a sum is finite only if every term is; a few elements are summed in Python, quicker
+    than a NumPy call); only a non-finite sum, which finite orders can also give by overflowing, pays
+    for the element-wise test."""
+    for name in ("store_orders", "warehouse_order", "production"):
+        quantity = getattr(actions, name)
+        total = sum(quantity.ravel().tolist()) if quantity.size <= 64 else quantity.sum()
+        if not math.isfinite(total) and not np.isfinite(quantity).all():
+            bad = quantity[~np.isfinite(quantity)].flat[0]
+            raise ActionError(f"actions.{name}: got {bad}; allowed: finite units (below 0 ordered as 0, "
+                              f"above {MAX_QUANTITY:g} as {MAX_QUANTITY:g})")
+
+
+def _ordered(quantity: np.ndarray, limit: np.ndarray | float) -> np.ndarray:
+    """A checked request cut to [0, limit]; ``limit`` (free room or capacity) is at most MAX_QUANTITY,
+    which finite capacities never exceed."""
+    return np.minimum(np.maximum(quantity, 0.0), limit)
+
+
 def production_capacity(scenario: Scenario, day: int) -> float:
     """Units the supplier can start on the review before ``day``."""
     capacity = scenario.capacities.production
@@ -239,7 +268,9 @@ def allocate(available: np.ndarray, orders: np.ndarray, cover: np.ndarray, rule:
 def _ship(pipeline: np.ndarray, quantity: np.ndarray, lead_time: int) -> tuple[np.ndarray, np.ndarray]:
     """Add ``quantity`` with ``lead_time``, then move one day on: (arrivals, new pipeline)."""
     arrivals = pipeline[..., 0] + quantity if lead_time == 1 else pipeline[..., 0]
-    moved = np.concatenate([pipeline[..., 1:], np.zeros_like(pipeline[..., :1])], axis=-1)
+    moved = np.empty_like(pipeline)
+    moved[..., :-1] = pipeline[..., 1:]
+    moved[..., -1] = 0.0
     if lead_time > 1:
         moved[..., lead_time - 2] += quantity
     return arrivals, moved
@@ -250,13 +281,14 @@ def step(state: State, actions: Actions, demand: np.ndarray, scenario: Scenario)
     day = state.day
     caps = scenario.capacities
 
-    # 1. Review: orders cut to free room, production to capacity; negative requests are zero.
+    # 1. Review: requests cut to [0, MAX_QUANTITY], orders to free room, production to capacity.
+    check_actions(actions)
     store_inbound = state.store_pipeline.sum(axis=2)
-    store_orders = np.maximum(actions.store_orders, 0.0)
+    shelf_room = MAX_QUANTITY
     if caps.store_shelf != np.inf:
-        room = caps.store_shelf - state.store_on_hand - store_inbound
-        store_orders = np.minimum(store_orders, np.maximum(room, 0.0))
-    production = np.minimum(np.maximum(actions.production, 0.0), production_capacity(scenario, day))
+        shelf_room = np.maximum(caps.store_shelf - state.store_on_hand - store_inbound, 0.0)
+    store_orders = _ordered(actions.store_orders, shelf_room)
+    production = _ordered(actions.production, min(production_capacity(scenario, day), MAX_QUANTITY))
     ample = scenario.upstream == "ample"
     if ample:
         production = np.zeros_like(production)
@@ -274,10 +306,11 @@ def step(state: State, actions: Actions, demand: np.ndarray, scenario: Scenario)
     warehouse_on_hand = state.warehouse_on_hand if ample else np.maximum(state.warehouse_on_hand
                                                                          - shipped.sum(axis=1), 0.0)
     warehouse_inbound = state.warehouse_pipeline.sum(axis=1)
-    warehouse_order = np.zeros_like(state.warehouse_on_hand) if ample else np.maximum(actions.warehouse_order, 0.0)
+    storage_room = MAX_QUANTITY
     if caps.warehouse_storage != np.inf:
-        room = caps.warehouse_storage - warehouse_on_hand - warehouse_inbound
-        warehouse_order = np.minimum(warehouse_order, np.maximum(room, 0.0))
+        storage_room = np.maximum(caps.warehouse_storage - warehouse_on_hand - warehouse_inbound, 0.0)
+    warehouse_order = np.zeros_like(state.warehouse_on_hand) if ample else _ordered(actions.warehouse_order,
+                                                                                    storage_room)
     supplier_shipped = np.minimum(warehouse_order, state.supplier_on_hand)
     supplier_on_hand = state.supplier_on_hand - supplier_shipped
 
