@@ -25,8 +25,7 @@ from core.agents.roles import ROLES
 from core.agents.rules import PolicyMix
 from core.cli import main
 from core.learning.export import export_actor, export_run, merge_roles, torch_probabilities
-from core.learning.policies import Standardize, model_chooser
-from core.learning.policies import learned_mix as torch_learned_mix
+from core.learning.policies import Standardize, model_chooser, model_mix
 from core.learning.training import TrainConfig
 from core.learning.vec_env import RoleVecEnv
 from core.serving.model_sets import set_files
@@ -440,7 +439,7 @@ def test_serving_needs_no_torch_and_matches_the_sb3_policies(learned) -> None:
     # the same year with the SB3 policies themselves (torch, in this process): the same decisions
     scenario = get_preset("seasonal")
     demand = sample_demand(scenario, 2, np.random.default_rng(21))
-    run = rollout(scenario, torch_learned_mix(models), demand)
+    run = rollout(scenario, model_mix(models), demand)
     np.testing.assert_allclose(served["cost_per_day"], kpis(run)["cost_per_day"], rtol=1e-12)
     assert served["store_orders"] == pytest.approx(float(run.store_orders.sum()), rel=1e-12)
 

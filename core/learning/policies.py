@@ -43,13 +43,13 @@ def model_chooser(model) -> Chooser:
     return choose
 
 
-def learned_mix(models: dict[str, object]) -> PolicyMix:
-    """Learned policies for the roles in ``models``; the default menu entry for the others."""
+def model_mix(models: dict[str, object]) -> PolicyMix:
+    """The SB3 models of the roles in ``models`` (training time: torch); the reference menu entry for the others."""
     return PolicyMix(*(MenuPolicy(role, model_chooser(models[role])) if role in models
                        else reference_policy(role) for role in ROLES))
 
 
 def frozen_choosers(models: dict[str, object], trained_role: str) -> dict[str, Chooser]:
     """Choosers for every role but ``trained_role``: learned where available."""
-    mix = learned_mix(models)
+    mix = model_mix(models)
     return {role: getattr(mix, role).choose for role in ROLES if role != trained_role}

@@ -39,7 +39,7 @@ from core.agents.roles import ROLE, ROLES
 from core.evaluation.plots import learning_curves_figure
 from core.evaluation.statistics import mean_cost
 from core.learning.hierarchy import Hierarchy, PhaseRecord
-from core.learning.policies import Standardize, frozen_choosers, learned_mix
+from core.learning.policies import Standardize, frozen_choosers, model_mix
 from core.learning.vec_env import RoleVecEnv
 from core.serving.files import remove_temporaries, write_atomic, write_bytes_atomic, write_json_atomic
 from core.simulation.presets import PRESETS
@@ -258,7 +258,7 @@ def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str
 def acceptance_cost(config: TrainConfig, models: dict[str, PPO]) -> dict[str, float]:
     """Mean system cost per day on held-out seeds of every preset."""
     scenarios = [dataclasses.replace(p, horizon=min(p.horizon, config.horizon)) for p in PRESETS.values()]
-    return mean_cost(scenarios, learned_mix(models), config.acceptance_seeds)
+    return mean_cost(scenarios, model_mix(models), config.acceptance_seeds)
 
 
 def _relative(new: dict[str, float], old: dict[str, float]) -> float:
