@@ -579,6 +579,43 @@ class Bomb:
 
 
 @needs_models
+def test_fuzzed_onnx_uploads_end_in_policy_load_error_or_a_valid_policy() -> None:
+    """Seeded mutations of a shipped policy (flipped, inserted and deleted bytes, truncations, splices of
+    another role's file) through the upload check: each one is refused in one line or decides within the menu."""
+    rng = np.random.default_rng(20261122)
+    originals = {role: (SHIPPED / f"{role}_policy.onnx").read_bytes() for role in ROLES}
+    accepted = 0
+    for case in range(60):
+        role = ROLES[case % len(ROLES)]
+        data = bytearray(originals[role])
+        kind = case % 5
+        if kind == 0:  # flip a few bytes
+            for at in rng.integers(0, len(data), rng.integers(1, 8)):
+                data[at] ^= int(rng.integers(1, 256))
+        elif kind == 1:  # truncate
+            data = data[: int(rng.integers(0, len(data)))]
+        elif kind == 2:  # insert random bytes
+            at = int(rng.integers(0, len(data)))
+            data[at:at] = rng.integers(0, 256, int(rng.integers(1, 64)), dtype=np.uint8).tobytes()
+        elif kind == 3:  # delete a run of bytes
+            at = int(rng.integers(0, len(data)))
+            del data[at: at + int(rng.integers(1, 64))]
+        else:  # splice the head of this role's file onto the tail of another's
+            other = originals[ROLES[(case + 1) % len(ROLES)]]
+            cut = int(rng.integers(1, len(data)))
+            data = data[:cut] + other[cut:]
+        try:
+            chooser = OnnxChooser.checked(bytes(data), role)
+        except PolicyLoadError as exc:
+            assert "\n" not in str(exc) and str(exc)
+            continue
+        accepted += 1
+        actions, probabilities = chooser.run(np.random.default_rng(case).uniform(-5, 30, (64, len(FEATURES[role])))
+                                             .astype(np.float32))
+        assert ((actions >= 0) & (actions < NUM_ACTIONS)).all() and np.isfinite(probabilities).all()
+    assert accepted < 60  # the mutations do reach the checks
+
+
 def test_bench_reads_no_training_run_that_a_manifest_names(folder: Path, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """The manifest points ``training.config.out`` and ``trained_from`` at crafted pickles: the bench's torch and
