@@ -15,6 +15,7 @@ from core.agents.rules import BaseStock, CappedBaseStock, PolicyMix, base_stock_
 from core.agents.tuning import tune_base_stock
 from core.evaluation.bound import ClairvoyantPlan, bound_summary, clairvoyant_bound, clairvoyant_plans
 from core.evaluation.optimum import TablePolicy, solve
+from core.serving.models import learned_mix
 from core.simulation.demand import sample_demand
 from core.simulation.presets import PRESETS
 from core.simulation.reconcile import reconcile
@@ -218,7 +219,8 @@ PRESET_PERIODS = 160  # covers supply_disruption's days 120-149 and the first pr
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_bound_lies_below_every_rule_on_every_preset(name: str) -> None:
     """Three sample paths per preset: the bound is below the realised cost of the reorder-point,
-    tuned base-stock and forecast base-stock mixes on each path, is not trivially loose (at least a
+    tuned base-stock and forecast base-stock mixes and of the shipped learned hierarchy on each path, is
+    not trivially loose (at least a
     quarter of the cheapest rule's cost; measured on these paths: 0.34 to 0.38 on high_volatility,
     0.59 to 0.73 elsewhere; except with an ample source, where a clairvoyant store needs no stock
     once its first order can arrive and the bound is only the opening days' cost, see above),
@@ -231,6 +233,7 @@ def test_bound_lies_below_every_rule_on_every_preset(name: str) -> None:
         "reorder_point": reorder_point_mix(),
         "tuned_base_stock": tune_base_stock(scenario, seeds=4, periods=PRESET_PERIODS).mix(),
         "forecast_base_stock": PolicyMix(*(reference_policy(r) for r in ROLES)),
+        "learned_hierarchy": learned_mix(),
     }
     costs = np.stack([kpis(rollout(scenario, mix, demand))["cost_per_day"] for mix in mixes.values()])
     assert np.all(bound <= costs * (1 + LP_RTOL)), f"{name}: bound {bound} above a policy's cost {costs}"
