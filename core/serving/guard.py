@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import stat
 import threading
 import time
 from pathlib import Path
@@ -46,6 +44,7 @@ from core.simulation.demand import sample_demand
 from core.simulation.forecast import Forecast
 from core.simulation.randomization import sample_scenario
 from core.simulation.twin import reset, step
+from core.simulation.untrusted import InputFileError, read_bytes
 
 OUTPUTS = ("action", "probabilities")
 MAX_MODEL_BYTES = 5 * 2**20
@@ -75,21 +74,11 @@ class PolicyLoadError(ValueError):
 
 
 def read_limited(path: Path, limit: int, what: str) -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes (never blocks on a pipe or device)."""
+    """The bytes of a regular file of at most ``limit`` bytes (``what`` it should hold, for the message)."""
     try:
-        handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except (OSError, ValueError) as exc:
-        raise PolicyLoadError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-    with os.fdopen(handle, "rb") as file:
-        info = os.fstat(file.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise PolicyLoadError(f"{path}: not a regular file")
-        if info.st_size > limit:
-            raise PolicyLoadError(f"{path}: {info.st_size:,} bytes; allowed: at most {limit:,} ({what})")
-        data = file.read(limit + 1)
-    if len(data) > limit:
-        raise PolicyLoadError(f"{path}: more than {limit:,} bytes ({what})")
-    return data
+        return read_bytes(Path(path), limit)
+    except InputFileError as exc:
+        raise PolicyLoadError(f"{path}: {exc} ({what})") from None
 
 
 def read_model(path: Path) -> bytes:

@@ -1,8 +1,9 @@
-"""Helpers for text a user hands the lab: show any value in a short one-line message, check a name,
-and read a file whose size is capped before it is read."""
+"""Helpers for what a user hands the lab: show any value in a short one-line message, check a name,
+and read a file whose size is capped before it is read (scenarios, sales history, manifests, models)."""
 
 from __future__ import annotations
 
+import os
 import reprlib
 import stat
 import unicodedata
@@ -68,24 +69,34 @@ def name_problem(name: Any) -> str | None:
     return None
 
 
-def read_text(path: Path, max_bytes: int) -> str:
-    """The UTF-8 text (a leading byte-order mark, as Excel writes, removed) of the regular file
-    ``path``; its size is checked before it is read. Raises ``InputFileError`` with a one-line reason."""
+def read_bytes(path: Path, max_bytes: int) -> bytes:
+    """The bytes of the regular file ``path``, whose size is checked before it is read (opened without
+    blocking, so a pipe or a device is refused, not waited on). Raises ``InputFileError`` with a one-line
+    reason."""
     try:
-        info = path.stat()
+        handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte or an unencodable character in the path
         raise InputFileError(f"cannot read ({getattr(exc, 'strerror', None) or 'invalid path'})") from None
+    info = os.fstat(handle)
     if not stat.S_ISREG(info.st_mode):
+        os.close(handle)
         raise InputFileError("not a regular file")
-    if info.st_size > max_bytes:
-        raise InputFileError(f"{info.st_size:,} bytes; allowed: at most {max_bytes:,}")
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(max_bytes + 1)
-    except OSError as exc:
-        raise InputFileError(f"cannot read ({exc.strerror or type(exc).__name__})") from None
+    with os.fdopen(handle, "rb") as file:
+        if info.st_size > max_bytes:
+            raise InputFileError(f"{info.st_size:,} bytes; allowed: at most {max_bytes:,}")
+        try:
+            data = file.read(max_bytes + 1)
+        except OSError as exc:
+            raise InputFileError(f"cannot read ({exc.strerror or type(exc).__name__})") from None
     if len(data) > max_bytes:
         raise InputFileError(f"more than {max_bytes:,} bytes")
+    return data
+
+
+def read_text(path: Path, max_bytes: int) -> str:
+    """The UTF-8 text (a leading byte-order mark, as Excel writes, removed) of the regular file
+    ``path`` (``read_bytes``). Raises ``InputFileError`` with a one-line reason."""
+    data = read_bytes(path, max_bytes)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
