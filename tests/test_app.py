@@ -456,3 +456,12 @@ def test_head_to_head_shows_the_clairvoyant_bound_and_the_optimum_where_it_exist
     assert_clean(at)
     captions = " ".join(c.value for c in at.caption)
     assert "Exact optimum of any policy (dynamic programme): 4.729 per day" in captions
+
+
+def test_the_ledger_reads_in_words_with_rounded_values() -> None:
+    at = open_page("live_twin.py")
+    table = at.dataframe[0].value
+    assert list(table.columns)[:4] == ["Agent", "Demand", "Filled", "Short"]
+    assert not any("_" in column for column in table.columns)
+    for value in table["Holding"]:
+        assert value.startswith("$") and len(value.split(".")[-1]) == 2  # money, two decimals

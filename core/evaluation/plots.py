@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core.agents.menus import ACTION_MEANINGS
+from core.evaluation.glossary import LEDGER
 from core.simulation.reconcile import node_names
 from core.simulation.rollout import Rollout
 
@@ -78,12 +79,11 @@ def series_figure(run: Rollout, day: int) -> go.Figure:
     return fig
 
 
-def ledger_rows(run: Rollout, day: int) -> list[dict[str, object]]:
-    """The reconciliation ledger of ``day``: one row per agent."""
+def ledger_rows(run: Rollout, day: int) -> list[dict[str, str]]:
+    """The reconciliation ledger of ``day``: one row per agent, readable column names, rounded values."""
     names = node_names(run.num_stores)
-    fields = ("demand", "filled", "unmet", "fill_rate", "on_hand", "in_transit", "holding_cost", "stockout_cost",
-              "excess_inventory", "ordering_cost", "total_cost", "reward")
-    return [{"agent": name, **{f: round(float(run.ledger[f][day, 0, i]), 3) for f in fields}}
+    return [{"Agent": name, **{term.label: term.format(float(run.ledger[field][day, 0, i]))
+                                for field, term in LEDGER.items()}}
             for i, name in enumerate(names)]
 
 

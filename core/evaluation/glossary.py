@@ -1,0 +1,72 @@
+"""Words and units the app shows: one label, unit, number format and tooltip per KPI and ledger field.
+
+Money is in an abstract currency (the presets' costs are per unit and day, not any real one); the app writes
+it as ``CURRENCY``. Every page reads its labels, units and tooltips here, so a KPI reads the same everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CURRENCY = "$"
+
+
+@dataclass(frozen=True)
+class Term:
+    """How the app shows one quantity."""
+
+    label: str
+    unit: str  # "" for ratios and fractions
+    help: str
+    percent: bool = False  # a fraction shown as a percentage
+    decimals: int = 1
+
+    def format(self, value: float) -> str:
+        """The value rounded for people: a percentage, money or a plain number with its unit."""
+        if value != value:  # NaN
+            return "-"
+        if self.percent:
+            return f"{100 * value:.{self.decimals}f}%"
+        if self.unit == CURRENCY:
+            return f"{CURRENCY}{value:,.{self.decimals}f}"
+        text = f"{value:,.{self.decimals}f}"
+        return f"{text} {self.unit}" if self.unit else text
+
+
+KPIS = {
+    "cost_per_day": Term("Cost per day", CURRENCY, "holding, stockout, ordering, transport and production cost of "
+                         "the whole chain, per day"),
+    "fill_rate": Term("Fill rate", "", "share of customer demand served from the shelf on the day it arrived",
+                      percent=True),
+    "lost_sales_per_day": Term("Stockouts per day", "units", "customer demand not served on its day (lost, or "
+                               "backordered where the scenario backorders)"),
+    "holding_cost_per_day": Term("Holding cost per day", CURRENCY, "cost of stock on hand and in transit, per day"),
+    "stockout_cost_per_day": Term("Stockout cost per day", CURRENCY, "penalty for demand not served, per day"),
+    "other_cost_per_day": Term("Ordering, transport and production per day", CURRENCY,
+                               "fixed order costs plus per-unit transport and production costs, per day"),
+    "reward_per_day": Term("Reward per day", "", "sum of the agents' rewards per day (minus the system cost with "
+                           "the default weights)"),
+    "inventory_turns": Term("Inventory turns", "per year", "units sold per year over the average stock in the "
+                            "chain (on hand and in transit)"),
+    "bullwhip_store": Term("Bullwhip, stores", "", "variance of the stores' orders over the variance of their "
+                           "customers' demand: above 1, orders swing more than demand", decimals=2),
+    "bullwhip_warehouse": Term("Bullwhip, warehouse", "", "variance of the warehouse's orders over the variance "
+                               "of the stores' orders", decimals=2),
+    "bullwhip_supplier": Term("Bullwhip, supplier", "", "variance of production starts over the variance of the "
+                              "warehouse's orders", decimals=2),
+}
+
+LEDGER = {
+    "demand": Term("Demand", "units", "customers' demand at a store (internal orders upstream)"),
+    "filled": Term("Filled", "units", "demand served on the day"),
+    "unmet": Term("Short", "units", "demand not served on the day"),
+    "fill_rate": Term("Fill rate", "", "filled over demand", percent=True, decimals=0),
+    "on_hand": Term("On hand", "units", "stock on the shelf or in the warehouse in the evening"),
+    "in_transit": Term("In transit", "units", "shipped by this node and not yet arrived"),
+    "holding_cost": Term("Holding", CURRENCY, "cost of the stock held overnight", decimals=2),
+    "stockout_cost": Term("Stockout", CURRENCY, "penalty for demand not served", decimals=2),
+    "excess_inventory": Term("Excess", "units", "stock above the scenario's excess cover"),
+    "ordering_cost": Term("Ordering", CURRENCY, "fixed cost of the orders placed", decimals=2),
+    "total_cost": Term("Total cost", CURRENCY, "everything this node paid today", decimals=2),
+    "reward": Term("Reward", "", "the agent's reward (minus its cost with the default weights)", decimals=2),
+}
