@@ -12,7 +12,7 @@ import hashlib
 import streamlit as st
 
 from core.agents.roles import ROLES
-from core.app.live import run_year
+from core.app.live import run_year, year_references
 from core.serving.models import OnnxChooser, PolicyLoadError, learned_policy
 from core.serving.registry import POLICIES, Sources, mix_of
 from core.simulation.rollout import Rollout
@@ -85,3 +85,9 @@ def policy_pickers(key: str, defaults: dict[str, str] | None = None, container=s
     return {role: container.selectbox(f"{ROLE_LABELS[role]} policy", options, format_func=lambda k: POLICIES[k].label,
                                       index=options.index(defaults.get(role, "learned")), key=f"{key}_{role}")
             for role in ROLES}
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=CACHE_SECONDS)
+def cached_references(scenario_json: str, seed: int) -> dict:
+    """The clairvoyant bound of the year's customers and the exact optimum where it exists (``year_references``)."""
+    return year_references(Scenario.from_json(scenario_json), seed)

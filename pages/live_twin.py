@@ -6,11 +6,14 @@ import dataclasses
 
 import streamlit as st
 
-from core.app.live import SLIDERS, Controls, apply_controls, controls_of, day_kpis, outside_training
-from core.evaluation.plots import ledger_rows, network_figure, series_figure
+from core.app.live import SLIDERS, Controls, apply_controls, change_label, compared_kpis, controls_of, outside_training
+from core.evaluation.glossary import CURRENCY, KPIS
+from core.evaluation.plots import cost_difference_figure, ledger_rows, network_figure, series_figure
+from core.serving.registry import POLICIES, applicable, uniform
 from core.simulation.presets import PRESETS
+from core.simulation.rollout import kpis
 from core.simulation.scenario import ScenarioError
-from pages.common import policy_pickers, run_for
+from pages.common import cached_references, policy_pickers, run_for
 
 st.title("Live twin")
 side = st.sidebar
@@ -30,6 +33,10 @@ for group in dict.fromkeys(slider.group for slider in SLIDERS):
             low, high = slider.bounds(st.session_state.get(key, slider.low))
             values[slider.field] = st.slider(slider.label, low, high, step=slider.step, help=slider.help, key=key)
 choices = policy_pickers("live")
+compare = side.selectbox("Compare with (same customers)", [k for k in applicable(PRESETS[preset]) if k != "random"],
+                         format_func=lambda k: POLICIES[k].label, key="live_compare",
+                         index=applicable(PRESETS[preset]).index("forecast_base_stock"),
+                         help="every echelon on this policy, run on exactly the same daily demand")
 seed = side.number_input("Demand seed", 0, 10_000, 0, key="live_seed")
 controls = Controls(**values)
 for setting in outside_training(controls):
@@ -40,8 +47,10 @@ except ScenarioError as exc:
     st.error(f"These settings do not make a valid scenario: {exc}")
     st.stop()
 run = run_for(scenario, choices, int(seed))
-if run is None:
+baseline = run_for(scenario, uniform(compare), int(seed))
+if run is None or baseline is None:
     st.stop()
+compare_label = POLICIES[compare].label
 horizon = run.store_orders.shape[0]
 st.session_state.setdefault("live_day", 0)
 st.session_state.setdefault("live_playing", False)
@@ -58,6 +67,16 @@ if restart.button("Reset", key="live_reset", width="stretch"):
 speed = speed_col.slider("Speed (days per animation step)", 1, 20, 8, key="live_speed")
 
 
+references = cached_references(scenario.to_json(), int(seed))
+year = {name: kpis(r)["cost_per_day"][0] for name, r in (("run", run), ("baseline", baseline))}
+year_line = (f"Whole year on these customers: your policies {CURRENCY}{year['run']:,.1f} per day, {compare_label} "
+             f"{CURRENCY}{year['baseline']:,.1f}; clairvoyant bound (knowing every day's demand in advance) "
+             f"{CURRENCY}{references['bound']:,.1f}")
+if references["optimum"] is not None:
+    year_line += f"; exact optimum of any policy {CURRENCY}{references['optimum']:,.2f} (long run)"
+year_line += "."
+
+
 @st.fragment(run_every=0.25 if st.session_state.live_playing else None)
 def day_view() -> None:
     if st.session_state.live_playing:
@@ -66,13 +85,25 @@ def day_view() -> None:
             st.session_state.live_playing = False
             st.rerun()  # the whole page: the button shows "Play" again and the timer stops
     day = st.session_state.live_day
-    k = day_kpis(run, day)
+    k = compared_kpis(run, baseline, day)
+    now, change = k["run"], k["change"]
+    fill, fill_colour = change_label(change["fill_rate"], compare_label, points=True)
+    cost, cost_colour = change_label(change["cost"], compare_label)
+    short, short_colour = change_label(change["stockouts"], compare_label)
     tiles = st.columns(5)
     tiles[0].metric("Day", f"{day + 1} / {horizon}")
-    tiles[1].metric("Fill rate", f"{100 * k['fill_rate']:.1f}%")
-    tiles[2].metric("Cost so far", f"{k['cost']:,.0f}")
-    tiles[3].metric("Stockouts (units)", f"{k['stockouts']:,.0f}")
-    tiles[4].metric("Bullwhip (stores)", "-" if k["bullwhip"] != k["bullwhip"] else f"{k['bullwhip']:.2f}")
+    tiles[1].metric("Fill rate", KPIS["fill_rate"].format(now["fill_rate"]), fill, delta_color=fill_colour,
+                    help=KPIS["fill_rate"].help)
+    tiles[2].metric("Cost so far", f"{CURRENCY}{now['cost']:,.0f}", cost,
+                    delta_color="inverse" if cost_colour == "normal" else "off", help=KPIS["cost_per_day"].help)
+    tiles[3].metric("Stockouts (units)", f"{now['stockouts']:,.0f}", short,
+                    delta_color="inverse" if short_colour == "normal" else "off",
+                    help=KPIS["lost_sales_per_day"].help)
+    tiles[4].metric("Bullwhip (stores)", KPIS["bullwhip_store"].format(now["bullwhip"]),
+                    help=KPIS["bullwhip_store"].help)
+    st.plotly_chart(cost_difference_figure(run, baseline, day, "your policies", compare_label), width="stretch",
+                    key="live_difference")
+    st.caption(year_line)
     left, right = st.columns([3, 2])
     left.plotly_chart(network_figure(run, day), width="stretch", key="live_network")
     right.markdown("**Reconciliation ledger of the day**")

@@ -29,7 +29,7 @@ LIVE_SLIDERS = (
     "live_disruption_start_day", "live_disruption_length", "live_disruption_capacity_loss",
     "live_warehouse_to_store", "live_supplier_to_warehouse", "live_production", "live_speed",
 )
-LIVE_SELECTBOXES = ("live_preset", "live_store", "live_warehouse", "live_supplier")
+LIVE_SELECTBOXES = ("live_preset", "live_store", "live_warehouse", "live_supplier", "live_compare")
 LIVE_BUTTONS = ("live_play", "live_step", "live_reset")
 KPI_LABELS = ("Day", "Fill rate", "Cost so far", "Stockouts (units)", "Bullwhip (stores)")
 
@@ -179,7 +179,7 @@ def test_live_widgets_exist_with_stable_keys() -> None:
     assert tuple(kpis(at)) == KPI_LABELS
     assert kpis(at)["Day"] == "1 / 365"
     assert at.button(key="live_play").label == "Play"
-    assert len(at.get("plotly_chart")) == 2 and len(at.dataframe) == 1  # network, series; ledger
+    assert len(at.get("plotly_chart")) == 3 and len(at.dataframe) == 1  # difference, network, series; ledger
 
 
 @needs_models
@@ -237,7 +237,7 @@ def test_live_more_stores_and_a_disruption_still_render() -> None:
     assert_clean(at)
     step(at, 2)
     assert day_of(at) == 3
-    network = plotly_specs(at)[0]
+    network = plotly_specs(at)[1]  # after the cost-difference chart
     stores = [t for t in network["data"] if t.get("mode") == "markers+text"][0]
     assert len(plotly_array(stores["x"])) == 12 + 2  # twelve stores, the warehouse and the supplier
 
@@ -465,3 +465,22 @@ def test_the_ledger_reads_in_words_with_rounded_values() -> None:
     assert not any("_" in column for column in table.columns)
     for value in table["Holding"]:
         assert value.startswith("$") and len(value.split(".")[-1]) == 2  # money, two decimals
+
+
+def test_live_compares_with_a_rule_on_the_same_customers() -> None:
+    """The learned mix against the comparison rule: each tile's change is the run's against the rule's on the
+    same demand, the year line names the clairvoyant bound; comparing a mix with itself changes nothing."""
+    at = open_page("live_twin.py")
+    at.selectbox(key="live_compare").set_value("reorder_point").run()
+    for _ in range(30):
+        at.button(key="live_step").click().run()
+    metrics = {m.label: m for m in at.metric}
+    assert metrics["Cost so far"].delta.startswith("-") and metrics["Cost so far"].delta.endswith(
+        "% vs reorder point (s, S)")  # the learned policies are cheaper than the textbook rule
+    assert any("clairvoyant bound" in c.value for c in at.caption)
+    for role in ("store", "warehouse", "supplier"):
+        at.selectbox(key=f"live_{role}").set_value("reorder_point")
+    at.run()
+    assert_clean(at)
+    metrics = {m.label: m for m in at.metric}
+    assert metrics["Cost so far"].delta == metrics["Fill rate"].delta == "same as reorder point (s, S)"

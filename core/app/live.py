@@ -5,6 +5,7 @@ Policy mixes come from the registry (``core.serving.registry``)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +13,8 @@ import numpy as np
 from core.agents.menus import SAFETY_FACTORS, menu_quantities
 from core.agents.observations import observe
 from core.agents.rules import PolicyMix, RolePolicy
+from core.evaluation.bound import clairvoyant_bound
+from core.evaluation.report import optimum_cost
 from core.simulation.demand import sample_demand
 from core.simulation.forecast import Forecast
 from core.simulation.presets import STORE_MEANS, WEEKLY_RETAIL, get_preset
@@ -153,6 +156,37 @@ def day_kpis(run: Rollout, day: int) -> dict[str, float]:
     k = {name: float(values[0]) for name, values in kpis(run, days=day + 1).items()}
     return {"fill_rate": k["fill_rate"], "cost": k["cost_per_day"] * (day + 1),
             "stockouts": k["lost_sales_per_day"] * (day + 1), "bullwhip": k["bullwhip_store"]}
+
+
+def compared_kpis(run: Rollout, baseline: Rollout, day: int) -> dict[str, dict[str, float]]:
+    """``day_kpis`` of the run and of its baseline (the same customers), and the run's change: relative for
+    cost and stockouts, in points for the fill rate."""
+    mine, theirs = day_kpis(run, day), day_kpis(baseline, day)
+
+    def relative(key: str) -> float:
+        return mine[key] / theirs[key] - 1.0 if theirs[key] > 1e-9 else math.nan
+
+    change = {"cost": relative("cost"), "stockouts": relative("stockouts"),
+              "fill_rate": mine["fill_rate"] - theirs["fill_rate"]}
+    return {"run": mine, "baseline": theirs, "change": change}
+
+
+def change_label(change: float, versus: str, points: bool = False) -> tuple[str | None, str]:
+    """A tile's change as text and its colour rule: "+3.1% vs X" (or "+0.4 pts vs X" for ``points``),
+    "same as X" (grey) when it rounds to zero, nothing when it is undefined."""
+    if change != change:
+        return None, "off"
+    shown = f"{100 * change:+.1f}"
+    if float(shown) == 0.0:
+        return f"same as {versus}", "off"
+    return f"{shown}{' pts' if points else '%'} vs {versus}", "normal"
+
+
+def year_references(scenario: Scenario, seed: int) -> dict[str, float | None]:
+    """What no policy can beat on the year's customers of ``seed``: the clairvoyant bound on this demand path,
+    and the exact optimum (long-run cost per day) where it can be computed; both per day."""
+    demand = sample_demand(scenario, 1, np.random.default_rng(seed))
+    return {"bound": float(clairvoyant_bound(scenario, demand)[0]), "optimum": optimum_cost(scenario)}
 
 
 def run_year(scenario: Scenario, mix: PolicyMix, seed: int) -> Rollout:

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core.agents.menus import ACTION_MEANINGS
-from core.evaluation.glossary import LEDGER
+from core.evaluation.glossary import CURRENCY, LEDGER
 from core.simulation.reconcile import node_names
 from core.simulation.rollout import Rollout
 
@@ -85,6 +85,21 @@ def ledger_rows(run: Rollout, day: int) -> list[dict[str, str]]:
     return [{"Agent": name, **{term.label: term.format(float(run.ledger[field][day, 0, i]))
                                 for field, term in LEDGER.items()}}
             for i, name in enumerate(names)]
+
+
+def cost_difference_figure(run: Rollout, baseline: Rollout, day: int, label: str, baseline_label: str) -> go.Figure:
+    """Days 1..day+1: the baseline's cumulative system cost minus the run's (above zero: the run is cheaper)."""
+    saved = np.cumsum(baseline.ledger["total_cost"][: day + 1, 0].sum(axis=1)
+                      - run.ledger["total_cost"][: day + 1, 0].sum(axis=1))
+    days = np.arange(1, day + 2)
+    colour = HEALTHY if saved[-1] >= 0 else STOCKOUT
+    fig = go.Figure(go.Scatter(x=days, y=saved, mode="lines", fill="tozeroy", line={"color": colour},
+                               name=f"{baseline_label} minus {label}"))
+    fig.add_hline(y=0.0, line={"color": "#666", "width": 1})
+    fig.update_layout(title=f"Cumulative cost saved by {label} against {baseline_label}, same customers",
+                      xaxis_title="day", yaxis_title=f"cost saved ({CURRENCY})", height=300, showlegend=False,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
 
 
 def cumulative_cost_figure(runs: dict[str, Rollout]) -> go.Figure:
