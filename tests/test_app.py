@@ -484,3 +484,4 @@ def test_live_compares_with_a_rule_on_the_same_customers() -> None:
     assert_clean(at)
     metrics = {m.label: m for m in at.metric}
     assert metrics["Cost so far"].delta == metrics["Fill rate"].delta == "same as reorder point (s, S)"
+

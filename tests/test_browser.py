@@ -358,3 +358,24 @@ def test_two_browser_sessions_keep_separate_state(browser, server: str) -> None:
     finally:
         for context in contexts:
             context.close()
+
+
+def test_settings_persist_across_pages(page) -> None:
+    """A person's preset, store count and policy choice survive a visit to another page."""
+    navigate(page, "Live twin")
+    expect(metric(page, "Day")).to_have_text("1 / 365", timeout=TIMEOUT)
+    choose(page, "live_preset", "seasonal")
+    wait_idle(page)
+    choose(page, "live_store", RULE)
+    wait_idle(page)
+    stores = press_slider(page, "live_num_stores", 2)
+    wait_idle(page)
+    navigate(page, "About")
+    navigate(page, "Live twin")
+    expect(metric(page, "Day")).to_be_visible(timeout=TIMEOUT)
+    wait_idle(page)
+    expect(page.locator(".st-key-live_preset").get_by_role("combobox")).to_have_value("seasonal")
+    expect(page.locator(".st-key-live_store").get_by_role("combobox")).to_have_value(RULE)
+    thumb = page.locator(".st-key-live_num_stores").get_by_role("slider")
+    assert thumb.input_value() == stores
+    assert_no_errors(page)
