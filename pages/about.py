@@ -1,36 +1,68 @@
-"""About: the hierarchy, what each agent sees and decides, rewards and the order of events."""
+"""About: the chain, what each agent sees and decides, and the shipped evaluation summary."""
+
+from __future__ import annotations
 
 import streamlit as st
 
-from core.agents.menus import ACTION_MEANINGS
+from core.agents.menus import ACTION_LABELS
 from core.agents.observations import FEATURES
-from core.simulation.twin import __doc__ as TWIN_DOC
+from core.app.results import results_summary
+from core.evaluation.glossary import FEATURE_WORDS
+from core.evaluation.plots import chain_diagram_figure
+from core.serving import models
+from core.serving.models import PolicyLoadError
+
+DECISIONS = {
+    "store": ("Stores", "how many units to order from the warehouse, every evening, each store for itself. All "
+              "stores share one learned policy, trained on the experience of every store."),
+    "warehouse": ("Warehouse", "how many units to order from the supplier, watching its own stock and "
+                  "everything its stores hold. When it cannot fill every store's order it shares its stock out "
+                  "(in proportion to the orders, or to the emptiest stores first)."),
+    "supplier": ("Supplier", "how many units to start producing, within its production capacity, and "
+                 "builds stock ahead of planned capacity shortfalls (a disruption, a peak above capacity)."),
+}
 
 st.title("About this lab")
+st.markdown("A retail supply chain run by agents. Every agent is trained with reinforcement learning (PPO), the "
+            "stores first, then the warehouse, then the supplier, then all together; a training phase is kept only "
+            "if it lowers the whole chain's cost on demand it never saw. Costs are per day, in an abstract currency.")
+st.plotly_chart(chain_diagram_figure(), width="stretch", key="about_chain")
+
+st.subheader("What each agent sees and decides")
+st.markdown("Every agent decides the same kind of thing: a **safety factor z** from a menu of "
+            f"{len(ACTION_LABELS)} ({ACTION_LABELS[0]} to {ACTION_LABELS[-1]}). It then orders enough to bring its "
+            "stock up to the forecast demand over its lead time plus z standard deviations of that demand. "
+            "A rule keeps z fixed; a learned policy moves it with the season, promotions, disruptions and its "
+            "own stock.")
+for role, (name, decision) in DECISIONS.items():
+    with st.expander(f"{name}: sees {len(FEATURES[role])} numbers"):
+        st.markdown(f"**Decides** {decision}\n\n**Sees:**\n" + "\n".join(f"- {FEATURE_WORDS[feature]}"
+                                                                          for feature in FEATURES[role]))
+
+st.subheader("A day in the chain")
 st.markdown("""
-A retail supply chain run by agents: one **supplier** (production) ships to one **warehouse**, which ships to
-**stores** that face random customer demand. Each node is an agent. Stores share one learned policy
-(trained on the experience of every store: centralised training, decentralised execution); the warehouse and
-the supplier each have their own. Training is hierarchical: stores first, then the warehouse with the stores
-frozen, then the supplier, then a joint fine-tuning; a phase is kept only if it lowers the system cost on
-held-out seeds.
-
-**Decisions.** Every agent picks a safety factor z from a menu and orders up to its forecast demand over its
-protection window plus z standard deviations (stores: their own stock; warehouse and supplier: their echelon
-stock, i.e. everything downstream of them too). The supplier also holds a pre-build: the stock that planned
-production capacity could not make in time for the forecast (a planned disruption, a peak above capacity).
-When the warehouse is short it shares stock by the scenario's allocation rule (proportional or lowest cover
-first).
-
-**Reconciliation.** Every day the engine turns flows into a ledger per agent: demand, filled, lost or
-backordered, fill rate, on hand, in transit, holding cost, stockout cost, excess inventory, ordering,
-transport and production cost, and the reward (minus the agent's own cost with the default weights, so a higher
-total reward is always a lower total cost).
+1. **Evening review**: every agent looks at its numbers and orders (the supplier starts production).
+2. **Shipping**: the warehouse ships to the stores from its stock, the supplier ships to the warehouse.
+3. **Overnight**: stock held and goods on the road cost holding cost.
+4. **Morning**: deliveries whose lead time is over arrive.
+5. **Customers** come to the stores; who cannot be served is lost or waits, and costs a stockout penalty.
 """)
-st.subheader("What each agent observes")
-for role, names in FEATURES.items():
-    st.markdown(f"**{role}** ({len(names)} features): " + ", ".join(f"`{n}`" for n in names))
-st.subheader("The action menu")
-st.markdown("\n".join(f"{i}. {m}" for i, m in enumerate(ACTION_MEANINGS)))
-st.subheader("The order of events in a day")
-st.code(TWIN_DOC.split("Order of events in one period", 1)[1].split("This module", 1)[0].strip(), language=None)
+
+st.subheader("Results of the shipped policies")
+try:
+    manifest = models.load_manifest(models.EXPORTED_MODELS)
+except PolicyLoadError as exc:
+    st.info(f"No results to show: the shipped policies' manifest cannot be read ({exc}). "
+            "`python -m core pipeline` trains, exports and evaluates the policies and writes it.")
+else:
+    summary = results_summary(manifest.get("evaluation"))
+    for line in summary.headline:
+        st.markdown(line)
+    if summary.rows:
+        st.dataframe(summary.rows, hide_index=True, width="stretch", key="about_results")
+        st.caption(f"Mean cost per day over {summary.seeds or 'several'} demand paths per preset, every policy on "
+                   "the same customers. The clairvoyant bound is the cost of a plan that knows all demand in "
+                   "advance: no policy can reach it. The exact optimum (where a dynamic programme can compute it) "
+                   "is the best any policy can do.")
+    for note in summary.notes:
+        st.caption(note)

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.agents.menus import ACTION_MEANINGS, SAFETY_FACTORS, ConstantChooser
+from core.agents.menus import ACTION_LABELS, ACTION_MEANINGS, SAFETY_FACTORS, ConstantChooser
 from core.agents.observations import FEATURES
 from core.agents.rules import ReorderPoint
 from core.app.live import inspect_store_policy
+from core.evaluation.glossary import FEATURE_WORDS
 from core.evaluation.plots import inspector_figure, probabilities_figure
 from core.serving.models import PolicyLoadError
 from pages.common import learned_choosers
 
 st.title("Policy inspector")
-st.caption("A store selling a given number of units a day, at every combination of stock on hand and in transit "
-           "(in days of demand): the learned policy's choice and order, next to the reorder-point rule's order.")
+st.caption("One store selling a given number of units a day, at every combination of stock on hand and stock on "
+           "its way in (both in days of demand): the learned policy's safety factor and order, next to the "
+           "reorder-point rule's order. Each map has its own colour scale.")
 left, right = st.columns(2)
 demand = left.slider("Demand level (units per day)", 5.0, 200.0, 40.0, step=5.0, key="inspect_demand")
 lead_time = right.slider("Warehouse -> store lead time (days)", 1, 4, 2, key="inspect_lead")
@@ -31,12 +33,14 @@ st.plotly_chart(inspector_figure(grid), width="stretch")
 
 st.markdown("**Action probabilities at one point of the grid**")
 a, b = st.columns(2)
-i = a.select_slider("On hand (days)", options=list(range(len(grid["on_hand_days"]))), value=4,
+i = a.select_slider("On hand (days of demand)", options=list(range(len(grid["on_hand_days"]))), value=4,
                     format_func=lambda k: f"{grid['on_hand_days'][k]:.1f}", key="inspect_i")
-j = b.select_slider("In transit (days)", options=list(range(len(grid["in_transit_days"]))), value=4,
+j = b.select_slider("In transit (days of demand)", options=list(range(len(grid["in_transit_days"]))), value=4,
                     format_func=lambda k: f"{grid['in_transit_days'][k]:.1f}", key="inspect_j")
 probabilities = grid["probabilities"][i, j]
+chosen = int(probabilities.argmax())
 st.plotly_chart(probabilities_figure(probabilities), width="stretch")
-st.caption(f"Chosen: {ACTION_MEANINGS[int(probabilities.argmax())]}; learned order {grid['learned_order'][i, j]:.1f}, "
-           f"reorder-point order {grid['rule_order'][i, j]:.1f} units. The store policy observes: "
-           + ", ".join(FEATURES["store"]) + ".")
+st.caption(f"Chosen: {ACTION_LABELS[chosen]} ({ACTION_MEANINGS[chosen]}); learned order "
+           f"{grid['learned_order'][i, j]:.1f} units, reorder-point order {grid['rule_order'][i, j]:.1f} units.")
+with st.expander(f"What the store policy sees ({len(FEATURES['store'])} features)"):
+    st.markdown("\n".join(f"- {FEATURE_WORDS[name]}" for name in FEATURES["store"]))

@@ -153,15 +153,38 @@ def test_default_page_is_the_live_twin() -> None:
     assert at.selectbox(key="live_store").value == "learned"
 
 
-def test_about_page_lists_roles_and_menu() -> None:
-    from core.agents.menus import ACTION_MEANINGS
+def test_about_page_shows_the_chain_the_agents_and_the_results() -> None:
+    from core.agents.observations import FEATURES
+    from core.evaluation.glossary import FEATURE_WORDS
 
     at = open_page("about.py")
+    diagram = plotly_specs(at)[0]
+    boxes = " ".join(a["text"] for a in diagram["layout"]["annotations"])
+    for node in ("Supplier", "Warehouse", "Store 1", "Customers"):
+        assert f"<b>{node}</b>" in boxes
+    assert sum(a.get("showarrow", False) for a in diagram["layout"]["annotations"]) >= 6  # goods and orders
     text = "\n".join(m.value for m in at.markdown)
-    for role in ("store", "warehouse", "supplier"):
-        assert f"**{role}**" in text
-    assert ACTION_MEANINGS[0] in text
-    assert at.code and at.code[0].value.strip()
+    for names in FEATURES.values():  # every feature in plain words, none as a raw name
+        assert all(FEATURE_WORDS[n] in text for n in names)
+        assert not any(n in text for n in names if "_" in n)
+    assert "z = -1" in text and "z = 10" in text
+    assert not at.code  # no raw docstring
+    assert "learned hierarchy against the best rule" in text
+    results = at.dataframe[0].value
+    assert {"Preset", "Best rule", "Learned vs best rule", "Clairvoyant bound", "Exact optimum"} <= set(results)
+    assert "steady" in list(results["Preset"])
+    assert all(cell.endswith(" %") for cell in results["Learned vs best rule"])
+
+
+def test_about_page_without_a_manifest_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from core.serving import models
+
+    monkeypatch.setattr(models, "EXPORTED_MODELS", tmp_path)  # an empty folder: no manifest.json
+    at = open_page("about.py")
+    assert not at.dataframe
+    assert len(at.info) == 1 and "No results to show" in at.info[0].value
+    assert "manifest.json" in at.info[0].value
+    assert at.get("plotly_chart")  # the diagram still shows
 
 
 # --------------------------------------------------------------------------------------------- Live twin
@@ -373,6 +396,35 @@ def test_policy_inspector_renders_its_charts() -> None:
     assert_clean(at)
     assert at.caption[-1].value != caption  # a different point of the grid, another order
     assert [t["type"] for t in plotly_specs(at)[0]["data"]] == ["heatmap"] * 3
+
+
+@needs_models
+def test_policy_inspector_is_readable() -> None:
+    from core.agents.menus import ACTION_LABELS
+    from core.agents.observations import FEATURES
+    from core.evaluation.glossary import FEATURE_WORDS
+
+    at = open_page("policy_inspector.py")
+    heatmap, bars = plotly_specs(at)
+    layout = heatmap["layout"]
+    bar_positions = []
+    for k, trace in enumerate(heatmap["data"]):  # every map on its own scale, its bar beside its own panel
+        assert trace.get("coloraxis") is None and trace.get("showscale", True)
+        x = trace["colorbar"]["x"]
+        right_edge = layout[trace["xaxis"].replace("x", "xaxis")]["domain"][1]
+        assert right_edge < x
+        if k + 1 < len(heatmap["data"]):
+            assert x < layout[heatmap["data"][k + 1]["xaxis"].replace("x", "xaxis")]["domain"][0]
+        bar_positions.append(x)
+    assert len(set(bar_positions)) == 3
+    assert [heatmap["data"][k]["colorscale"] for k in range(3)] != [heatmap["data"][0]["colorscale"]] * 3
+    assert all("days of demand" in layout[a]["title"]["text"] for a in ("xaxis", "xaxis2", "xaxis3", "yaxis"))
+    assert list(bars["data"][0]["x"]) == list(ACTION_LABELS) and ACTION_LABELS[12] == "z = 2.5"
+    assert bars["layout"]["yaxis"]["title"]["text"] == "probability"
+    assert at.caption[-1].value.startswith("Chosen: z = ")
+    words = at.expander[0].markdown[0].value
+    assert all(FEATURE_WORDS[name] in words for name in FEATURES["store"])
+    assert "_" not in words  # no raw feature names
 
 
 # --------------------------------------------------------------------------------------------- Train and export

@@ -205,11 +205,21 @@ def press_slider(page, key: str, times: int, direction: str = "ArrowRight") -> s
     return thumb.input_value()
 
 
-def screenshot(page, name: str) -> Path:
+def screenshot(page, name: str, full_page: bool = False) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.get_by_test_id("stSidebarContent").evaluate("element => element.scrollTo(0, 0)")
     page.mouse.move(5, 995)  # no hover labels in the picture
-    page.screenshot(path=str(path))
+    if not full_page:
+        page.screenshot(path=str(path))
+        return path
+    viewport = page.viewport_size  # the app scrolls inside its main block: grow the window to its height
+    height = page.get_by_test_id("stMain").evaluate("element => element.scrollHeight")
+    page.set_viewport_size({"width": viewport["width"], "height": max(viewport["height"], height)})
+    try:
+        page.wait_for_timeout(500)  # charts resize to the new window
+        page.screenshot(path=str(path))
+    finally:
+        page.set_viewport_size(viewport)
     return path
 
 
@@ -288,11 +298,27 @@ def test_policy_inspector_shows_its_heatmap(page) -> None:
     navigate(page, "Policy inspector")
     charts = page.get_by_test_id("stPlotlyChart")
     expect(charts).to_have_count(2)
-    expect(charts.first.locator("g.hm image")).to_have_count(3)  # safety factor, learned order, rule order
+    maps = charts.first.locator("g.hm image")
+    expect(maps).to_have_count(3)  # safety factor, learned order, rule order
     expect(charts.first.get_by_text("learned: safety factor z")).to_be_visible()
-    expect(charts.nth(1).locator("g.barlayer path")).not_to_have_count(0)
+    expect(charts.first.get_by_text("on hand (days of demand)")).to_be_visible()
+    bars = charts.first.locator("g.colorbar")
+    expect(bars).to_have_count(3)  # one colour bar per map, each beside its own map: no overlap
+    map_boxes = sorted((maps.nth(k).bounding_box() for k in range(3)), key=lambda box: box["x"])
+    bar_boxes = sorted((bars.nth(k).bounding_box() for k in range(3)), key=lambda box: box["x"])
+    for k, (heat, bar) in enumerate(zip(map_boxes, bar_boxes, strict=True)):
+        assert bar["x"] >= heat["x"] + heat["width"] - 1
+        if k < 2:
+            assert bar["x"] + bar["width"] <= map_boxes[k + 1]["x"] + 1
+    probabilities = charts.nth(1)
+    expect(probabilities.locator("g.barlayer path")).not_to_have_count(0)
+    expect(probabilities.locator("g.xtick").filter(has_text="z = 2.5")).to_have_count(1)
+    expect(probabilities.get_by_text("probability", exact=True)).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^Chosen: z = "))).to_be_visible()
+    page.get_by_text("What the store policy sees").click()
+    expect(page.get_by_text("stock on hand (days of demand)")).to_be_visible()
     assert_no_errors(page)
-    screenshot(page, "policy_inspector")
+    screenshot(page, "policy_inspector", full_page=True)
 
 
 def test_train_and_export_download_and_a_rejected_upload(page, tmp_path: Path) -> None:
@@ -328,10 +354,17 @@ def test_train_and_export_download_and_a_rejected_upload(page, tmp_path: Path) -
 
 def test_about_page(page) -> None:
     navigate(page, "About", heading="About this lab")
-    expect(page.get_by_text("What each agent observes")).to_be_visible()
-    expect(page.get_by_test_id("stCode")).to_be_visible()
+    diagram = page.get_by_test_id("stPlotlyChart").first
+    for node in ("Supplier", "Warehouse", "Store 1", "Customers"):
+        expect(diagram.get_by_text(node, exact=True)).to_be_visible()
+    expect(page.get_by_text("What each agent sees and decides")).to_be_visible()
+    page.get_by_text("Warehouse: sees").click()
+    expect(page.get_by_text("the emptiest store's stock (days of its demand)")).to_be_visible()
+    expect(page.get_by_text(re.compile("learned hierarchy against the best rule"))).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame")).to_have_count(1)
+    expect(page.get_by_test_id("stCode")).to_have_count(0)  # no raw docstring
     assert_no_errors(page)
-    screenshot(page, "about")
+    screenshot(page, "about", full_page=True)
 
 
 def test_two_browser_sessions_keep_separate_state(browser, server: str) -> None:

@@ -1,4 +1,5 @@
-"""Words and units the app shows: one label, unit, number format and tooltip per KPI and ledger field.
+"""Words and units the app shows: one label, unit, number format and tooltip per KPI and ledger field, and
+every observation feature in plain words.
 
 Money is in an abstract currency (the presets' costs are per unit and day, not any real one); the app writes
 it as ``CURRENCY``. Every page reads its labels, units and tooltips here, so a KPI reads the same everywhere.
@@ -69,4 +70,44 @@ LEDGER = {
     "ordering_cost": Term("Ordering", CURRENCY, "fixed cost of the orders placed", decimals=2),
     "total_cost": Term("Total cost", CURRENCY, "everything this node paid today", decimals=2),
     "reward": Term("Reward", "", "the agent's reward (minus its cost with the default weights)", decimals=2),
+}
+
+FEATURE_WORDS = {  # every observation feature (``core.agents.observations.FEATURES``) in plain words, with its unit
+    "on_hand_days": "stock on hand (days of demand)",
+    "in_transit_days": "stock on its way in (days of demand)",
+    "in_production_days": "stock in production (days of demand)",
+    "backorder_days": "customers waiting for backorders (days of demand)",
+    "cover_beyond_lead_time_days": "stock on hand and on its way, beyond the lead time's demand (days)",
+    "echelon_cover_beyond_lead_time_days": "stock here and everywhere downstream, beyond the lead time's demand "
+                                           "(days)",
+    "store_stock_days": "the stores' stock on hand and on its way (days of demand)",
+    "lowest_store_cover_days": "the emptiest store's stock (days of its demand)",
+    "yesterday_demand_ratio": "yesterday's demand (x forecast)",
+    "recent_demand_ratio": "recent demand (x forecast)",
+    "recent_store_orders_ratio": "the stores' recent orders (x forecast)",
+    "recent_warehouse_orders_ratio": "the warehouse's recent orders (x forecast)",
+    "recent_service_level": "share of recent customer demand served from the shelf",
+    "recent_customer_service": "share of the stores' recent customer demand served",
+    "recent_supply_fill": "share of its own recent orders that were shipped to it",
+    "recent_fill_to_stores": "share of the stores' recent orders it shipped",
+    "recent_fill_to_warehouse": "share of the warehouse's recent orders it shipped",
+    "forecast_next_week_ratio": "forecast demand over the next week (x today's)",
+    "forecast_next_2_weeks_ratio": "forecast demand over the next 2 weeks (x today's)",
+    "forecast_next_30_ratio": "forecast demand over the next 30 days (x today's)",
+    "forecast_next_90_ratio": "forecast demand over the next 90 days (x today's)",
+    "capacity_ratio": "today's production capacity (x forecast demand)",
+    "capacity_next_30_ratio": "production capacity over the next 30 days (x forecast demand)",
+    "prebuild_next_90_days": "stock to build ahead of capacity shortfalls in the next 90 days (days of demand)",
+    "season_level": "the season's demand level (x the yearly average)",
+    "season_sin": "time of year (first of two coordinates on the year's circle)",
+    "season_cos": "time of year (second of two coordinates on the year's circle)",
+    "lead_time_weeks": "its lead time (weeks)",
+    "store_lead_time_weeks": "warehouse -> store lead time (weeks)",
+    "supplier_lead_time_weeks": "supplier -> warehouse lead time, as planned (weeks)",
+    "production_lead_time_weeks": "production lead time (weeks)",
+    "total_lead_time_weeks": "lead time from a production start to a store's shelf (weeks)",
+    "extra_supplier_lead_time_weeks": "extra supplier -> warehouse delay planned for a disruption (weeks)",
+    "demand_cv": "demand volatility (standard deviation over mean)",
+    "critical_ratio": "stockout penalty over stockout penalty plus holding cost",
+    "backorders_mode": "whether unserved customers wait (1) or are lost (0)",
 }

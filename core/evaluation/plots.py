@@ -7,7 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.agents.menus import ACTION_MEANINGS
+from core.agents.menus import ACTION_LABELS, ACTION_MEANINGS
 from core.evaluation.glossary import CURRENCY, LEDGER
 from core.simulation.reconcile import node_names
 from core.simulation.rollout import Rollout
@@ -111,25 +111,94 @@ def cumulative_cost_figure(runs: dict[str, Rollout]) -> go.Figure:
     return fig
 
 
+INSPECTOR_PANELS = (  # grid key, panel title, colour-bar title, colour scale, hover unit
+    ("safety_factor", "learned: safety factor z", "z (sd)", "Viridis", "standard deviations"),
+    ("learned_order", "learned: order (units)", "units", "Blues", "units"),
+    ("rule_order", "reorder point: order (units)", "units", "Oranges", "units"),
+)
+
+
 def inspector_figure(grid: dict[str, np.ndarray]) -> go.Figure:
-    """The store policy's safety factor and order, and the rule's order, over on hand x in transit."""
-    axes = {"x": grid["in_transit_days"], "y": grid["on_hand_days"]}
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("learned: safety factor z", "learned: order (units)",
-                                                        "reorder point: order (units)"))
-    for col, key in enumerate(("safety_factor", "learned_order", "rule_order"), start=1):
-        fig.add_trace(go.Heatmap(z=grid[key], **axes, coloraxis=None if col == 1 else "coloraxis",
-                                 colorscale="Viridis" if col == 1 else None, showscale=col == 1), row=1, col=col)
+    """The store policy's safety factor and order, and the rule's order, over on hand x in transit: each
+    panel on its own colour scale, with its colour bar beside it."""
+    fig = make_subplots(rows=1, cols=3, shared_yaxes=True, horizontal_spacing=0.11,
+                        subplot_titles=[title for _, title, *_ in INSPECTOR_PANELS])
+    for col, (key, _, bar_title, scale, unit) in enumerate(INSPECTOR_PANELS, start=1):
+        right_edge = fig.layout[f"xaxis{'' if col == 1 else col}"].domain[1]
+        fig.add_trace(go.Heatmap(
+            z=grid[key], x=grid["in_transit_days"], y=grid["on_hand_days"], colorscale=scale,
+            colorbar={"title": {"text": bar_title}, "x": right_edge + 0.008, "xanchor": "left", "thickness": 12,
+                      "len": 0.9},
+            hovertemplate=f"on hand %{{y:.1f}} days<br>in transit %{{x:.1f}} days<br>%{{z:.2f}} {unit}"
+                          "<extra></extra>"), row=1, col=col)
         fig.update_xaxes(title_text="in transit (days of demand)", row=1, col=col)
     fig.update_yaxes(title_text="on hand (days of demand)", row=1, col=1)
-    fig.update_layout(height=430, coloraxis={"colorscale": "Blues"})
+    fig.update_layout(height=430, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
 
 
 def probabilities_figure(probabilities: np.ndarray) -> go.Figure:
-    """A policy's probability of each menu entry."""
-    bar = go.Figure(go.Bar(x=list(ACTION_MEANINGS), y=probabilities))
-    bar.update_layout(height=380, xaxis_tickangle=-40, yaxis_title="probability")
+    """A policy's probability of each menu entry, labelled by its safety factor; the likeliest in a
+    darker colour."""
+    chosen = int(np.argmax(probabilities))
+    bar = go.Figure(go.Bar(x=list(ACTION_LABELS), y=probabilities, customdata=list(ACTION_MEANINGS),
+                           marker_color=[UPSTREAM if k == chosen else "#9ecae1" for k in range(len(probabilities))],
+                           hovertemplate="%{customdata}<br>probability %{y:.3f}<extra></extra>"))
+    bar.update_layout(height=380, margin={"l": 10, "r": 10, "t": 20, "b": 10}, yaxis_range=[0.0, 1.0],
+                      yaxis_title="probability", xaxis_tickangle=-40,
+                      xaxis_title="safety factor z (standard deviations of demand over the lead time)")
     return bar
+
+
+CHAIN_NODES = (  # name, what it does, centre x, centre y
+    ("Supplier", "decides how much<br>to produce", 0.0, 0.5),
+    ("Warehouse", "decides how much to order;<br>shares stock when short", 1.35, 0.5),
+    ("Store 1", "decides how much to order", 2.7, 0.85),
+    ("Store 2", "decides how much to order", 2.7, 0.5),
+    ("Store N", "decides how much to order", 2.7, 0.15),
+    ("Customers", "random daily demand;<br>unserved: lost or waiting", 4.05, 0.5),
+)
+GOODS = "#333333"
+ORDERS = "#8c564b"
+
+
+def chain_diagram_figure() -> go.Figure:
+    """The chain as boxes and arrows: goods flow supplier -> warehouse -> stores -> customers (dark
+    arrows), orders flow back (brown arrows); each box says what its agent decides."""
+    half_width, half_height = 0.42, 0.1
+    fig = go.Figure()
+    for name, role, x, y in CHAIN_NODES:
+        colour = "#f2f2f2" if name == "Customers" else "#deebf7"
+        fig.add_shape(type="rect", x0=x - half_width, x1=x + half_width, y0=y - half_height, y1=y + half_height,
+                      fillcolor=colour, line={"color": UPSTREAM if name != "Customers" else "#999"}, layer="below")
+        fig.add_annotation(x=x, y=y, text=f"<b>{name}</b><br><span style='font-size:11px'>{role}</span>",
+                           showarrow=False, font={"size": 13, "color": "#222"})
+    links = [(0, 1, "goods"), (1, 2, ""), (1, 3, "shipping"), (1, 4, ""), (2, 5, ""), (3, 5, "sales"), (4, 5, "")]
+    for source, target, label in links:
+        _, _, x0, y0 = CHAIN_NODES[source]
+        name, _, x1, y1 = CHAIN_NODES[target]
+        start, end = x0 + half_width, x1 - half_width
+        tail, head = y0 + 0.2 * (y1 - y0), y1 + 0.2 * (y0 - y1)  # fan out on the shared box's edge
+        if name == "Customers":
+            _arrow(fig, (start, y0), (end, head), GOODS)
+            continue
+        _arrow(fig, (start, tail + 0.025), (end, y1 + 0.025), GOODS)
+        _arrow(fig, (end, y1 - 0.025), (start, tail - 0.025), ORDERS)
+        if label:
+            fig.add_annotation(x=(start + end) / 2, y=(y0 + y1) / 2 + 0.06, text=label, showarrow=False,
+                               font={"size": 11, "color": GOODS})
+    fig.add_annotation(x=(CHAIN_NODES[0][2] + CHAIN_NODES[1][2]) / 2, y=0.5 - 0.07, text="orders",
+                       showarrow=False, font={"size": 11, "color": ORDERS})
+    fig.add_annotation(x=2.0, y=-0.05, text="goods flow right (dark arrows, each leg takes its lead time); "
+                       "orders flow left (brown arrows)", showarrow=False, font={"size": 11, "color": "#555"})
+    fig.update_layout(height=330, margin={"l": 10, "r": 10, "t": 10, "b": 10}, plot_bgcolor="white",
+                      xaxis={"visible": False, "range": [-0.5, 4.55]}, yaxis={"visible": False, "range": [-0.1, 1.0]})
+    return fig
+
+
+def _arrow(fig: go.Figure, tail: tuple[float, float], head: tuple[float, float], colour: str) -> None:
+    fig.add_annotation(x=head[0], y=head[1], ax=tail[0], ay=tail[1], xref="x", yref="y", axref="x", ayref="y",
+                       showarrow=True, arrowhead=2, arrowsize=1.2, arrowwidth=1.5, arrowcolor=colour, text="")
 
 
 def comparison_figure(report: dict) -> go.Figure:
