@@ -53,6 +53,11 @@ def _check_run(scenario: Scenario, seeds: int, periods: int, warmup: int = 0) ->
                             f"{agent_days:,} agent-days; allowed: at most {MAX_AGENT_DAYS:,}")
 
 
+def _command() -> str:
+    """The command line that is running, for the records it writes."""
+    return "python -m core " + " ".join(sys.argv[1:])
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from core.evaluation.validation import validate
 
@@ -220,7 +225,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from core.learning.export import export_run
 
-    manifest = export_run(Path(args.source), Path(args.out), command="python -m core " + " ".join(sys.argv[1:]))
+    manifest = export_run(Path(args.source), Path(args.out), command=_command())
     for role, card in manifest["roles"].items():
         rule = f"rule-based: forecast + {card.get('safety_factor', 0):g} standard deviations"
         print(f"{role}: {card.get('file', rule)}")
@@ -229,7 +234,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from core.evaluation.report import evaluate, markdown, write
+    from core.evaluation.report import evaluate, markdown, record_evaluation, write
 
     names = [args.scenario] if args.scenario else list(PRESETS)
     for name in names:
@@ -238,13 +243,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         _check_run(PRESETS[name], args.seeds, PRESETS[name].horizon)
     report = evaluate(names, args.seeds, Path(args.models))
     write(report, Path(args.out))
+    if args.record:
+        record_evaluation(Path(args.models), report, command=_command())
     print(report.to_json() if args.json else markdown(report))
     return 0
 
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
-    from core.evaluation.report import evaluate, markdown, write
-    from core.learning.export import record_evaluation
+    from core.evaluation.report import evaluate, markdown, record_evaluation, write
     from core.learning.training import PHASES, run_phases
     for scenario in PRESETS.values():
         _check_run(scenario, args.seeds, scenario.horizon)
@@ -258,7 +264,7 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     print("== 4/4 evaluate", flush=True)
     report = evaluate(list(PRESETS), args.seeds, Path(args.models))
     write(report, Path(args.out) / "evaluation")
-    record_evaluation(Path(args.models), report)
+    record_evaluation(Path(args.models), report, command=_command())
     print(markdown(report))
     return 0
 
@@ -323,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default=str(EXPORTED_MODELS), help="folder of exported policies")
     p.add_argument("--out", default="runs/evaluation")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--record", action="store_true",
+                   help="also put the summary in the models folder's manifest.json (what the app's About page shows)")
     p.set_defaults(run=_cmd_evaluate)
 
     p = sub.add_parser("pipeline", help="validate, train all phases, export, evaluate")

@@ -20,8 +20,8 @@ from test_serving import untrained_model
 import core.learning.export as export
 from core.agents.observations import FEATURES
 from core.agents.roles import ROLES
-from core.evaluation.report import EvaluationReport, Interval, PresetResult
-from core.learning.export import export_run, record_evaluation
+from core.evaluation.report import EvaluationReport, Interval, PresetResult, record_evaluation
+from core.learning.export import export_run
 from core.learning.training import TrainConfig
 from core.serving import files, model_sets
 from core.serving.models import learned_mix, load_manifest, load_policy
@@ -237,9 +237,9 @@ def test_record_evaluation_rewrites_both_manifests_atomically(sets, tmp_path: Pa
     shutil.copytree(sets["layouts"]["versioned"], out)
     version = versions(out)[0]
     before = (out / "manifest.json").read_bytes()
-    expected = {"seeds": 2, "presets": {"steady": {"best_rule": "tuned_base_stock", "bound": 8.0, "optimum": None,
-                                                   "policies": {"learned_hierarchy": {"cost_per_day": 12.5,
-                                                                                      "fill_rate": 0.97}}}}}
+    steady = {"best_rule": "tuned_base_stock", "bound": 8.0, "optimum": None,
+              "policies": {"learned_hierarchy": {"cost_per_day": 12.5, "fill_rate": 0.97}}}
+    expected = {"command": "", "seeds": 2, "presets": {"steady": steady}}
     outcomes = []
     for step in range(100):
         with pytest.MonkeyPatch.context() as mp:

@@ -32,8 +32,8 @@ from core.agents.observations import FEATURES
 from core.agents.roles import ROLE, ROLES
 from core.agents.rules import PolicyMix
 from core.agents.tuning import tune_menu
-from core.evaluation.report import EvaluationReport, evaluate, write
-from core.learning.export import OPSET, export_run, record_evaluation, torch_probabilities
+from core.evaluation.report import EvaluationReport, evaluate, record_evaluation, write
+from core.learning.export import OPSET, export_run, torch_probabilities
 from core.learning.hierarchy import Hierarchy
 from core.learning.training import PHASES, TrainConfig, run_phases, train_role
 from core.learning.vec_env import RoleVecEnv

@@ -24,6 +24,7 @@ from core.evaluation.bound import clairvoyant_bound
 from core.evaluation.optimum import check_scenario, solve
 from core.evaluation.plots import comparison_figure
 from core.evaluation.statistics import EVAL_SEED, REPORTED, mean_ci, paired
+from core.serving import model_sets
 from core.serving.files import write_bytes_atomic
 from core.serving.models import EXPORTED_MODELS
 from core.serving.registry import POLICIES, Sources, applicable, mix_of, uniform
@@ -224,3 +225,17 @@ def write(report: EvaluationReport, out: Path) -> None:
              "comparison.html": comparison_figure(report.to_dict()).to_html(include_plotlyjs=True)}
     for name, text in files.items():
         write_bytes_atomic(out / name, text.encode())
+
+
+def record_evaluation(out: Path, report: EvaluationReport, command: str = "") -> None:
+    """Put the evaluation summary in the manifest: per preset, its best rule, clairvoyant bound and exact
+    optimum, and every policy's cost per day and fill rate."""
+    evaluation = {
+        "command": command,
+        "seeds": report.seeds,
+        "presets": {preset: {"best_rule": entry.best_rule, "bound": entry.bound.mean, "optimum": entry.optimum,
+                             "policies": {policy: {k: values[k].mean for k in ("cost_per_day", "fill_rate")}
+                                          for policy, values in entry.policies.items()}}
+                    for preset, entry in report.presets.items()},
+    }
+    model_sets.update_manifest(out, lambda manifest: manifest.update(evaluation=evaluation))

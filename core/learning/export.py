@@ -29,7 +29,6 @@ from torch import nn
 from core.agents.menus import ACTION_MEANINGS, SAFETY_FACTORS
 from core.agents.observations import CLIP, FEATURES
 from core.agents.roles import ROLE, ROLES
-from core.evaluation.report import EvaluationReport
 from core.learning.hierarchy import Hierarchy
 from core.learning.policies import STANDARD_CLIP
 from core.serving import model_sets
@@ -147,16 +146,3 @@ def torch_probabilities(model: PPO, obs: np.ndarray) -> np.ndarray:
     """The SB3 policy's own menu probabilities (for parity checks)."""
     with torch.no_grad():
         return model.policy.get_distribution(torch.as_tensor(obs, dtype=torch.float32)).distribution.probs.numpy()
-
-
-def record_evaluation(out: Path, report: EvaluationReport) -> None:
-    """Put the evaluation summary in the manifest: per preset, its best rule, clairvoyant bound and exact
-    optimum, and every policy's cost per day and fill rate."""
-    evaluation = {
-        "seeds": report.seeds,
-        "presets": {preset: {"best_rule": entry.best_rule, "bound": entry.bound.mean, "optimum": entry.optimum,
-                             "policies": {policy: {k: values[k].mean for k in ("cost_per_day", "fill_rate")}
-                                          for policy, values in entry.policies.items()}}
-                    for preset, entry in report.presets.items()},
-    }
-    model_sets.update_manifest(out, lambda manifest: manifest.update(evaluation=evaluation))
