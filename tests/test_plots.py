@@ -17,6 +17,7 @@ import pytest
 from core.agents.rules import reorder_point_mix
 from core.evaluation.plots import (
     COLOURS,
+    MAX_LINE_PX,
     MAX_STORES_DRAWN,
     STOCKOUT,
     WORST_STORES_DRAWN,
@@ -31,7 +32,7 @@ from core.simulation.rollout import Rollout, rollout
 from core.simulation.scenario import Scenario
 
 STORE_COUNTS = (1, 3, 8, 20, 50)
-WIDTHS_PX = (600, 1000)  # the Live page's network column at a 1280 px window, and a wide screen
+WIDTHS_PX = (480, 1000)  # the Live page's network column in a 1280 px window, and a wide screen
 CHAR_EM, LINE_EM = 0.6, 1.25
 UNIT_WORDS = ("units", "day")
 DEFAULT_FONT_PX = 12
@@ -133,33 +134,41 @@ def test_worst_off_stores_are_the_short_then_the_least_covered() -> None:
         assert len(set(worst)) == WORST_STORES_DRAWN
 
 
+def _store_trace(fig: go.Figure):
+    return next(t for t in fig.data if t.text is not None and any(s.startswith("store_") for s in t.text))
+
+
 def test_network_line_widths_follow_units_in_transit_and_red_marks_only_stockouts() -> None:
     _, run = scenario_run("steady", 3)
-    for day in (0, 100):
+    for day in (0, 100, 250):
         fig = network_figure(run, day)
-        links = [t for t in fig.data if t.mode == "lines" and t.line.dash == "solid"]
-        transit = {f"{v:,.0f}" for v in run.ledger["in_transit"][day, 0]}
-        units = [float(n.text.split(" ")[0].replace(",", "")) for n in fig.layout.annotations
-                 if n.text.endswith(("in transit", "in production"))]
-        assert {f"{u:,.0f}" for u in units} <= transit
-        widths = [t.line.width for t in links]
-        assert len(widths) == len(units)
-        order = np.argsort(units)
-        assert np.all(np.diff(np.asarray(widths)[order]) >= -1e-9), (units, widths)  # wider for more units
+        transit = run.ledger["in_transit"][day, 0]
+        units = np.array([transit[4], transit[3], *transit[:3]])  # production, to the warehouse, to each store
+        links = [t for t in fig.data if t.mode == "lines"]
+        assert len(links) == 5
+        widths = np.array([t.line.width for t in links])
+        carrying = (units > 0.5) & (widths > 1.0) & (widths < 2 * MAX_LINE_PX)  # not at the 1 px floor or the cap
+        ratios = widths[carrying] / units[carrying]
+        assert carrying.sum() >= 2 and np.allclose(ratios, ratios[0], rtol=1e-9), (units, widths)
+        assert all(t.line.dash == ("solid" if u > 0.5 else "dot") for t, u in zip(links, units, strict=True))
+        for i, label in enumerate(_store_trace(fig).text):  # each store's pipeline is in its label
+            assert f"{transit[i]:,.0f} in transit" in label
         upstream = next(t for t in fig.data if t.text is not None and any(s.startswith("warehouse") for s in t.text))
         assert STOCKOUT not in upstream.marker.color
-        stores = next(t for t in fig.data if t.text is not None and any(s.startswith("store_") for s in t.text))
         short = run.ledger["unmet"][day, 0, :3] > 0.5
-        assert [c == STOCKOUT for c in stores.marker.color] == list(short)
+        assert [c == STOCKOUT for c in _store_trace(fig).marker.color] == list(short)
 
 
 def test_day_one_shows_the_opening_pipeline_and_no_zero_orders() -> None:
     _, run = scenario_run("steady", 3)
     fig = network_figure(run, 0)
     texts = [n.text for n in fig.layout.annotations] + [s for t in fig.data if t.text is not None for s in t.text]
-    assert not any("order 0" in s or "ordered 0" in s for s in texts)
-    pipeline = [n.text for n in fig.layout.annotations if n.text.endswith("in transit")]
-    assert len(pipeline) == 4  # supplier -> warehouse and each of the 3 stores: the opening pipelines
+    assert not any("order 0" in s or "ordered 0" in s or "started 0" in s for s in texts)
+    transit = run.ledger["in_transit"][0, 0]
+    assert transit.min() > 0  # the opening pipelines are full ...
+    notes = [n.text for n in fig.layout.annotations]
+    assert f"{transit[3]:,.0f} in transit" in notes and f"{transit[4]:,.0f}<br>in production" in notes  # ... and shown
+    assert all(t.line.dash == "solid" for t in fig.data if t.mode == "lines")
     assert "opening" in fig.layout.title.text
 
 
@@ -180,24 +189,28 @@ def _series_traces(fig: go.Figure) -> list:
 def test_series_axes_legends_and_colours(preset: str) -> None:
     scenario, run = scenario_run(preset, 8)
     fig = series_figure(run, 150, scenario)
-    axes = [fig.layout[name] for name in fig.layout if name.startswith(("xaxis", "yaxis"))]
-    assert len(axes) == 8
-    for axis in axes:
-        title = axis.title.text or ""
-        assert any(word in title for word in UNIT_WORDS), title
+    y_axes = [fig.layout[name] for name in fig.layout if name.startswith("yaxis")]
+    x_axes = [fig.layout[name] for name in fig.layout if name.startswith("xaxis")]
+    assert len(y_axes) == len(x_axes) == 4
+    for axis in y_axes:
+        assert "(units)" in axis.title.text or "(units/day)" in axis.title.text, axis.title.text
+    labelled = [axis for axis in x_axes if axis.showticklabels is not False]  # one shared day axis
+    assert len(labelled) == 1 and labelled[0].title.text == "day"
+    assert {tuple(axis.range) for axis in x_axes} == {(0.5, 365.5)}  # the whole year, the same on every chart
     legends = {t.legend or "legend" for t in _series_traces(fig)}
     assert legends == {"legend", "legend2", "legend3", "legend4"}  # one legend per chart
-    for legend in legends:  # each sits above its chart, not on it
-        assert fig.layout[legend].yanchor == "bottom"
+    for legend in legends:  # beside its own chart, outside every plot area
         chart = next(t for t in _series_traces(fig) if (t.legend or "legend") == legend)
         y_domain = fig.layout["yaxis" + chart.yaxis[1:]].domain
-        assert fig.layout[legend].y >= y_domain[1]
+        assert fig.layout[legend].x >= 1.0 and fig.layout[legend].xanchor == "left"
+        assert fig.layout[legend].y == y_domain[1] and fig.layout[legend].yanchor == "top"
     colours = [t.line.color if isinstance(t, go.Scatter) else t.marker.color for t in _series_traces(fig)]
     assert len(colours) == 12 and len(set(colours)) == 12
     assert colours.count(STOCKOUT) == 1
-    short = next(t for t in _series_traces(fig) if t.marker.color == STOCKOUT)
-    assert short.name == "short"
+    assert next(t for t in _series_traces(fig) if t.marker.color == STOCKOUT).name == "short"
     assert STOCKOUT not in COLOURS.values()
+    warehouse = next(t for t in _series_traces(fig) if t.name == "warehouse")
+    assert warehouse.line.color == COLOURS["warehouse"] != STOCKOUT
 
 
 @pytest.mark.parametrize("preset", ("steady", "seasonal", "promo_shock", "supply_disruption"))
@@ -227,12 +240,13 @@ def test_series_y_scale_leaves_out_the_opening_transient() -> None:
     assert all(early.layout[f"yaxis{k}"].range is None for k in ("", "2", "3", "4"))  # too few days to tell
     late = series_figure(run, 300, scenario)
     clipped = [k for k in ("", "2", "3", "4") if late.layout[f"yaxis{k}"].range is not None]
-    for k in clipped:  # the range covers every later day and says so on the x-axis
+    assert clipped, "the reorder-point rule's opening weeks dwarf its steady state in at least one chart"
+    for k in clipped:  # the range covers every later day
         top = late.layout[f"yaxis{k}"].range[1]
         values = [t.y[28:] for t in late.data if (t.yaxis or "y") == f"y{k}"]
         assert max(float(np.max(v)) for v in values) <= top
-        assert "opening" in late.layout[f"xaxis{k}"].title.text
-    assert clipped, "the reorder-point rule's opening weeks dwarf its steady state in at least one chart"
+    notes = [a.text for a in late.layout.annotations if "off scale" in a.text]
+    assert len(notes) == len(clipped)
 
 
 @pytest.mark.parametrize("day", (0, 1, 364))

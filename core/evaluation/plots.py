@@ -97,8 +97,9 @@ def _store_nodes(run: Rollout, day: int) -> list[_StoreNode]:
         name = node_names(n)[i]
         extra = [f"{_count(led['unmet'][i])} {short}"] if led["unmet"][i] > 0.5 else []
         extra += [f"ordered {_count(orders[i])}"] if orders[i] > 0.5 else []
+        lines = [f"{name} · {_count(led['on_hand'][i])} {on_hand}", f"{_count(led['in_transit'][i])} {transit}"]
         nodes.append(_StoreNode(
-            label=f"{name} · {_count(led['on_hand'][i])} {on_hand}" + (f"<br>{' · '.join(extra)}" if extra else ""),
+            label="<br>".join(lines + ([" · ".join(extra)] if extra else [])),
             hover=f"{name}<br>{_count(led['on_hand'][i])} units {on_hand}<br>{_count(led['in_transit'][i])} units "
                   f"{transit} to it<br>{_count(led['unmet'][i])} units {short}<br>ordered {_count(orders[i])} units",
             on_hand=led["on_hand"][i], in_transit=led["in_transit"][i], short=led["unmet"][i], summed=False))
@@ -106,19 +107,19 @@ def _store_nodes(run: Rollout, day: int) -> list[_StoreNode]:
     if rest.size:
         short_stores, ordering = int((led["unmet"][rest] > 0.5).sum()), int((orders[rest] > 0.5).sum())
         lines = [f"{rest.size} other stores", f"{_count(led['on_hand'][rest].sum())} {on_hand}",
+                 f"{_count(led['in_transit'][rest].sum())} {transit}",
                  f"{_count(led['unmet'][rest].sum())} {short} at {short_stores}" if short_stores else f"none {short}"]
         lines += [f"{ordering} ordered {_count(orders[rest].sum())}"] if ordering else []
         nodes.append(_StoreNode(
             label="<br>".join(lines),
-            hover="<br>".join([*lines, f"fewest on hand at one store: {_count(led['on_hand'][rest].min())}",
-                               f"{_count(led['in_transit'][rest].sum())} units {transit} to them"]),
+            hover="<br>".join([*lines, f"fewest on hand at one store: {_count(led['on_hand'][rest].min())}"]),
             on_hand=led["on_hand"][rest].sum(), in_transit=led["in_transit"][rest].sum(),
             short=led["unmet"][rest].sum(), summed=True))
     return nodes
 
 
-X_SUPPLIER, X_WAREHOUSE, X_STORES = 0.0, 1.0, 2.0
-X_RANGE, Y_RANGE = (-0.9, 3.3), (-0.3, 1.04)
+X_SUPPLIER, X_WAREHOUSE, X_STORES = 0.0, 1.0, 1.85  # the stores' labels take the right third
+X_RANGE, Y_RANGE = (-0.75, 3.25), (-0.3, 1.04)
 
 
 def network_figure(run: Rollout, day: int) -> go.Figure:
@@ -135,21 +136,22 @@ def network_figure(run: Rollout, day: int) -> go.Figure:
     rows = np.linspace(0.92, 0.08, len(stores)) if len(stores) > 1 else np.array([0.5])
     fig = go.Figure()
 
-    def link(x0: float, y0: float, x1: float, y1: float, units: float, colour: str, at: float,
-             words: str = transit_word) -> None:
+    def link(x0: float, y0: float, x1: float, y1: float, units: float, colour: str, text: str | None) -> None:
+        """A line as wide as its units, with ``text`` above its middle if it carries any."""
         width = _line_px(units, transit_ref)
         fig.add_trace(go.Scatter(x=[x0, x1], y=[y0, y1], mode="lines", hoverinfo="skip", showlegend=False,
                                  line={"color": colour if units > 0.5 else "#bbbbbb", "width": width,
                                        "dash": "solid" if units > 0.5 else "dot"}))
-        if units > 0.5:
-            fig.add_annotation(x=x0 + at * (x1 - x0), y=y0 + at * (y1 - y0), text=f"{_count(units)} {words}",
+        if text and units > 0.5:
+            fig.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=text,
                                showarrow=False, yshift=width / 2 + 7, font={"size": 10, "color": "#333"})
 
-    link(X_RANGE[0] + 0.05, 0.5, X_SUPPLIER, 0.5, led["in_transit"][n + 1], COLOURS["in production"], 0.35,
-         "in production")
-    link(X_SUPPLIER, 0.5, X_WAREHOUSE, 0.5, led["in_transit"][n], COLOURS["to warehouse"], 0.5)
-    for node, y in zip(stores, rows, strict=True):
-        link(X_WAREHOUSE, 0.5, X_STORES, y, node.in_transit, COLOURS["to stores"], 0.7)
+    production, shipped = led["in_transit"][n + 1], led["in_transit"][n]
+    link(X_RANGE[0], 0.5, X_SUPPLIER, 0.5, production, COLOURS["in production"],
+         f"{_count(production)}<br>in production")
+    link(X_SUPPLIER, 0.5, X_WAREHOUSE, 0.5, shipped, COLOURS["to warehouse"], f"{_count(shipped)} {transit_word}")
+    for node, y in zip(stores, rows, strict=True):  # their units are in the stores' labels
+        link(X_WAREHOUSE, 0.5, X_STORES, y, node.in_transit, COLOURS["to stores"], None)
 
     warehouse_extra = [f"{_count(led['unmet'][n])} {LEDGER['unmet'].label.lower()}"] if led["unmet"][n] > 0.5 else []
     ordered, started = run.warehouse_order[day, 0], run.production[day, 0]
@@ -161,13 +163,13 @@ def network_figure(run: Rollout, day: int) -> go.Figure:
         x=[x for _, x, _, _ in upstream], y=[0.5, 0.5], mode="markers+text", textposition="bottom center",
         text=["<br>".join([name, f"{_count(units)} {on_hand_word}", *extra]) for name, _, units, extra in upstream],
         hovertext=[f"{name}: {_count(units)} units {on_hand_word}" for name, _, units, _ in upstream],
-        hoverinfo="text", showlegend=False, cliponaxis=False, textfont={"size": 11},
+        hoverinfo="text", showlegend=False, cliponaxis=False, textfont={"size": 10},
         marker={"size": _marker_px(np.array([units for _, _, units, _ in upstream]), size_ref),
                 "color": [COLOURS["supplier"], COLOURS["warehouse"]], "line": {"width": 1, "color": "#333"}}))
     fig.add_trace(go.Scatter(
         x=np.full(len(stores), X_STORES), y=rows, mode="markers+text", textposition="middle right",
         text=[s.label for s in stores], hovertext=[s.hover for s in stores], hoverinfo="text",
-        showlegend=False, cliponaxis=False, textfont={"size": 11},
+        showlegend=False, cliponaxis=False, textfont={"size": 10},
         marker={"size": _marker_px(np.array([s.on_hand for s in stores]), size_ref),
                 "color": [STOCKOUT if s.short > 0.5 else COLOURS["stores"] for s in stores],
                 "symbol": ["square" if s.summed else "circle" for s in stores],
@@ -177,7 +179,7 @@ def network_figure(run: Rollout, day: int) -> go.Figure:
     fig.add_annotation(x=X_RANGE[0], y=key_y, text=f"{LEDGER['on_hand'].label}:", showarrow=False, xanchor="left",
                        font={"size": 10, "color": "#555"})
     sizes = [_nice(size_ref / 25), _nice(size_ref / 5), _nice(size_ref)]
-    fig.add_trace(go.Scatter(x=[-0.35, 0.45, 1.3], y=[key_y] * 3, mode="markers+text", textposition="middle right",
+    fig.add_trace(go.Scatter(x=[-0.25, 0.5, 1.35], y=[key_y] * 3, mode="markers+text", textposition="middle right",
                              text=[f"{_count(s)} units" for s in sizes], hoverinfo="skip", showlegend=False,
                              cliponaxis=False, textfont={"size": 10, "color": "#555"},
                              marker={"size": _marker_px(np.array(sizes), size_ref), "color": "rgba(0,0,0,0)",
@@ -213,62 +215,63 @@ def _opening_off_scale(values: list[np.ndarray], days: int) -> float | None:
 
 
 def series_figure(run: Rollout, day: int, scenario: Scenario | None = None) -> go.Figure:
-    """Days 1..day+1 of chain 0 in four charts, each with its own legend: stock on hand and in transit per
-    echelon, store demand against what was filled and what was short, and the orders each echelon placed.
-    The x-axis spans the whole run; with ``scenario``, its promotions and supply disruptions are shaded."""
+    """Days 1..day+1 of chain 0 in four stacked charts on one day axis, each with its own legend beside it:
+    stock on hand and in transit per echelon, the stores' demand against what was filled and what was
+    short, and the orders each echelon placed. The day axis spans the whole run; with ``scenario``, its
+    promotions and supply disruptions are shaded across all four charts."""
     n = run.num_stores
     horizon = run.store_orders.shape[0]
     led = {k: v[: day + 1, 0] for k, v in run.ledger.items()}
     days = np.arange(1, day + 2)
     stores = slice(0, n)
-    per_day = "units per day"
+    demand, filled, short = (LEDGER[k].label.lower() for k in ("demand", "filled", "unmet"))
     charts = [
-        (f"{LEDGER['on_hand'].label} ({LEDGER['on_hand'].unit})", LEDGER["on_hand"].unit,
+        (f"{LEDGER['on_hand'].label.lower()} ({LEDGER['on_hand'].unit})",
          {"stores": led["on_hand"][:, stores].sum(axis=1), "warehouse": led["on_hand"][:, n],
           "supplier": led["on_hand"][:, n + 1]}),
-        (f"{LEDGER['in_transit'].label} ({LEDGER['in_transit'].unit})", LEDGER["in_transit"].unit,
+        (f"{LEDGER['in_transit'].label.lower()} ({LEDGER['in_transit'].unit})",
          {"to stores": led["in_transit"][:, stores].sum(axis=1), "to warehouse": led["in_transit"][:, n],
           "in production": led["in_transit"][:, n + 1]}),
-        (f"Stores' customers ({per_day})", per_day,
-         {"demand": led["demand"][:, stores].sum(axis=1), "filled": led["filled"][:, stores].sum(axis=1),
-          "short": led["unmet"][:, stores].sum(axis=1)}),
-        (f"Orders placed ({per_day})", per_day,
+        ("customers (units/day)",
+         {demand: led["demand"][:, stores].sum(axis=1), filled: led["filled"][:, stores].sum(axis=1),
+          short: led["unmet"][:, stores].sum(axis=1)}),
+        ("orders (units/day)",
          {"store orders": run.store_orders[: day + 1, 0].sum(axis=1),
           "warehouse order": run.warehouse_order[: day + 1, 0], "production started": run.production[: day + 1, 0]}),
     ]
-    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.07, vertical_spacing=0.25)
+    fig = make_subplots(rows=len(charts), cols=1, shared_xaxes=True, vertical_spacing=0.035)
     mode = "lines+markers" if day < 7 else "lines"  # a day or two of lines alone would not show
     windows = event_windows(scenario) if scenario is not None else []
-    for k, (title, unit, series) in enumerate(charts):
-        row, col = 1 + k // 2, 1 + k % 2
-        legend = "legend" if k == 0 else f"legend{k + 1}"
+    for row, (title, series) in enumerate(charts, start=1):
+        legend = "legend" if row == 1 else f"legend{row}"
         for name, values in series.items():
-            if name == "short":
-                trace = go.Bar(x=days, y=values, name=LEDGER["unmet"].label.lower(), marker={"color": STOCKOUT,
-                                                                                          "line": {"width": 0}})
+            if name == short:
+                trace = go.Bar(x=days, y=values, name=name, marker={"color": STOCKOUT, "line": {"width": 0}})
             else:
-                label = LEDGER[name].label.lower() if name in ("demand", "filled") else name
-                trace = go.Scatter(x=days, y=values, name=label, mode=mode, line={"color": COLOURS[name]},
-                                   marker={"size": 4})
-            fig.add_trace(trace.update(legend=legend), row=row, col=col)
-        axis = fig.get_subplot(row, col)
+                trace = go.Scatter(x=days, y=values, name=name, mode=mode, marker={"size": 4},
+                                   line={"color": COLOURS[{demand: "demand", filled: "filled"}.get(name, name)]})
+            fig.add_trace(trace.update(legend=legend), row=row, col=1)
         top = _opening_off_scale(list(series.values()), day + 1)
-        note = f" (days 1-{OPENING_DAYS}, the opening stock draining, go off the scale)" if top is not None else ""
-        fig.update_xaxes(title_text=f"day{note}", range=[0.5, horizon + 0.5], row=row, col=col)
-        fig.update_yaxes(title_text=unit, rangemode="tozero", range=None if top is None else [0, top], row=row,
-                         col=col)
-        fig.update_layout({legend: {"title": {"text": f"<b>{title}</b>  "}, "orientation": "h",
-                                    "x": axis.xaxis.domain[0], "y": axis.yaxis.domain[1] + 0.01,
-                                    "xanchor": "left", "yanchor": "bottom", "font": {"size": 11}}})
+        fig.update_yaxes(title={"text": title, "font": {"size": 11}}, rangemode="tozero",
+                         range=None if top is None else [0, top], row=row, col=1)
+        y_domain = fig.get_subplot(row, 1).yaxis.domain
+        fig.update_layout({legend: {"x": 1.01, "xanchor": "left", "y": y_domain[1], "yanchor": "top",
+                                    "font": {"size": 11}, "tracegroupgap": 0}})
+        if top is not None:
+            fig.add_annotation(x=1.01, xref="paper", xanchor="left", y=y_domain[0], yref="paper", yanchor="bottom",
+                               text=f"days 1-{OPENING_DAYS} (opening<br>stock) off scale", showarrow=False,
+                               align="left", font={"size": 10, "color": "#555"})
         for kind, first, end in windows:
             fig.add_vrect(x0=first + 0.5, x1=end + 0.5, fillcolor=WINDOW_COLOURS[kind], line_width=0, layer="below",
-                          row=row, col=col, name=kind, legend="legend5",
-                          showlegend=k == 0 and (kind, first, end) == next(w for w in windows if w[0] == kind))
-    title = f"Days 1-{day + 1} of {horizon}"
-    fig.update_layout(height=620, template="plotly_white", margin={"l": 10, "r": 10, "t": 90, "b": 10},
-                      title={"text": title, "font": {"size": 14}, "y": 0.985, "yanchor": "top"},
+                          row=row, col=1, name=kind, legend="legend5",
+                          showlegend=row == 1 and (kind, first, end) == next(w for w in windows if w[0] == kind))
+    fig.update_xaxes(range=[0.5, horizon + 0.5])
+    fig.update_xaxes(title={"text": "day", "font": {"size": 11}}, row=len(charts), col=1)
+    fig.update_layout(height=640, template="plotly_white", bargap=0, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      title={"text": f"Days 1-{day + 1} of {horizon}", "font": {"size": 14}, "y": 0.985,
+                             "yanchor": "top"},
                       legend5={"title": {"text": "shaded:"}, "orientation": "h", "x": 1, "xanchor": "right",
-                               "y": 1, "yref": "container", "yanchor": "top"}, bargap=0)
+                               "y": 1, "yref": "container", "yanchor": "top"})
     return fig
 
 
