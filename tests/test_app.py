@@ -261,8 +261,10 @@ def test_live_more_stores_and_a_disruption_still_render() -> None:
     step(at, 2)
     assert day_of(at) == 3
     network = plotly_specs(at)[1]  # after the cost-difference chart
-    stores = [t for t in network["data"] if t.get("mode") == "markers+text"][0]
-    assert len(plotly_array(stores["x"])) == 12 + 2  # twelve stores, the warehouse and the supplier
+    labels = [label for t in network["data"] if t.get("mode") == "markers+text" for label in t["text"]]
+    assert sum(label.startswith("store_") for label in labels) == 3  # twelve stores: the three worst off drawn
+    assert sum(label.startswith("9 other stores") for label in labels) == 1  # and the other nine summed
+    assert sum(label.startswith(("warehouse", "supplier")) for label in labels) == 2
 
 
 @needs_models
