@@ -196,7 +196,7 @@ def test_series_axes_legends_and_colours(preset: str) -> None:
         assert "(units)" in axis.title.text or "(units/day)" in axis.title.text, axis.title.text
     labelled = [axis for axis in x_axes if axis.showticklabels is not False]  # one shared day axis
     assert len(labelled) == 1 and labelled[0].title.text == "day"
-    assert {tuple(axis.range) for axis in x_axes} == {(0.5, 365.5)}  # the whole year, the same on every chart
+    assert {tuple(axis.range) for axis in x_axes} == {(0.5, 181.5)}  # a month ahead, the same on every chart
     legends = {t.legend or "legend" for t in _series_traces(fig)}
     assert legends == {"legend", "legend2", "legend3", "legend4"}  # one legend per chart
     for legend in legends:  # beside its own chart, outside every plot area
@@ -249,9 +249,9 @@ def test_series_y_scale_leaves_out_the_opening_transient() -> None:
     assert len(notes) == len(clipped)
 
 
-@pytest.mark.parametrize("day", (0, 1, 364))
-def test_series_spans_the_run_from_day_one(day: int) -> None:
+@pytest.mark.parametrize(("day", "last_shown"), [(0, 90), (1, 90), (100, 131), (340, 365), (364, 365)])
+def test_series_shows_every_day_so_far_and_a_month_ahead(day: int, last_shown: int) -> None:
     _, run = scenario_run("steady", 3)
     fig = series_figure(run, day)
-    assert fig.layout.xaxis.range == (0.5, 365.5)
-    assert all(len(t.x) == day + 1 for t in fig.data)
+    assert fig.layout.xaxis.range == (0.5, last_shown + 0.5)
+    assert all(list(t.x) == list(range(1, day + 2)) for t in fig.data)

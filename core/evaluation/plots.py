@@ -26,6 +26,7 @@ WINDOW_COLOURS = {"promotion": "rgba(255, 193, 7, 0.25)", "supply disruption": "
 MAX_STORES_DRAWN = 6  # more stores than this: the worst-off few drawn one by one, the others summed in one node
 WORST_STORES_DRAWN = 3
 OPENING_DAYS = 28  # the opening stock drains over the first weeks; later the y-scale leaves them out
+SHOWN_DAYS_AHEAD, MIN_SHOWN_DAYS = 30, 90  # the series' day axis runs a month past today, three months at least
 MAX_MARKER_PX = 48  # marker diameter of the largest stock of the run after the opening weeks
 MIN_MARKER_PX = 7
 MAX_LINE_PX = 14  # line width of the largest pipeline of the run after the opening weeks
@@ -217,8 +218,9 @@ def _opening_off_scale(values: list[np.ndarray], days: int) -> float | None:
 def series_figure(run: Rollout, day: int, scenario: Scenario | None = None) -> go.Figure:
     """Days 1..day+1 of chain 0 in four stacked charts on one day axis, each with its own legend beside it:
     stock on hand and in transit per echelon, the stores' demand against what was filled and what was
-    short, and the orders each echelon placed. The day axis spans the whole run; with ``scenario``, its
-    promotions and supply disruptions are shaded across all four charts."""
+    short, and the orders each echelon placed. The day axis runs ``SHOWN_DAYS_AHEAD`` past today (at least
+    ``MIN_SHOWN_DAYS``, at most the run); with ``scenario``, its promotions and supply disruptions are shaded
+    across all four charts, the coming ones too."""
     n = run.num_stores
     horizon = run.store_orders.shape[0]
     led = {k: v[: day + 1, 0] for k, v in run.ledger.items()}
@@ -265,7 +267,7 @@ def series_figure(run: Rollout, day: int, scenario: Scenario | None = None) -> g
             fig.add_vrect(x0=first + 0.5, x1=end + 0.5, fillcolor=WINDOW_COLOURS[kind], line_width=0, layer="below",
                           row=row, col=1, name=kind, legend="legend5",
                           showlegend=row == 1 and (kind, first, end) == next(w for w in windows if w[0] == kind))
-    fig.update_xaxes(range=[0.5, horizon + 0.5])
+    fig.update_xaxes(range=[0.5, min(horizon, max(day + 1 + SHOWN_DAYS_AHEAD, MIN_SHOWN_DAYS)) + 0.5])
     fig.update_xaxes(title={"text": "day", "font": {"size": 11}}, row=len(charts), col=1)
     fig.update_layout(height=640, template="plotly_white", bargap=0, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       title={"text": f"Days 1-{day + 1} of {horizon}", "font": {"size": 14}, "y": 0.985,
