@@ -108,7 +108,7 @@ def day_view() -> None:
     left.plotly_chart(network_figure(run, day), width="stretch", key="live_network")
     right.markdown("**Reconciliation ledger of the day**")
     right.dataframe(ledger_rows(run, day), hide_index=True, width="stretch")
-    st.plotly_chart(series_figure(run, day), width="stretch", key="live_series")
+    st.plotly_chart(series_figure(run, day, scenario), width="stretch", key="live_series")
 
 
 day_view()
