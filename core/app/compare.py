@@ -214,9 +214,11 @@ def headline(names: tuple[str, str], a: PathResults, b: PathResults, seeds: int)
         ends = sorted((abs(low), abs(high)))
         interval = f"{_number(ends[0], decimals)}-{_number(ends[1], decimals)} %"
     verdict = "not significant" if low <= 0 <= high else "significant"
-    return Headline(f"{names[0]} costs {_number(abs(mean), decimals)} % {'less' if mean < 0 else 'more'} than "
-                    f"{names[1]} per day ({CURRENCY}{_number(float(np.mean(first)), 1)} against {CURRENCY}"
-                    f"{_number(base, 1)}; 95 % interval {interval}), {verdict} {where}.", verdict)
+    shown = _number(abs(mean), decimals)
+    direction = "less" if mean < 0 else "more"
+    change = f"costs {shown} % {direction} than" if round(abs(mean), decimals) else "costs about the same as"
+    return Headline(f"{names[0]} {change} {names[1]} per day ({CURRENCY}{_number(float(np.mean(first)), 1)} against "
+                    f"{CURRENCY}{_number(base, 1)}; 95 % interval {interval}), {verdict} {where}.", verdict)
 
 
 # ------------------------------------------------------------------------------------------------ references
