@@ -82,7 +82,9 @@ lead.caption("Both mixes face exactly the same daily demand, path by path (commo
              "are the policies'. Significant: the paired 95 % interval of the difference excludes zero.")
 
 help_by_column = compare.kpi_help()
-columns = {"Policy": st.column_config.TextColumn("Policy", width="large"),
+policy_width = 4 + 7 * max(len(name) for name in names)  # pixels, about
+columns = {"Policy": st.column_config.TextColumn("Policy", width=policy_width, help="difference: the first policy "
+                                                 "minus the second, path by path"),
            **{title: st.column_config.TextColumn(title, help=text) for title, text in help_by_column.items()}}
 st.markdown(f"**{seeds} demand paths: mean ± 95 % interval; difference paired path by path**")
 st.dataframe(compare.summary_rows(names, a, b, seeds), hide_index=True, width="stretch", column_config=columns)

@@ -115,10 +115,11 @@ def _number(value: float, decimals: int, signed: bool = False) -> str:
 
 
 def kpi_column(key: str) -> str:
-    """A KPI's column title: its label with its unit ("Cost per day ($)", "Fill rate (%)")."""
+    """A KPI's column title: its label with its unit ("Cost per day ($)", "Fill rate (%)"); plain counts of units
+    go without, to keep the table narrow ("Stockouts per day")."""
     term = KPIS[key]
     unit = "%" if term.percent else term.unit
-    return f"{term.label} ({unit})" if unit else term.label
+    return f"{term.label} ({unit})" if unit and unit != "units" else term.label
 
 
 def kpi_help() -> dict[str, str]:
@@ -160,7 +161,7 @@ def value_cell(term: Term, value: float, difference_of: float | None = None) -> 
 def summary_rows(names: tuple[str, str], a: PathResults, b: PathResults, seeds: int) -> list[dict[str, str]]:
     """The first ``seeds`` paths: each mix's mean ± 95 % interval per KPI, and their paired difference."""
     rows: list[dict[str, str]] = [{"Policy": name} for name in names]
-    rows.append({"Policy": "difference (first - second, path by path)"})
+    rows.append({"Policy": "difference"})
     for key in REPORTED:
         term, column = KPIS[key], kpi_column(key)
         first, second = a.kpis[key][:seeds], b.kpis[key][:seeds]
@@ -174,7 +175,7 @@ def summary_rows(names: tuple[str, str], a: PathResults, b: PathResults, seeds: 
 def path_rows(names: tuple[str, str], a: PathResults, b: PathResults, path: int) -> list[dict[str, str]]:
     """One path: each mix's KPIs and their difference."""
     rows: list[dict[str, str]] = [{"Policy": name} for name in names]
-    rows.append({"Policy": "difference (first - second)"})
+    rows.append({"Policy": "difference"})
     for key in REPORTED:
         term, column = KPIS[key], kpi_column(key)
         first, second = float(a.kpis[key][path]), float(b.kpis[key][path])

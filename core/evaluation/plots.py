@@ -91,11 +91,12 @@ COMPARED_COLOURS = ("#e66101", "#5e3c99")  # orange and purple: apart for every 
 
 
 def cumulative_cost_figure(daily_costs: dict[str, np.ndarray], title: str) -> go.Figure:
-    """System cost accumulated day by day, one line per named policy (two: orange, then purple)."""
+    """System cost accumulated day by day, one line per named policy (two: orange, then purple and dashed, so
+    that equal costs still show both)."""
     fig = go.Figure()
-    for (name, cost), colour in zip(daily_costs.items(), COMPARED_COLOURS, strict=False):
+    for (name, cost), colour, dash in zip(daily_costs.items(), COMPARED_COLOURS, ("solid", "dash"), strict=False):
         fig.add_trace(go.Scatter(x=np.arange(1, cost.size + 1), y=np.cumsum(cost), name=name, mode="lines",
-                                 line={"color": colour, "width": 2.5},
+                                 line={"color": colour, "width": 2.5, "dash": dash},
                                  hovertemplate=f"day %{{x}}: {CURRENCY}%{{y:,.0f}}<extra>{name}</extra>"))
     fig.update_layout(title=title, xaxis_title="day", yaxis_title=f"cost so far ({CURRENCY})", height=380,
                       legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0.0},
