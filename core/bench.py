@@ -192,3 +192,44 @@ def recompute_seconds(repeats: int = 5) -> float:
         run_year(scenario, mix_of(uniform("learned"), scenario, sources), seed=i)
         seconds.append(time.perf_counter() - begin)
     return statistics.median(seconds)
+
+
+def head_to_head_seconds(scenario_name: str = "steady", first: str = "learned", second: str = "reorder_point",
+                         repeats: int = 5) -> dict[str, float]:
+    """Median seconds of the head-to-head page's server-side work (``core.app.compare``), every role of the
+    first mix on ``first`` and of the second on ``second``, served as the page serves them (the shipped ONNX
+    policies one session per role). ``first_visit``: both mixes on the 50 evaluation paths plus the
+    headline, tables and chart for 50 seeds, what a new preset or the first load costs once the mixes are built
+    (a tuned rule tunes once per scenario, before: not timed); ``mix_change``: one mix simulated again plus the
+    same; ``seeds_or_path_change``: the headline, tables and chart alone (the simulations are cached);
+    ``references``: the clairvoyant bound of the 50 paths and the exact optimum, solved on request."""
+    from core.app import compare
+    from core.evaluation.plots import cumulative_cost_figure
+
+    scenario = get_preset(scenario_name)
+    sources = Sources(learned={r: learned_policy(r).choose for r in ROLES})
+    choices = {"first": uniform(first), "second": uniform(second)}
+    mixes = {name: mix_of(keys, scenario, sources) for name, keys in choices.items()}
+    names = compare.mix_names(choices["first"], choices["second"])
+
+    def median_seconds(work, times: int = repeats) -> float:
+        seconds = []
+        for _ in range(times):
+            begin = time.perf_counter()
+            work()
+            seconds.append(time.perf_counter() - begin)
+        return statistics.median(seconds)
+
+    def present(a: compare.PathResults, b: compare.PathResults) -> None:
+        compare.headline(names, a, b, compare.PATHS)
+        compare.summary_rows(names, a, b, compare.PATHS)
+        compare.path_rows(names, a, b, 0)
+        cumulative_cost_figure({name: run.daily_cost[0] for name, run in zip(names, (a, b), strict=True)}, "")
+
+    runs = {name: compare.simulate(scenario, mix) for name, mix in mixes.items()}
+    return {
+        "first_visit": median_seconds(lambda: present(*(compare.simulate(scenario, m) for m in mixes.values()))),
+        "mix_change": median_seconds(lambda: present(compare.simulate(scenario, mixes["first"]), runs["second"])),
+        "seeds_or_path_change": median_seconds(lambda: present(runs["first"], runs["second"])),
+        "references": median_seconds(lambda: compare.references(scenario), times=max(1, repeats // 2)),
+    }

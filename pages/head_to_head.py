@@ -1,4 +1,4 @@
-"""Head-to-head: two policy mixes on the same customers (common random numbers)."""
+"""Head-to-head: two policy mixes on the same customers (common random numbers), named after their policies."""
 
 from __future__ import annotations
 
@@ -6,56 +6,97 @@ import hashlib
 
 import streamlit as st
 
-from core.app.compare import references, run_table, summary_table
+from core.agents.roles import ROLES
+from core.app import compare
+from core.app.compare import PATHS, PathResults, References
 from core.evaluation.plots import cumulative_cost_figure
-from core.serving.models import PolicyLoadError
-from core.serving.registry import uniform
+from core.serving.models import PolicyLoadError, load_manifest
+from core.serving.registry import POLICIES, applicable
 from core.simulation.presets import PRESETS
-from pages.common import CACHE_SECONDS, mix_for, policy_pickers, run_for, uploaded_models
+from pages.common import CACHE_SECONDS, ROLE_LABELS, mix_for, uploaded_models
 
-st.title("Head-to-head")
-st.caption("Both mixes face exactly the same daily demand, seed by seed, so differences are the policies'.")
-preset = st.selectbox("Scenario preset", list(PRESETS), key="h2h_preset")
-scenario = PRESETS[preset]
-col_a, col_b = st.columns(2)
-with col_a:
-    st.subheader("Mix A")
-    mix_a = policy_pickers("h2h_a", uniform("learned"), col_a)
-with col_b:
-    st.subheader("Mix B")
-    mix_b = policy_pickers("h2h_b", uniform("reorder_point"), col_b)
-seed = st.number_input("Demand seed of the single run", 0, 10_000, 0, key="h2h_seed")
-
-runs = {"A": run_for(scenario, mix_a, int(seed)), "B": run_for(scenario, mix_b, int(seed))}
-if any(r is None for r in runs.values()):
-    st.stop()
-st.plotly_chart(cumulative_cost_figure({f"mix {name}": run for name, run in runs.items()}), width="stretch")
-
-st.markdown("**KPIs of this run**")
-st.dataframe(run_table({f"mix {name}": run for name, run in runs.items()}), hide_index=True, width="stretch")
+KEEP = "session"  # the page's choices survive a visit to another page
 
 
-@st.cache_data(show_spinner="Simulating many seeds...", max_entries=16, ttl=CACHE_SECONDS)
-def summary(preset: str, a: tuple, b: tuple, seeds: int, uploads: tuple[str, ...]) -> dict:
-    """``uploads`` (digests of this session's uploaded models) is part of the cache key, as in ``cached_run``."""
+@st.cache_data(show_spinner=False, max_entries=len(PRESETS), ttl=CACHE_SECONDS)
+def baseline(preset: str) -> str:
+    """The preset's best rule in the shipped evaluation (mix B's default)."""
+    try:
+        manifest = load_manifest()
+    except PolicyLoadError:
+        manifest = {}
+    return compare.default_baseline(PRESETS[preset], manifest)
+
+
+@st.cache_data(show_spinner=f"Simulating {PATHS} demand paths (a tuned rule is first tuned for the preset, once)...",
+               max_entries=32, ttl=CACHE_SECONDS)
+def simulated(preset: str, choices: tuple[tuple[str, str], ...], uploads: tuple[str, ...]) -> PathResults:
+    """``uploads`` (digests of this session's uploaded models that ``choices`` use) is part of the cache key."""
     del uploads
     scenario = PRESETS[preset]
-    return summary_table(scenario, {"A": mix_for(scenario, dict(a)), "B": mix_for(scenario, dict(b))}, seeds)
+    return compare.simulate(scenario, mix_for(scenario, dict(choices)))
 
 
-@st.cache_data(show_spinner="Solving the clairvoyant plans...", max_entries=16, ttl=CACHE_SECONDS)
-def cached_references(preset: str, seeds: int) -> str:
-    return references(PRESETS[preset], seeds)
+@st.cache_data(show_spinner=f"Solving {PATHS} clairvoyant plans...", max_entries=len(PRESETS), ttl=CACHE_SECONDS)
+def cached_references(preset: str) -> References:
+    return compare.references(PRESETS[preset])
 
 
-seeds = st.slider("Seeds in the summary", 5, 50, 20, key="h2h_seeds")
-uploads = tuple(sorted(f"{r}:{hashlib.sha256(b).hexdigest()}" for r, b in uploaded_models().items()))
+def pickers(key: str, default: str, options: list[str], container) -> dict[str, str]:
+    """One selectbox per echelon over the policies that apply to the preset; the registry keys chosen."""
+    return {role: container.selectbox(f"{ROLE_LABELS[role]} policy", options, index=options.index(default),
+                                      format_func=lambda k: POLICIES[k].label, key=f"{key}_{role}",
+                                      persist_state=KEEP)
+            for role in ROLES}
+
+
+st.title("Head-to-head")
+lead = st.container()  # the headline, filled once the choices below are known
+controls, seeds_column = st.columns([2, 1])
+preset = controls.selectbox("Scenario preset", list(PRESETS), key="h2h_preset", persist_state=KEEP)
+seeds = seeds_column.slider("Demand paths in the summary", 5, PATHS, PATHS, key="h2h_seeds", persist_state=KEEP,
+                            help=f"The mixes run on the same {PATHS} evaluation demand paths; the summary and the "
+                                 "headline average the first ones.")
+scenario = PRESETS[preset]
+options = applicable(scenario)
+col_a, col_b = st.columns(2)
+col_a.markdown("**First mix** (default: the learned policies)")
+choices_a = pickers("h2h_a", "learned", options, col_a)
+col_b.markdown("**Second mix** (default: the preset's best rule in the shipped evaluation)")
+choices_b = pickers("h2h_b", baseline(preset), options, col_b)
+
+uploaded = uploaded_models()
+used = frozenset(r for r in uploaded if "learned" in (choices_a[r], choices_b[r]))
+names = compare.mix_names(choices_a, choices_b, used)
 try:
-    table = summary(preset, tuple(sorted(mix_a.items())), tuple(sorted(mix_b.items())), seeds, uploads)
-except PolicyLoadError as exc:  # an uploaded policy deciding outside the menu on these seeds
+    a, b = (simulated(preset, tuple(sorted(c.items())), tuple(sorted(
+        f"{r}:{hashlib.sha256(uploaded[r]).hexdigest()}" for r in uploaded if c[r] == "learned")))
+        for c in (choices_a, choices_b))
+except PolicyLoadError as exc:  # an uploaded policy deciding outside the menu on these paths
     st.error(f"The learned policy cannot be used: {exc}. Choose a rule-based policy for that echelon.")
     st.stop()
-st.markdown(f"**{seeds} seeds: mean and 95% confidence interval; A - B paired seed by seed**")
-st.caption(cached_references(preset, seeds))
-st.dataframe([{"KPI": k, **{col: f"{v['mean']:.3f} ({v['low']:.3f} .. {v['high']:.3f})" for col, v in row.items()}}
-              for k, row in table.items()], hide_index=True, width="stretch")
+
+verdict = compare.headline(names, a, b, seeds)
+lead.markdown(f"#### {verdict.text}")
+lead.caption("Both mixes face exactly the same daily demand, path by path (common random numbers), so differences "
+             "are the policies'. Significant: the paired 95 % interval of the difference excludes zero.")
+
+help_by_column = compare.kpi_help()
+policy_width = 4 + 7 * max(len(name) for name in names)  # pixels, about
+columns = {"Policy": st.column_config.TextColumn("Policy", width=policy_width, help="difference: the first policy "
+                                                 "minus the second, path by path"),
+           **{title: st.column_config.TextColumn(title, help=text) for title, text in help_by_column.items()}}
+st.markdown(f"**{seeds} demand paths: mean ± 95 % interval; difference paired path by path**")
+st.dataframe(compare.summary_rows(names, a, b, seeds), hide_index=True, width="stretch", column_config=columns)
+
+if st.toggle("Compare with what no policy can beat (clairvoyant bound; exact optimum where it exists)",
+             key="h2h_bound", persist_state=KEEP, help="One linear programme per demand path, about 2 s the first "
+             "time for each preset."):
+    st.caption(compare.references_text(cached_references(preset), names, a, b, seeds))
+
+path = st.number_input(f"Demand path shown below (0 to {PATHS - 1})", 0, PATHS - 1, 0, key="h2h_seed",
+                       persist_state=KEEP)
+st.plotly_chart(cumulative_cost_figure({name: run.daily_cost[path] for name, run in zip(names, (a, b), strict=True)},
+                                       f"Cumulative system cost on demand path {path}"), width="stretch")
+st.markdown(f"**KPIs on demand path {path}**")
+st.dataframe(compare.path_rows(names, a, b, path), hide_index=True, width="stretch", column_config=columns)

@@ -16,6 +16,11 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.app import compare
+from core.evaluation.statistics import REPORTED
+from core.serving.registry import POLICIES, applicable
+from core.simulation.presets import PRESETS
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
 MODELS = ROOT / "exported_models"
@@ -328,41 +333,79 @@ def test_two_sessions_are_independent() -> None:
 
 # --------------------------------------------------------------------------------------------- Head-to-head
 
+def headline_of(at: AppTest) -> str:
+    """The head-to-head page's headline (the first markdown, a heading)."""
+    return at.markdown[0].value.removeprefix("#### ")
+
+
 @needs_models
-def test_head_to_head_switching_a_mix_changes_the_tables() -> None:
+def test_head_to_head_names_the_policies_and_leads_with_the_difference() -> None:
     at = open_page("head_to_head.py")
     for key in ("h2h_preset", "h2h_a_store", "h2h_a_warehouse", "h2h_a_supplier",
                 "h2h_b_store", "h2h_b_warehouse", "h2h_b_supplier"):
         assert at.selectbox(key=key) is not None
     assert at.slider(key="h2h_seeds") is not None and at.number_input(key="h2h_seed") is not None
-    assert len(at.dataframe) == 2  # the single run, the many-seed summary
-    single, summary = dataframe_values(at)
-    assert [row[0] for row in single] == [row[0] for row in summary]  # the same KPIs, in the same order
+    baseline = at.selectbox(key="h2h_b_store").value
+    assert POLICIES[baseline].rule  # mix B defaults to a rule (the preset's best in the shipped evaluation)
+    assert len(at.dataframe) == 2  # the many-path summary, the path shown
+    summary, single = (df.value for df in at.dataframe)
+    for table in (summary, single):
+        assert list(table["Policy"][:2]) == [POLICIES["learned"].label, POLICIES[baseline].label]
+        assert list(table.columns[1:]) == [compare.kpi_column(k) for k in REPORTED]  # glossary titles, no raw keys
+    (chart,) = plotly_specs(at)
+    lines = chart["data"]
+    assert [line["name"] for line in lines] == [POLICIES["learned"].label, POLICIES[baseline].label]
+    assert lines[0]["line"]["color"] != lines[1]["line"]["color"]
 
-    at.slider(key="h2h_seeds").set_value(5).run()  # fewer seeds keep the following runs short
+    for role in ("store", "warehouse", "supplier"):
+        at.selectbox(key=f"h2h_b_{role}").set_value(RULE)
+    at.slider(key="h2h_seeds").set_value(20)
+    at.run()
     assert_clean(at)
+    text = headline_of(at)
+    assert text.startswith(f"{POLICIES['learned'].label} costs ") and f"than {POLICIES[RULE].label} per day" in text
+    assert "% less than" in text  # the shipped policies cost about 30 % less than (s, S) on steady
+    assert "95 % interval" in text and text.endswith(", significant on the same 20 demand paths.")
+    assert "20 demand paths" in at.markdown[-2].value
+    assert [line["name"] for line in plotly_specs(at)[0]["data"]] == [POLICIES["learned"].label, POLICIES[RULE].label]
     before = dataframe_values(at)
     at.selectbox(key="h2h_b_store").set_value("forecast_base_stock").run()
     assert_clean(at)
     after = dataframe_values(at)
-    assert after[0] != before[0]
-    assert after[1] != before[1]
+    assert after[0] != before[0] and after[1] != before[1]
+    assert at.dataframe[0].value["Policy"][1].startswith("B: stores forecast base-stock")
 
 
 @needs_models
-def test_head_to_head_same_mix_has_zero_difference() -> None:
+def test_head_to_head_same_mix_reads_same() -> None:
     at = open_page("head_to_head.py")
-    at.slider(key="h2h_seeds").set_value(5)
     for role in ("store", "warehouse", "supplier"):
         at.selectbox(key=f"h2h_a_{role}").set_value(RULE)
+        at.selectbox(key=f"h2h_b_{role}").set_value(RULE)
     at.run()
     assert_clean(at)
-    single = at.dataframe[0].value
-    assert (single["mix A - mix B"].abs() < 1e-9).all()
+    assert headline_of(at).startswith(f"A: {POLICIES[RULE].label} and B: {POLICIES[RULE].label} cost the same per day")
+    for table in (df.value for df in at.dataframe):
+        assert list(table["Policy"][:2]) == [f"A: {POLICIES[RULE].label}", f"B: {POLICIES[RULE].label}"]
+        assert (table.iloc[2, 1:] == "same").all()
+        assert table.iloc[:2, 1:].map(lambda cell: len(cell) <= 16).all().all()  # rounded, no float noise
+
+
+def test_head_to_head_offers_every_policy_that_applies_and_keeps_the_choices() -> None:
+    at = open_page("head_to_head.py", clean=False)
+    for preset in ("steady", "lost_sales_textbook"):
+        at.selectbox(key="h2h_preset").set_value(preset).run()
+        for key in ("h2h_a_store", "h2h_b_supplier"):
+            assert at.selectbox(key=key).options == [POLICIES[k].label for k in applicable(PRESETS[preset])]
+    at.selectbox(key="h2h_b_warehouse").set_value("reorder_point").run()
+    at.switch_page("pages/about.py").run()
+    at.switch_page("pages/head_to_head.py").run()
+    assert at.selectbox(key="h2h_preset").value == "lost_sales_textbook"
+    assert at.selectbox(key="h2h_b_warehouse").value == "reorder_point"
 
 
 def test_head_to_head_summary_follows_each_sessions_uploaded_policy() -> None:
-    """The many-seed summary is cached across sessions; its key includes the session's uploads (it used to show
+    """The simulations are cached across sessions; their key includes the session's uploads (it used to show
     one session's uploaded policy to every other session)."""
     tables = []
     for action in (0, 19):  # always z = -1, always z = 10
@@ -373,10 +416,10 @@ def test_head_to_head_summary_follows_each_sessions_uploaded_policy() -> None:
         for role in ("warehouse", "supplier"):  # mix A: the uploaded store policy under rule-based echelons
             at.selectbox(key=f"h2h_a_{role}").set_value(RULE)
         at.run()
-        at.slider(key="h2h_seeds").set_value(5).run()
         assert_clean(at)
+        assert at.dataframe[0].value["Policy"][0].startswith("A: stores uploaded (ONNX)")
         tables.append(dataframe_values(at))
-    (single_0, summary_0), (single_19, summary_19) = tables
+    (summary_0, single_0), (summary_19, single_19) = tables
     assert single_0 != single_19
     assert summary_0 != summary_19
 
@@ -501,15 +544,21 @@ def test_forget_uploaded_policies_forgets_them() -> None:
 
 
 def test_head_to_head_shows_the_clairvoyant_bound_and_the_optimum_where_it_exists() -> None:
-    at = open_page("head_to_head.py")
-    at.slider(key="h2h_seeds").set_value(5).run()
+    at = open_page("head_to_head.py", clean=False)
+    for role in ("store", "warehouse", "supplier"):  # rules: no shipped models needed
+        at.selectbox(key=f"h2h_a_{role}").set_value("forecast_base_stock")
+        at.selectbox(key=f"h2h_b_{role}").set_value(RULE)
+    at.run()
+    assert_clean(at)
+    assert "Clairvoyant bound" not in " ".join(c.value for c in at.caption)  # solved on request only
+    at.toggle(key="h2h_bound").set_value(True).run()
     assert_clean(at)
     captions = " ".join(c.value for c in at.caption)
     assert "Clairvoyant bound" in captions and "Exact optimum" not in captions  # three stores: no DP
     at.selectbox(key="h2h_preset").set_value("lost_sales_textbook").run()
     assert_clean(at)
     captions = " ".join(c.value for c in at.caption)
-    assert "Exact optimum of any policy (dynamic programme): 4.729 per day" in captions
+    assert "Exact optimum of any policy (dynamic programme): $4.729 per day" in captions
 
 
 def test_the_ledger_reads_in_words_with_rounded_values() -> None:

@@ -283,13 +283,22 @@ def test_live_twin_sliders_policies_and_animation(page) -> None:
     screenshot(page, "live_twin")
 
 
-def test_head_to_head_loads_its_tables(page) -> None:
+def test_head_to_head_leads_with_the_difference_between_named_policies(page) -> None:
     navigate(page, "Head-to-head")
-    expect(page.get_by_text("KPIs of this run")).to_be_visible()
-    expect(page.get_by_text(re.compile(r"^\d+ seeds: mean and 95% confidence interval"))).to_be_visible(
-        timeout=TIMEOUT)
+    learned = POLICIES["learned"].label
+    headline = page.locator("h4").first
+    expect(headline).to_contain_text(learned)
+    for role in ("store", "warehouse", "supplier"):  # the original project's baseline, everywhere
+        choose(page, f"h2h_b_{role}", RULE)
+        wait_idle(page)
+    expect(headline).to_have_text(re.compile(
+        rf"^{re.escape(learned)} costs \d+(\.\d+)? % less than {re.escape(RULE)} per day \(.*95 % interval "
+        r"[\d.]+-[\d.]+ %\), significant on the same 50 demand paths\.$"), timeout=TIMEOUT)
+    legend = page.get_by_test_id("stPlotlyChart").locator(".legendtext")
+    expect(legend).to_have_text([learned, RULE])
     expect(page.get_by_test_id("stDataFrame")).to_have_count(2)
     expect(page.get_by_test_id("stPlotlyChart")).to_have_count(1)
+    assert "mix A" not in page.get_by_test_id("stMain").inner_text()
     assert_no_errors(page)
     screenshot(page, "head_to_head")
 

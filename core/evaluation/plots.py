@@ -300,12 +300,20 @@ def cost_difference_figure(run: Rollout, baseline: Rollout, day: int, label: str
     return fig
 
 
-def cumulative_cost_figure(runs: dict[str, Rollout]) -> go.Figure:
-    """System cost accumulated day by day, one line per named run (chain 0)."""
+COMPARED_COLOURS = ("#e66101", "#5e3c99")  # orange and purple: apart for every colour vision, and not stockout red
+
+
+def cumulative_cost_figure(daily_costs: dict[str, np.ndarray], title: str) -> go.Figure:
+    """System cost accumulated day by day, one line per named policy (two: orange, then purple and dashed, so
+    that equal costs still show both)."""
     fig = go.Figure()
-    for name, run in runs.items():
-        fig.add_trace(go.Scatter(y=np.cumsum(run.ledger["total_cost"][:, 0].sum(axis=1)), name=name))
-    fig.update_layout(title="Cumulative system cost, one run", xaxis_title="day", yaxis_title="cost", height=360)
+    for (name, cost), colour, dash in zip(daily_costs.items(), COMPARED_COLOURS, ("solid", "dash"), strict=False):
+        fig.add_trace(go.Scatter(x=np.arange(1, cost.size + 1), y=np.cumsum(cost), name=name, mode="lines",
+                                 line={"color": colour, "width": 2.5, "dash": dash},
+                                 hovertemplate=f"day %{{x}}: {CURRENCY}%{{y:,.0f}}<extra>{name}</extra>"))
+    fig.update_layout(title=title, xaxis_title="day", yaxis_title=f"cost so far ({CURRENCY})", height=380,
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0.0},
+                      margin={"t": 90})
     return fig
 
 
