@@ -2,14 +2,7 @@
 
 import streamlit as st
 
-SETTINGS = ("live_", "h2h_", "inspect_", "train_budget", "upload_role")  # widget keys kept across pages
-
 st.set_page_config(page_title="HMARL retail inventory lab", page_icon=":package:", layout="wide")
-# Streamlit forgets a widget's value when its page is not shown; writing it back keeps a person's settings
-# for the session (buttons hold no setting: their True/False is skipped).
-for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(SETTINGS)]:
-    if not isinstance(st.session_state[key], bool):
-        st.session_state[key] = st.session_state[key]
 navigation = st.navigation([
     st.Page("pages/live_twin.py", title="Live twin", icon=":material/play_circle:", default=True),
     st.Page("pages/head_to_head.py", title="Head-to-head", icon=":material/compare_arrows:"),

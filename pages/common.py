@@ -18,6 +18,7 @@ from core.serving.registry import POLICIES, Sources, mix_of
 from core.simulation.rollout import Rollout
 from core.simulation.scenario import Scenario
 
+KEEP = "session"  # widgets keep their values when a person visits another page and comes back
 ROLE_LABELS = {"store": "Stores", "warehouse": "Warehouse", "supplier": "Supplier"}
 CACHE_SECONDS = 3600
 UPLOADED_SESSIONS = 8
@@ -78,12 +79,15 @@ def run_for(scenario: Scenario, choices: dict[str, str], seed: int) -> Rollout |
         return None
 
 
-def policy_pickers(key: str, defaults: dict[str, str] | None = None, container=st.sidebar) -> dict[str, str]:
-    """One selectbox per echelon, over the policy registry; the registry keys of the choices."""
+def policy_pickers(key: str, defaults: dict[str, str] | None = None, container=st.sidebar,
+                   options: list[str] | None = None) -> dict[str, str]:
+    """One selectbox per echelon over ``options`` (default: the whole policy registry), kept for the session;
+    the registry keys of the choices."""
     defaults = defaults or {}
-    options = list(POLICIES)
+    options = list(POLICIES) if options is None else options
     return {role: container.selectbox(f"{ROLE_LABELS[role]} policy", options, format_func=lambda k: POLICIES[k].label,
-                                      index=options.index(defaults.get(role, "learned")), key=f"{key}_{role}")
+                                      index=options.index(defaults.get(role, "learned")), key=f"{key}_{role}",
+                                      persist_state=KEEP)
             for role in ROLES}
 
 

@@ -6,16 +6,13 @@ import hashlib
 
 import streamlit as st
 
-from core.agents.roles import ROLES
 from core.app import compare
 from core.app.compare import PATHS, PathResults, References
 from core.evaluation.plots import cumulative_cost_figure
 from core.serving.models import PolicyLoadError, load_manifest
-from core.serving.registry import POLICIES, applicable
+from core.serving.registry import applicable, uniform
 from core.simulation.presets import PRESETS
-from pages.common import CACHE_SECONDS, ROLE_LABELS, mix_for, uploaded_models
-
-KEEP = "session"  # the page's choices survive a visit to another page
+from pages.common import CACHE_SECONDS, KEEP, mix_for, policy_pickers, uploaded_models
 
 
 @st.cache_data(show_spinner=False, max_entries=len(PRESETS), ttl=CACHE_SECONDS)
@@ -42,14 +39,6 @@ def cached_references(preset: str) -> References:
     return compare.references(PRESETS[preset])
 
 
-def pickers(key: str, default: str, options: list[str], container) -> dict[str, str]:
-    """One selectbox per echelon over the policies that apply to the preset; the registry keys chosen."""
-    return {role: container.selectbox(f"{ROLE_LABELS[role]} policy", options, index=options.index(default),
-                                      format_func=lambda k: POLICIES[k].label, key=f"{key}_{role}",
-                                      persist_state=KEEP)
-            for role in ROLES}
-
-
 st.title("Head-to-head")
 lead = st.container()  # the headline, filled once the choices below are known
 controls, seeds_column = st.columns([2, 1])
@@ -61,9 +50,9 @@ scenario = PRESETS[preset]
 options = applicable(scenario)
 col_a, col_b = st.columns(2)
 col_a.markdown("**First mix** (default: the learned policies)")
-choices_a = pickers("h2h_a", "learned", options, col_a)
+choices_a = policy_pickers("h2h_a", uniform("learned"), col_a, options)
 col_b.markdown("**Second mix** (default: the preset's best rule in the shipped evaluation)")
-choices_b = pickers("h2h_b", baseline(preset), options, col_b)
+choices_b = policy_pickers("h2h_b", uniform(baseline(preset)), col_b, options)
 
 uploaded = uploaded_models()
 used = frozenset(r for r in uploaded if "learned" in (choices_a[r], choices_b[r]))

@@ -13,11 +13,11 @@ from core.serving.registry import POLICIES, applicable, uniform
 from core.simulation.presets import PRESETS
 from core.simulation.rollout import kpis
 from core.simulation.scenario import ScenarioError
-from pages.common import cached_references, policy_pickers, run_for
+from pages.common import KEEP, cached_references, policy_pickers, run_for
 
 st.title("Live twin")
 side = st.sidebar
-preset = side.selectbox("Scenario preset", list(PRESETS), key="live_preset")
+preset = side.selectbox("Scenario preset", list(PRESETS), key="live_preset", persist_state=KEEP)
 base = controls_of(PRESETS[preset])
 if st.session_state.get("live_loaded_preset") != preset:  # a new preset resets the sliders to its values
     for field in dataclasses.fields(Controls):
@@ -31,13 +31,14 @@ for group in dict.fromkeys(slider.group for slider in SLIDERS):
         for slider in (s for s in SLIDERS if s.group == group):
             key = f"live_{slider.field}"
             low, high = slider.bounds(st.session_state.get(key, slider.low))
-            values[slider.field] = st.slider(slider.label, low, high, step=slider.step, help=slider.help, key=key)
+            values[slider.field] = st.slider(slider.label, low, high, step=slider.step, help=slider.help, key=key,
+                                             persist_state=KEEP)
 choices = policy_pickers("live")
 compare = side.selectbox("Compare with (same customers)", [k for k in applicable(PRESETS[preset]) if k != "random"],
-                         format_func=lambda k: POLICIES[k].label, key="live_compare",
+                         format_func=lambda k: POLICIES[k].label, key="live_compare", persist_state=KEEP,
                          index=applicable(PRESETS[preset]).index("forecast_base_stock"),
                          help="every echelon on this policy, run on exactly the same daily demand")
-seed = side.number_input("Demand seed", 0, 10_000, 0, key="live_seed")
+seed = side.number_input("Demand seed", 0, 10_000, 0, key="live_seed", persist_state=KEEP)
 controls = Controls(**values)
 for setting in outside_training(controls):
     side.info(f"Outside the learned policies' training range: {setting}.")
@@ -64,7 +65,7 @@ if step_day.button("Step a day", key="live_step", width="stretch"):
     st.session_state.live_day = min(st.session_state.live_day + 1, horizon - 1)
 if restart.button("Reset", key="live_reset", width="stretch"):
     st.session_state.live_day, st.session_state.live_playing = 0, False
-speed = speed_col.slider("Speed (days per animation step)", 1, 20, 8, key="live_speed")
+speed = speed_col.slider("Speed (days per animation step)", 1, 20, 8, key="live_speed", persist_state=KEEP)
 
 
 references = cached_references(scenario.to_json(), int(seed))

@@ -11,15 +11,16 @@ from core.app.live import inspect_store_policy
 from core.evaluation.glossary import FEATURE_WORDS
 from core.evaluation.plots import inspector_figure, probabilities_figure
 from core.serving.models import PolicyLoadError
-from pages.common import learned_choosers
+from pages.common import KEEP, learned_choosers
 
 st.title("Policy inspector")
 st.caption("One store selling a given number of units a day, at every combination of stock on hand and stock on "
            "its way in (both in days of demand): the learned policy's safety factor and order, next to the "
            "reorder-point rule's order. Each map has its own colour scale.")
 left, right = st.columns(2)
-demand = left.slider("Demand level (units per day)", 5.0, 200.0, 40.0, step=5.0, key="inspect_demand")
-lead_time = right.slider("Warehouse -> store lead time (days)", 1, 4, 2, key="inspect_lead")
+demand = left.slider("Demand level (units per day)", 5.0, 200.0, 40.0, step=5.0, key="inspect_demand",
+                     persist_state=KEEP)
+lead_time = right.slider("Warehouse -> store lead time (days)", 1, 4, 2, key="inspect_lead", persist_state=KEEP)
 try:
     chooser = learned_choosers()["store"]
     grid = inspect_store_policy(chooser, ReorderPoint("store"), demand, lead_time)
@@ -34,9 +35,9 @@ st.plotly_chart(inspector_figure(grid), width="stretch")
 st.markdown("**Action probabilities at one point of the grid**")
 a, b = st.columns(2)
 i = a.select_slider("On hand (days of demand)", options=list(range(len(grid["on_hand_days"]))), value=4,
-                    format_func=lambda k: f"{grid['on_hand_days'][k]:.1f}", key="inspect_i")
+                    format_func=lambda k: f"{grid['on_hand_days'][k]:.1f}", key="inspect_i", persist_state=KEEP)
 j = b.select_slider("In transit (days of demand)", options=list(range(len(grid["in_transit_days"]))), value=4,
-                    format_func=lambda k: f"{grid['in_transit_days'][k]:.1f}", key="inspect_j")
+                    format_func=lambda k: f"{grid['in_transit_days'][k]:.1f}", key="inspect_j", persist_state=KEEP)
 probabilities = grid["probabilities"][i, j]
 chosen = int(probabilities.argmax())
 st.plotly_chart(probabilities_figure(probabilities), width="stretch")

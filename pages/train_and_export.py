@@ -13,7 +13,7 @@ from core.agents.roles import ROLES
 from core.serving.guard import MAX_MODEL_BYTES
 from core.serving.model_sets import set_files
 from core.serving.models import EXPORTED_MODELS, PolicyLoadError
-from pages.common import ROLE_LABELS, uploaded_chooser, uploaded_models
+from pages.common import KEEP, ROLE_LABELS, uploaded_chooser, uploaded_models
 
 DEPLOY_SCRIPT = EXPORTED_MODELS / "deploy_policy.py"
 
@@ -29,7 +29,7 @@ st.header("Train a store policy")
 st.caption("Phase 1 only (the store policy, shared by every store), on randomised scenarios; the warehouse and "
            "supplier keep their rule. About a minute on 2 cores for the default budget.")
 budget = st.select_slider("Budget (agent transitions)", [50_000, 100_000, 200_000, 400_000, 800_000], 400_000,
-                          key="train_budget")
+                          key="train_budget", persist_state=KEEP)
 if st.button("Train, evaluate and export", key="train_go"):
     from core.evaluation.report import LEARNED, evaluate, markdown
     from core.learning.export import export_run
@@ -65,7 +65,7 @@ st.header("Upload a policy")
 st.caption("An ONNX file exported by this project (input: the role's observation features; outputs: action, "
            f"probabilities), at most {MAX_MODEL_BYTES // 2**20} MB. It is checked before use (operators, size, "
            "cost, decisions over the training range); if it passes, the Live page's 'learned' choice uses it.")
-role = st.selectbox("Role", ROLES, format_func=ROLE_LABELS.get, key="upload_role")
+role = st.selectbox("Role", ROLES, format_func=ROLE_LABELS.get, key="upload_role", persist_state=KEEP)
 generation = st.session_state.setdefault("upload_generation", 0)  # a new uploader forgets its file
 upload = st.file_uploader("ONNX policy", type=["onnx"], key=f"upload_file_{generation}",
                           max_upload_size=MAX_MODEL_BYTES // 2**20)
