@@ -6,12 +6,20 @@ import dataclasses
 
 import streamlit as st
 
-from core.app.live import SLIDERS, Controls, apply_controls, change_label, compared_kpis, controls_of, outside_training
+from core.app.live import (
+    SLIDERS,
+    Controls,
+    apply_controls,
+    change_label,
+    compared_kpis,
+    controls_of,
+    outside_training,
+    year_summary,
+)
 from core.evaluation.glossary import CURRENCY, KPIS
 from core.evaluation.plots import cost_difference_figure, ledger_rows, network_figure, series_figure
 from core.serving.registry import POLICIES, applicable, uniform
 from core.simulation.presets import PRESETS
-from core.simulation.rollout import kpis
 from core.simulation.scenario import ScenarioError
 from pages.common import KEEP, cached_references, policy_pickers, run_for
 
@@ -34,9 +42,9 @@ for group in dict.fromkeys(slider.group for slider in SLIDERS):
             values[slider.field] = st.slider(slider.label, low, high, step=slider.step, help=slider.help, key=key,
                                              persist_state=KEEP)
 choices = policy_pickers("live")
-compare = side.selectbox("Compare with (same customers)", [k for k in applicable(PRESETS[preset]) if k != "random"],
-                         format_func=lambda k: POLICIES[k].label, key="live_compare", persist_state=KEEP,
-                         index=applicable(PRESETS[preset]).index("forecast_base_stock"),
+comparable = [k for k in applicable(PRESETS[preset]) if k != "random"]
+compare = side.selectbox("Compare with (same customers)", comparable, format_func=lambda k: POLICIES[k].label,
+                         index=comparable.index("forecast_base_stock"), key="live_compare", persist_state=KEEP,
                          help="every echelon on this policy, run on exactly the same daily demand")
 seed = side.number_input("Demand seed", 0, 10_000, 0, key="live_seed", persist_state=KEEP)
 controls = Controls(**values)
@@ -68,14 +76,7 @@ if restart.button("Reset", key="live_reset", width="stretch"):
 speed = speed_col.slider("Speed (days per animation step)", 1, 20, 8, key="live_speed", persist_state=KEEP)
 
 
-references = cached_references(scenario.to_json(), int(seed))
-year = {name: kpis(r)["cost_per_day"][0] for name, r in (("run", run), ("baseline", baseline))}
-year_line = (f"Whole year on these customers: your policies {CURRENCY}{year['run']:,.1f} per day, {compare_label} "
-             f"{CURRENCY}{year['baseline']:,.1f}; clairvoyant bound (knowing every day's demand in advance) "
-             f"{CURRENCY}{references['bound']:,.1f}")
-if references["optimum"] is not None:
-    year_line += f"; exact optimum of any policy {CURRENCY}{references['optimum']:,.2f} (long run)"
-year_line += "."
+year_line = year_summary(run, baseline, compare_label, cached_references(scenario.to_json(), int(seed)))
 
 
 @st.fragment(run_every=0.25 if st.session_state.live_playing else None)

@@ -14,6 +14,7 @@ from core.agents.menus import SAFETY_FACTORS, menu_quantities
 from core.agents.observations import observe
 from core.agents.rules import PolicyMix, RolePolicy
 from core.evaluation.bound import clairvoyant_bound
+from core.evaluation.glossary import CURRENCY
 from core.evaluation.report import optimum_cost
 from core.simulation.demand import sample_demand
 from core.simulation.forecast import Forecast
@@ -187,6 +188,18 @@ def year_references(scenario: Scenario, seed: int) -> dict[str, float | None]:
     and the exact optimum (long-run cost per day) where it can be computed; both per day."""
     demand = sample_demand(scenario, 1, np.random.default_rng(seed))
     return {"bound": float(clairvoyant_bound(scenario, demand)[0]), "optimum": optimum_cost(scenario)}
+
+
+def year_summary(run: Rollout, baseline: Rollout, baseline_label: str, references: dict[str, float | None]) -> str:
+    """One sentence: the year's cost per day of the run and of its baseline on the same customers, next to the
+    clairvoyant bound and the exact optimum (``year_references``) where there is one."""
+    cost = {name: float(kpis(r)["cost_per_day"][0]) for name, r in (("run", run), ("baseline", baseline))}
+    text = (f"Whole year on these customers: your policies {CURRENCY}{cost['run']:,.1f} per day, {baseline_label} "
+            f"{CURRENCY}{cost['baseline']:,.1f}; clairvoyant bound (knowing every day's demand in advance) "
+            f"{CURRENCY}{references['bound']:,.1f}")
+    if references["optimum"] is not None:
+        text += f"; exact optimum of any policy {CURRENCY}{references['optimum']:,.2f} (long run)"
+    return text + "."
 
 
 def run_year(scenario: Scenario, mix: PolicyMix, seed: int) -> Rollout:
