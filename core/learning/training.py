@@ -11,7 +11,7 @@ preset; the phase is kept only if it lowers the mean system cost, otherwise the 
 previous policy. Each phase writes, under ``OUT/phaseK_ROLE/``: the SB3 checkpoint
 (``model.zip``, plus periodic ones to resume from: each written atomically, and a damaged latest
 one is skipped for the one before), TensorBoard logs, ``metrics.json`` (per
-episode: reward, service level, stockouts, holding and total cost; per update: losses) and
+episode: reward, fill rate, lost sales, holding and total cost per day; per update: losses) and
 plotly learning curves (``learning_curves.html``). ``OUT/hierarchy.json`` records which model
 each role uses.
 """
