@@ -40,7 +40,8 @@ if st.button("Train, evaluate and export", key="train_go"):
     run_dir = folder / f"run_{budget}"
     bar = st.progress(0.0, text="training the store policy")
     with st.spinner("training"):
-        config = TrainConfig(out=str(run_dir), timesteps=budget, progress_bar=False, acceptance_seeds=4)
+        config = TrainConfig(out=str(run_dir), timesteps=budget, store_timesteps=budget, progress_bar=False,
+                             acceptance_seeds=4)
         hierarchy = run_phases(config, [1], progress=lambda f: bar.progress(f, text=f"training: {100 * f:.0f}%"))
     record = hierarchy.phases[-1]
     bar.progress(1.0, text="trained")
