@@ -11,17 +11,29 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from core.app.browser import (
+    CHROMIUM,
+    TIMEOUT,
+    BrowserError,
+    app_page,
+    button,
+    choose,
+    chromium,
+    day_of,
+    expect,
+    metric,
+    navigate,
+    press_slider,
+    served_app,
+    wait_idle,
+)
+from core.app.browser import screenshot as save_screenshot
 from core.serving.registry import POLICIES
 
 pytestmark = pytest.mark.browser
@@ -29,13 +41,8 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "exported_models"
 MANIFEST = MODELS / "manifest.json"
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
-SERVER_START_TIMEOUT = 60.0  # seconds
-TIMEOUT = 90_000  # ms, for anything that waits on the app (the machine may be slow)
 RULE = "reorder point (s, S)"
 KPI_LABELS = ("Day", "Fill rate", "Cost so far", "Stockouts (units)", "Bullwhip (stores)")
 
@@ -50,177 +57,48 @@ def _unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    """``streamlit run streamlit_app.py`` on a free port; its base URL. Always stopped (whole process group)."""
+    """``streamlit run streamlit_app.py`` on a free port (``core.app.browser.served_app``); its base URL."""
     if not CHROMIUM.exists():
         _unavailable(f"{CHROMIUM} is missing: no browser to drive (install Debian's chromium)")
     if not MANIFEST.exists():
         _unavailable(f"{MANIFEST} does not exist yet (the training pipeline writes it)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log_path = ARTIFACTS / "streamlit_server.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
-                    if response.read().decode().strip() == "ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not answer on {url}/_stcore/health within {SERVER_START_TIMEOUT:.0f} s:\n"
-                            + log_path.read_text(errors="replace"))
-            time.sleep(0.5)
-        yield url
-    finally:
-        for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=grace)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        log.close()
+        with served_app(log_path) as url:
+            yield url
+    except BrowserError as exc:
+        pytest.fail(f"{exc}:\n{log_path.read_text(errors='replace')}")
 
 
 @pytest.fixture(scope="module")
 def browser(server: str):
     try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+        with chromium() as launched:
+            yield launched
+    except BrowserError as exc:
+        _unavailable(str(exc))
 
 
 @pytest.fixture
 def page(browser, server: str):
     """A fresh browser context (a new Streamlit session) on the app's default page."""
-    context = browser.new_context(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
-    context.set_default_timeout(TIMEOUT)
-    page = context.new_page()
-    page.goto(server)
-    wait_idle(page)
-    try:
-        yield page
-    finally:
-        context.close()
+    with app_page(browser, server, {"width": 1600, "height": 1000}) as opened:
+        yield opened
 
 
 # --------------------------------------------------------------------------------------------- helpers
-
-def expect(*args, **kwargs):
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(*args, **kwargs)
-
-
-def wait_idle(page, settle_ms: int = 0) -> None:
-    """Until the app's script is not running (the app sets this attribute on its root element); with
-    ``settle_ms``, still not running that much later (a widget may trigger a few reruns in a row)."""
-    app = page.get_by_test_id("stApp")
-    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=TIMEOUT)
-    if settle_ms:
-        page.wait_for_timeout(settle_ms)
-        expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=TIMEOUT)
-
-
-def navigate(page, title: str, heading: str | None = None) -> None:
-    """Click the page's link in the sidebar navigation and wait for its title."""
-    page.get_by_test_id("stSidebarNavLink").filter(has_text=title).click()
-    expect(page.locator("h1").filter(has_text=heading or title)).to_be_visible(timeout=TIMEOUT)
-    wait_idle(page)
-
 
 def assert_no_errors(page) -> None:
     expect(page.get_by_test_id("stException")).to_have_count(0)
     expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
 
 
-def metric(page, label: str):
-    labels = page.get_by_test_id("stMetricLabel").get_by_text(label, exact=True)
-    return page.get_by_test_id("stMetric").filter(has=labels).get_by_test_id("stMetricValue")
-
-
 def kpis(page) -> dict[str, str]:
     return {label: metric(page, label).inner_text() for label in KPI_LABELS}
 
 
-def day_of(page) -> int:
-    return int(metric(page, "Day").inner_text().split("/")[0])
-
-
-def button(page, key: str):
-    return page.locator(f".st-key-{key}").get_by_role("button")
-
-
-def choose(page, key: str, option: str) -> None:
-    """Pick ``option`` in the selectbox with ``key``: open its list from the keyboard (a mouse click on the
-    combobox does not always open it in headless Chromium), then click the option."""
-    wait_idle(page)
-    combobox = page.locator(f".st-key-{key}").get_by_role("combobox")
-    listbox = page.get_by_role("listbox")
-    for attempt in range(3):
-        combobox.focus()
-        combobox.press("ArrowDown")
-        try:
-            expect(listbox).to_be_visible(timeout=10_000)
-            break
-        except AssertionError:
-            if attempt == 2:
-                raise
-            combobox.press("Escape")
-            wait_idle(page, settle_ms=500)
-    listbox.get_by_role("option").filter(has_text=re.compile(f"^{re.escape(option)}$")).click()
-    expect(combobox).to_have_value(option)
-
-
-def press_slider(page, key: str, times: int, direction: str = "ArrowRight") -> str:
-    """Focus the slider's thumb and press an arrow key ``times``; the slider's new value."""
-    wait_idle(page)
-    thumb = page.locator(f".st-key-{key}").get_by_role("slider")
-    thumb.focus()
-    for _ in range(times):
-        thumb.press(direction)
-    return thumb.input_value()
-
-
 def screenshot(page, name: str, full_page: bool = False) -> Path:
-    path = SCREENSHOTS / f"{name}.png"
-    page.get_by_test_id("stSidebarContent").evaluate("element => element.scrollTo(0, 0)")
-    page.mouse.move(5, 995)  # no hover labels in the picture
-    if not full_page:
-        page.screenshot(path=str(path))
-        return path
-    viewport = page.viewport_size  # the app scrolls inside its main block: grow the window to its height
-    height = page.get_by_test_id("stMain").evaluate("element => element.scrollHeight")
-    page.set_viewport_size({"width": viewport["width"], "height": max(viewport["height"], height)})
-    try:
-        page.wait_for_timeout(500)  # charts resize to the new window
-        page.screenshot(path=str(path))
-    finally:
-        page.set_viewport_size(viewport)
-    return path
+    return save_screenshot(page, SCREENSHOTS / f"{name}.png", full_page)
 
 
 # --------------------------------------------------------------------------------------------- tests
