@@ -22,7 +22,7 @@ from core.evaluation.plots import cost_difference_figure, ledger_rows, network_f
 from core.serving.registry import POLICIES, applicable, uniform
 from core.simulation.presets import PRESETS
 from core.simulation.scenario import ScenarioError
-from pages.common import KEEP, cached_references, policy_pickers, run_for
+from pages.common import KEEP, cached_references, policy_pickers, run_for, uploaded_in_use
 
 st.title("Live twin")
 side = st.sidebar
@@ -49,6 +49,9 @@ compare = side.selectbox("Compare with (same customers)", comparable, format_fun
                          help="every echelon on this policy, run on exactly the same daily demand")
 seed = side.number_input("Demand seed", 0, 10_000, 0, key="live_seed", persist_state=KEEP)
 controls = Controls(**values)
+in_use = uploaded_in_use(choices)
+if in_use:
+    st.caption(in_use)
 for setting in outside_training(controls):
     side.info(f"Outside the learned policies' training range: {setting}.")
 try:

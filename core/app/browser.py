@@ -18,7 +18,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from core.agents.roles import ROLES
+from core.app.compare import default_baseline
 from core.app.live import TICK_SECONDS
+from core.serving.models import PolicyLoadError, load_manifest
+from core.serving.registry import POLICIES
+from core.simulation.presets import PRESETS
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -224,13 +229,16 @@ SCREENSHOT_DAY = 180  # past the disruption (days 121-150)
 
 def take_screenshots(out: Path, log_path: Path, preset: str = SCREENSHOT_PRESET, day: int = SCREENSHOT_DAY
                      ) -> list[Path]:
-    """The README's pictures, from a served app on ``preset``: the Live page (the learned policies against its
-    comparison mix, on the same customers) with 3 and with 20 stores, ``day`` days or a tick more into the year,
-    and head-to-head (the learned policies against the preset's best rule)."""
+    """The README's pictures, from a served app on ``preset``: the Live page with 3 and with 20 stores, ``day``
+    days or a tick more into the year, and head-to-head, each time the learned policies against the preset's
+    best rule in the shipped evaluation, on the same customers."""
+    best_rule = POLICIES[best_rule_of(preset)].label
     written = []
     with served_app(log_path) as url, chromium() as browser, app_page(browser, url) as page:
         expect(metric(page, "Day")).to_have_text("1 / 365", timeout=TIMEOUT)
         choose(page, "live_preset", preset)
+        wait_idle(page, settle_ms=500)
+        choose(page, "live_compare", best_rule)
         wait_idle(page, settle_ms=500)
         set_slider(page, "live_num_stores", 3)
         reached = _play_until(page, day)
@@ -241,9 +249,21 @@ def take_screenshots(out: Path, log_path: Path, preset: str = SCREENSHOT_PRESET,
         navigate(page, "Head-to-head")
         choose(page, "h2h_preset", preset)
         wait_idle(page, settle_ms=500)
+        for role in ROLES:
+            choose(page, f"h2h_b_{role}", best_rule)
+            wait_idle(page, settle_ms=500)
         expect(page.locator("h4").first).to_be_visible()
         written.append(screenshot(page, out / "head_to_head.png", full_page=True))
     return written
+
+
+def best_rule_of(preset: str) -> str:
+    """The preset's cheapest rule in the shipped evaluation (what head-to-head offers as the second mix)."""
+    try:
+        manifest = load_manifest()
+    except PolicyLoadError:
+        manifest = {}
+    return default_baseline(PRESETS[preset], manifest)
 
 
 def _play_until(page, day: int) -> int:
