@@ -25,6 +25,7 @@ from core.app.browser import (
     button,
     choose,
     chromium,
+    click_now,
     day_of,
     expect,
     metric,
@@ -136,8 +137,7 @@ def test_live_twin_sliders_policies_and_animation(page) -> None:
     expect(play).to_have_text("Pause", timeout=TIMEOUT)
     first_day, started = day_of(page), time.monotonic()
     page.wait_for_timeout(3000)  # let it play: that is what is measured
-    last_day, stopped = day_of(page), time.monotonic()
-    play.click()
+    last_day, stopped = click_now(page, "live_play"), time.monotonic()  # Pause, clicked on the day shown
     expect(play).to_have_text("Play", timeout=TIMEOUT)
     wait_idle(page)
     paused_day = day_of(page)
@@ -146,6 +146,9 @@ def test_live_twin_sliders_policies_and_animation(page) -> None:
           f"while playing)")
     print(f"PAUSE_OVERSHOOT_DAYS={paused_day - last_day} (day {last_day} when Pause was clicked, paused at day "
           f"{paused_day})")
+    speed = int(page.locator(".st-key-live_speed").get_by_role("slider").input_value())
+    # Pause is handled in the animation's own queue: at most the tick already under way lands after the click
+    assert 0 <= paused_day - last_day <= speed
     assert paused_day > int(before_play["Day"].split("/")[0])
     after_play = kpis(page)
     assert after_play["Cost so far"] != before_play["Cost so far"]
@@ -299,3 +302,149 @@ def test_settings_persist_across_pages(page) -> None:
     thumb = page.locator(".st-key-live_num_stores").get_by_role("slider")
     assert thumb.input_value() == stores
     assert_no_errors(page)
+
+
+def count_script_runs(page) -> None:
+    """From now on, count in ``window.scriptRuns`` every time the app's script starts running."""
+    page.evaluate("""() => {
+        window.scriptRuns = 0;
+        const app = document.querySelector('[data-testid="stApp"]');
+        new MutationObserver(() => {
+            if (app.getAttribute('data-test-script-state') === 'running') window.scriptRuns += 1;
+        }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+    }""")
+
+
+def test_dragging_a_demand_slider_recomputes_once_on_release(page) -> None:
+    """A drag across several steps, held still at each long enough for a run to start and finish: the page
+    reruns once, when the mouse is released, not at every step passed."""
+    navigate(page, "Live twin")
+    expect(metric(page, "Day")).to_have_text("1 / 365", timeout=TIMEOUT)
+    wait_idle(page, settle_ms=500)
+    cost = metric(page, "Cost so far").inner_text()
+    slider = page.locator(".st-key-live_demand_scale")
+    thumb = slider.get_by_role("slider")
+    start = thumb.input_value()
+    box = thumb.bounding_box()
+    track = slider.get_by_test_id("stSlider").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    count_script_runs(page)
+    page.mouse.move(x, y)
+    page.mouse.down()
+    seen = []
+    for k in (1, 2, 3):  # three stops, further right each time
+        page.mouse.move(x + k * track["width"] / 12, y, steps=5)
+        page.wait_for_timeout(2000)  # a run per step would have started (and finished) by now
+        seen.append(thumb.input_value())
+        assert page.evaluate("window.scriptRuns") == 0, f"the page reran during the drag (at {seen[-1]})"
+    page.mouse.up()
+    wait_idle(page, settle_ms=1500)
+    assert len(set(seen)) == 3 and start not in seen  # the thumb moved through three values
+    assert thumb.input_value() == seen[-1]
+    assert page.evaluate("window.scriptRuns") == 1
+    expect(metric(page, "Cost so far")).not_to_have_text(cost)  # the one run used the new demand
+    assert_no_errors(page)
+
+
+def test_live_compares_with_a_chosen_mix_in_words_and_units(page) -> None:
+    """Build points 1 and 6 on the Live page: KPI tiles with the difference against the comparison mix (named),
+    the cumulative cost-difference chart, the year's sentence with the clairvoyant bound; a currency, a tooltip on
+    every KPI tile and readable ledger columns."""
+    navigate(page, "Live twin")
+    expect(metric(page, "Day")).to_have_text("1 / 365", timeout=TIMEOUT)
+    for day in range(2, 7):
+        button(page, "live_step").click()
+        expect(metric(page, "Day")).to_have_text(f"{day} / 365", timeout=TIMEOUT)
+        wait_idle(page)
+    choose(page, "live_compare", RULE)
+    wait_idle(page, settle_ms=500)
+    deltas = page.get_by_test_id("stMetricDelta")
+    expect(deltas.first).to_be_visible()
+    assert any(RULE in text for text in deltas.all_inner_texts())  # "-31 % vs reorder point (s, S)"
+    chart = page.locator(".st-key-live_difference")
+    expect(chart.get_by_text(f"Cumulative cost saved by your policies against {RULE}, same customers")).to_be_visible()
+    expect(page.get_by_text(re.compile(rf"^Whole year on these customers: your policies \$[\d,.]+ per day, "
+                                       rf"{re.escape(RULE)} \$[\d,.]+; clairvoyant bound"))).to_be_visible()
+    assert re.fullmatch(r"\$[\d,]+", metric(page, "Cost so far").inner_text())
+    tiles = page.get_by_test_id("stMetric")
+    for k in range(1, len(KPI_LABELS)):  # every tile but the day has a tooltip
+        expect(tiles.nth(k).get_by_test_id("stTooltipIcon")).to_have_count(1)
+    headers = page.get_by_test_id("stDataFrame").first.locator("th")  # the grid's accessible table
+    names = [h for h in headers.all_inner_texts() if h.strip()]
+    assert "Agent" in names and not any("_" in name for name in names), names
+    assert_no_errors(page)
+
+
+def test_flow_view_reads_from_1_to_50_stores(page) -> None:
+    """Build point 2: one store drawn as itself; at 20 and 50 stores the worst off drawn and the others summed;
+    the disruption window shaded and named."""
+    navigate(page, "Live twin")
+    expect(metric(page, "Day")).to_have_text("1 / 365", timeout=TIMEOUT)
+    choose(page, "live_preset", "supply_disruption")
+    wait_idle(page, settle_ms=500)
+    network = page.locator(".st-key-live_network")
+    for stores in (1, 20, 50):
+        press_slider(page, "live_num_stores", 60, "ArrowLeft" if stores == 1 else "ArrowRight")
+        if stores == 20:
+            press_slider(page, "live_num_stores", 30, "ArrowLeft")
+        expect(page.locator(".st-key-live_num_stores").get_by_role("slider")).to_have_value(str(stores))
+        wait_idle(page, settle_ms=750)
+        if stores == 1:
+            expect(network.get_by_text(re.compile(r"^store_0"))).to_have_count(1)
+            expect(network.get_by_text(re.compile(r"other stores$"))).to_have_count(0)
+        else:
+            expect(network.get_by_text(f"{stores - 3} other stores", exact=True)).to_have_count(1)
+            expect(network.get_by_text(re.compile(rf"^{stores} stores: the 3 worst off drawn"))).to_have_count(1)
+        expect(page.locator(".st-key-live_series").get_by_text("supply disruption")).to_have_count(1)
+        assert_no_errors(page)
+    screenshot(page, "live_50_stores", full_page=True)
+
+
+def test_in_app_training_yields_a_usable_policy(page, tmp_path: Path) -> None:
+    """Build point 5: the smallest in-app run ends with a verdict (kept, or not kept and why), its learning curve,
+    its ONNX store policy to download, labelled, which the session can then use; the Live page says it is in use."""
+    navigate(page, "Train and export")
+    budget = page.locator(".st-key-train_budget").get_by_role("slider")
+    budget.focus()
+    budget.press("Home")  # 50,000 transitions
+    wait_idle(page, settle_ms=500)
+    button(page, "train_go").click()
+    verdict = page.get_by_text(re.compile(r"^Your store policy: (kept|not kept): held-out system cost x\d\.\d{3}"))
+    expect(verdict).to_be_visible(timeout=600_000)
+    wait_idle(page)
+    expect(page.locator(".st-key-train_curves .js-plotly-plot")).to_be_visible()
+    kept = "not kept" not in verdict.inner_text()
+    download = page.locator(".st-key-trained_policy_download").get_by_role("button")
+    expect(download).to_have_text(f"store_policy_trained.onnx ({'kept' if kept else 'not kept'})")
+    with page.expect_download(timeout=TIMEOUT) as info:
+        download.click()
+    target = tmp_path / "store_policy_trained.onnx"
+    info.value.save_as(target)
+    from core.serving.models import OnnxChooser
+
+    OnnxChooser.checked(target.read_bytes(), "store")  # a policy the app's checks accept
+    button(page, "trained_policy_use").click()
+    wait_idle(page)
+    expect(page.get_by_text(re.compile(r"^Uploaded in this session .*store \(store_policy_trained\.onnx"))) \
+        .to_be_visible()
+    screenshot(page, "train_and_export_trained", full_page=True)
+    navigate(page, "Live twin")
+    expect(page.get_by_text(re.compile(r"^Uploaded policy in use: stores store_policy_trained\.onnx"))).to_be_visible()
+    expect(page.locator(".st-key-live_store").get_by_role("combobox")) \
+        .to_have_value(f"{POLICIES['learned'].label} - uploaded")
+    assert_no_errors(page)
+
+
+def test_screenshots_command_writes_the_three_pictures(tmp_path: Path) -> None:
+    """``python -m core screenshots`` (its own server) into a temporary folder: three PNGs of the promised sizes."""
+    from core.app.browser import take_screenshots
+
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} is missing: no browser to drive (install Debian's chromium)")
+    written = take_screenshots(tmp_path, tmp_path / "server.log")
+    assert [p.name for p in written] == ["live_3_stores.png", "live_20_stores.png", "head_to_head.png"]
+    for path in written:
+        data = path.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        assert width == 1400 and height >= 1000

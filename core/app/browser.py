@@ -279,7 +279,7 @@ def _play_until(page, day: int) -> int:
     return day_of(page)
 
 
-def _click_now(page, key: str) -> int:
+def click_now(page, key: str) -> int:
     """Click the button with ``key`` at once, from the page's own script (no wait for it to be stable, as a
     Playwright click does while the animation redraws it); the day shown at that instant."""
     return int(page.evaluate(
@@ -304,7 +304,7 @@ def pause_overshoot(log_path: Path = ROOT / "artifacts" / "bench_server.log", pl
         expect(play).to_have_text("Pause", timeout=TIMEOUT)
         first, started = day_of(page), time.monotonic()
         page.wait_for_timeout(playing_seconds * 1000)
-        at_click, clicked = _click_now(page, "live_play"), time.monotonic()
+        at_click, clicked = click_now(page, "live_play"), time.monotonic()
         expect(play).to_have_text("Play", timeout=TIMEOUT)
         shown = time.monotonic() - clicked
         wait_idle(page, settle_ms=1500)
