@@ -33,7 +33,7 @@ budget = st.select_slider("Budget (agent transitions)", [50_000, 100_000, 200_00
                           key="train_budget", persist_state=KEEP)
 if st.button("Train, evaluate and export", key="train_go"):
     from core.evaluation.report import LEARNED, evaluate, markdown
-    from core.learning.in_app import train_store_policy
+    from core.learning.in_app import curve_note, train_store_policy
     from core.learning.training import TrainConfig
     from core.serving.registry import uniform
 
@@ -49,6 +49,7 @@ if st.button("Train, evaluate and export", key="train_go"):
         policies["phase1_stores"] = LEARNED["phase1_stores"]
         report = evaluate(["steady"], 10, trained.export, policies=policies)
     st.session_state.trained_run = {"verdict": trained.verdict, "kept": trained.record.kept,
+                                    "curve_note": curve_note(config, trained),
                                     "export": str(trained.export), "policy": str(trained.trained_policy),
                                     "episodes": trained.episodes, "updates": trained.updates,
                                     "report": markdown(report)}
@@ -56,10 +57,11 @@ if st.button("Train, evaluate and export", key="train_go"):
 if "trained_run" in st.session_state:
     trained_run = st.session_state.trained_run
     st.markdown(f"**Your store policy: {trained_run['verdict']}.**")
-    if trained_run["episodes"]:
+    if trained_run["episodes"] or trained_run["updates"]:
         st.plotly_chart(learning_curves_figure(trained_run["episodes"], trained_run["updates"],
                                                "Learning curves of the store policy"), width="stretch",
                         key="train_curves")
+    st.caption(trained_run["curve_note"])
     st.markdown(trained_run["report"])
     st.caption("phase1_stores: the run's export, which serves the trained policy only if it was kept.")
     policy = Path(trained_run["policy"])

@@ -412,7 +412,8 @@ def test_in_app_training_yields_a_usable_policy(page, tmp_path: Path) -> None:
     verdict = page.get_by_text(re.compile(r"^Your store policy: (kept|not kept): held-out system cost x\d\.\d{3}"))
     expect(verdict).to_be_visible(timeout=600_000)
     wait_idle(page)
-    expect(page.locator(".st-key-train_curves .js-plotly-plot")).to_be_visible()
+    expect(page.locator(".st-key-train_curves .js-plotly-plot")).to_be_visible()  # PPO's updates at least
+    expect(page.get_by_text(re.compile(r"^PPO updates the policy every [\d,]+ transitions"))).to_be_visible()
     kept = "not kept" not in verdict.inner_text()
     download = page.locator(".st-key-trained_policy_download").get_by_role("button")
     expect(download).to_have_text(f"store_policy_trained.onnx ({'kept' if kept else 'not kept'})")

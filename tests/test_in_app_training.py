@@ -12,7 +12,7 @@ from test_training import TINY, biased_acceptance
 
 from core.agents.observations import FEATURES
 from core.learning import training
-from core.learning.in_app import TRAINED_FILE, train_store_policy
+from core.learning.in_app import TRAINED_FILE, curve_note, train_store_policy
 from core.learning.training import TrainConfig
 from core.serving.models import OnnxChooser, load_manifest
 
@@ -22,7 +22,8 @@ def test_a_short_run_always_exports_its_store_policy(tmp_path: Path, factor: flo
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(training, "acceptance_cost", biased_acceptance(factor))
-        run = train_store_policy(TrainConfig(out=str(tmp_path / "run"), **TINY))
+        config = TrainConfig(out=str(tmp_path / "run"), **TINY)
+        run = train_store_policy(config)
     assert run.record.kept is kept
     assert run.verdict.startswith("kept: " if kept else "not kept: ")
     assert f"x{run.record.relative_cost:.3f}" in run.verdict
@@ -35,3 +36,6 @@ def test_a_short_run_always_exports_its_store_policy(tmp_path: Path, factor: flo
     assert card["kind"] == ("learned" if kept else "rule")  # the run's export serves it only if it was kept
     assert run.episodes and all({"timesteps", "reward", "cost_per_day"} <= set(e) for e in run.episodes)
     assert run.episodes[-1]["timesteps"] >= TINY["timesteps"] // 2  # the curve covers the run, not its start
+    assert run.updates
+    assert curve_note(config, run).endswith(f"logged {len(run.updates)} updates and {len(run.episodes)} episode "
+                                            "points.")

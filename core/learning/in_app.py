@@ -35,6 +35,20 @@ class InAppRun:
     updates: list[dict] = field(default_factory=list)
 
 
+def rows(config: TrainConfig) -> int:
+    """Store agents stepped together while training phase 1: scenarios x chains x stores."""
+    return config.groups * config.chains * config.num_stores
+
+
+def curve_note(config: TrainConfig, run: InAppRun) -> str:
+    """What the learning curve can show for this budget: an episode point needs a whole training year of every
+    row, a PPO update a rollout."""
+    episode, rollout = config.horizon * rows(config), config.n_steps * rows(config)
+    return (f"PPO updates the policy every {rollout:,} transitions and an episode (a {config.horizon}-day year of "
+            f"all {rows(config)} training stores) takes {episode:,}: this run of {config.timesteps:,} logged "
+            f"{len(run.updates)} updates and {len(run.episodes)} episode points.")
+
+
 def verdict(record: PhaseRecord) -> str:
     """'kept', or 'not kept: <reason>' (the held-out cost did not go down)."""
     if record.kept:
