@@ -215,7 +215,7 @@ def screenshot(page, path: Path, full_page: bool = False) -> Path:
 # --------------------------------------------------------------------------------------------- what they do
 
 def set_slider(page, key: str, value: int) -> None:
-    """Move an integer slider with ``key`` to ``value`` from the keyboard (one rerun when the keys stop)."""
+    """Move an integer slider with ``key`` to ``value`` from the keyboard, then wait until the app settles."""
     thumb = page.locator(f".st-key-{key}").get_by_role("slider")
     current = int(float(thumb.input_value()))
     press_slider(page, key, abs(value - current), "ArrowRight" if value > current else "ArrowLeft")
@@ -273,7 +273,7 @@ def _play_until(page, day: int) -> int:
     expect(play).to_have_text("Pause", timeout=TIMEOUT)
     while day_of(page) < day:
         page.wait_for_timeout(200)
-    play.click()
+    click_now(page, "live_play")
     expect(play).to_have_text("Play", timeout=TIMEOUT)
     wait_idle(page, settle_ms=750)
     return day_of(page)
