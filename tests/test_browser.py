@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -438,15 +440,17 @@ def test_in_app_training_yields_a_usable_policy(page, tmp_path: Path) -> None:
 
 
 def test_screenshots_command_writes_the_three_pictures(tmp_path: Path) -> None:
-    """``python -m core screenshots`` (its own server) into a temporary folder: three PNGs of the promised sizes."""
-    from core.app.browser import take_screenshots
-
+    """``python -m core screenshots`` (its own server and browser, so a process of its own) into a temporary
+    folder: the three PNGs, 1400 pixels wide and whole pages tall."""
     if not CHROMIUM.exists():
         _unavailable(f"{CHROMIUM} is missing: no browser to drive (install Debian's chromium)")
-    written = take_screenshots(tmp_path, tmp_path / "server.log")
-    assert [p.name for p in written] == ["live_3_stores.png", "live_20_stores.png", "head_to_head.png"]
-    for path in written:
-        data = path.read_bytes()
+    done = subprocess.run([sys.executable, "-m", "core", "screenshots", "--out", str(tmp_path), "--log",
+                           str(tmp_path / "server.log")], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    names = ["live_3_stores.png", "live_20_stores.png", "head_to_head.png"]
+    assert done.stdout.split() == [str(tmp_path / name) for name in names]
+    for name in names:
+        data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
         assert width == 1400 and height >= 1000
