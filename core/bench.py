@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +30,7 @@ from core.simulation.presets import get_preset
 from core.simulation.reconcile import reconcile
 from core.simulation.scenario import Scenario
 from core.simulation.twin import reset, step
+from core.simulation.untrusted import one_line
 
 
 def step_rate(scenario: Scenario, batch_size: int, periods: int, repeats: int = 5) -> dict[str, float]:
@@ -233,3 +236,94 @@ def head_to_head_seconds(scenario_name: str = "steady", first: str = "learned", 
         "seeds_or_path_change": median_seconds(lambda: present(runs["first"], runs["second"])),
         "references": median_seconds(lambda: compare.references(scenario), times=max(1, repeats // 2)),
     }
+
+
+APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
+
+
+def _cold_caches() -> None:
+    """Forget every cached result (Streamlit's caches and the registry's tuned rules): a first visit's work."""
+    import streamlit as st
+
+    from core.serving import registry
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    for tuned in (registry.tuned_mix, registry.tuned_menu, registry.tuned_capped_mix):
+        tuned.cache_clear()
+
+
+def _page_steps() -> dict[str, list[tuple[str, Callable[[Any], Any]]]]:
+    """Per page (its file under ``pages/``), the interactions timed in order: a name and the widget change
+    (the script run after it is what is timed). The first entry of each page is its first load."""
+    def at_page(name: str):
+        return lambda at: at.switch_page(f"pages/{name}")
+
+    return {
+        "live_twin.py": [
+            ("first load (new session, cold caches)", lambda at: at),
+            ("preset steady -> seasonal", lambda at: at.selectbox(key="live_preset").set_value("seasonal")),
+            ("stores 3 -> 20", lambda at: at.slider(key="live_num_stores").set_value(20)),
+            ("store policy -> reorder point", lambda at: at.selectbox(key="live_store").set_value("reorder_point")),
+            ("demand slider +0.3", lambda at: at.slider(key="live_demand_scale").set_value(
+                round(at.slider(key="live_demand_scale").value + 0.3, 2))),
+            ("comparison mix -> reorder point", lambda at: at.selectbox(key="live_compare").set_value("reorder_point")),
+            ("step a day", lambda at: at.button(key="live_step").click()),
+            ("play (the first tick's run)", lambda at: at.button(key="live_play").click()),
+            ("pause", lambda at: at.button(key="live_play").click()),
+        ],
+        "head_to_head.py": [
+            ("first load (cold caches, 50 paths x 2 mixes)", at_page("head_to_head.py")),
+            ("preset -> seasonal", lambda at: at.selectbox(key="h2h_preset").set_value("seasonal")),
+            ("second mix, store -> reorder point",
+             lambda at: at.selectbox(key="h2h_b_store").set_value("reorder_point")),
+            ("summary paths 50 -> 20", lambda at: at.slider(key="h2h_seeds").set_value(20)),
+            ("summary paths 20 -> 50", lambda at: at.slider(key="h2h_seeds").set_value(50)),
+            ("demand path shown 0 -> 7", lambda at: at.number_input(key="h2h_seed").set_value(7)),
+            ("clairvoyant bound on (50 LPs)", lambda at: at.toggle(key="h2h_bound").set_value(True)),
+        ],
+        "policy_inspector.py": [
+            ("first load (cold caches)", at_page("policy_inspector.py")),
+            ("demand level 40 -> 120", lambda at: at.slider(key="inspect_demand").set_value(120.0)),
+            ("lead time 2 -> 4", lambda at: at.slider(key="inspect_lead").set_value(4)),
+            ("grid point on hand -> 0", lambda at: at.select_slider(key="inspect_i").set_value(0)),
+        ],
+        "train_and_export.py": [
+            ("first load (cold caches)", at_page("train_and_export.py")),
+            ("upload role store -> warehouse", lambda at: at.selectbox(key="upload_role").set_value("warehouse")),
+            ("training budget -> 50,000", lambda at: at.select_slider(key="train_budget").set_value(50_000)),
+        ],
+        "about.py": [("first load (cold caches)", at_page("about.py"))],
+    }
+
+
+def page_seconds(repeats: int = 3, timeout: float = 300.0) -> dict[str, dict[str, float]]:
+    """Median server-side seconds of every page's first load and of each of its interactions.
+
+    A script run under ``streamlit.testing.v1.AppTest`` is the run the server does for a browser session (the
+    same script, session state, widgets and caches; no network or drawing): each interaction is the widget
+    change then ``run()``, timed. Every repeat starts from cold caches (and a page other than the Live page
+    is first reached from a fresh session on the Live page, then its caches are cleared again), so the figures
+    are a first visitor's. Raises ``RuntimeError`` naming the step if a run raises or shows an error.
+    """
+    from streamlit.testing.v1 import AppTest
+
+    seconds: dict[str, dict[str, list[float]]] = {}
+    for page, steps in _page_steps().items():
+        times = seconds.setdefault(page, {name: [] for name, _ in steps})
+        for _ in range(repeats):
+            _cold_caches()
+            at = AppTest.from_file(str(APP), default_timeout=timeout)
+            if page != "live_twin.py":
+                at.run()
+                _cold_caches()
+            for name, change in steps:
+                change(at)
+                begin = time.perf_counter()
+                at.run()
+                times[name].append(time.perf_counter() - begin)
+                if at.exception or at.error:
+                    problems = [e.message for e in at.exception] + [e.value for e in at.error]
+                    raise RuntimeError(f"{page}, {name}: {one_line(str(problems), 300)}")
+    return {page: {name: statistics.median(values) for name, values in times.items()}
+            for page, times in seconds.items()}

@@ -30,7 +30,7 @@ from core.simulation.untrusted import one_line
 VALIDATION_CHAINS = 16  # chains of ``validate``'s random-action runs
 VALIDATION_DAYS = 365  # default days of a ``validate`` run (at most the horizon)
 ARGUMENT_RANGES = {"periods": (1, MAX_DAYS), "seeds": (1, MAX_SEEDS), "warmup": (0, MAX_DAYS - 1),
-                   "seed": (0, MAX_SEED), "timesteps": (1, MAX_TIMESTEPS)}
+                   "seed": (0, MAX_SEED), "timesteps": (1, MAX_TIMESTEPS), "repeats": (1, 20)}
 
 
 class _ArgumentError(Exception):
@@ -170,6 +170,8 @@ def _cmd_optimum(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from core.bench import head_to_head_seconds, run_bench, run_serving_bench
 
+    if args.pages:  # every page's script runs, as the server runs them
+        return _print_page_bench(args)
     if args.head_to_head:  # the head-to-head page's server-side work only
         timings = head_to_head_seconds(args.scenario)
         print(json.dumps(timings, indent=2) if args.json else "\n".join(
@@ -208,6 +210,54 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"    torch: skipped ({latency['torch_skipped']})")
     seconds = serving["one_year_recompute_seconds"]
     print(f"  Live page recompute (one chain, one year, shipped policies): {seconds:.3f} s")
+    return 0
+
+
+PAGE_TARGETS = {"first load": 3.0, "interaction": 1.0}  # seconds, median (issue 13)
+
+
+def _print_page_bench(args: argparse.Namespace) -> int:
+    from core.bench import page_seconds
+
+    timings = page_seconds(args.repeats)
+    pause = None
+    if args.browser:
+        from core.app.browser import BrowserError, pause_overshoot
+
+        try:
+            pause = pause_overshoot()
+        except BrowserError as exc:
+            pause = {"skipped": str(exc)}
+    if args.json:
+        print(json.dumps({"pages": timings, "pause": pause}, indent=2))
+        return 0
+    print(f"server-side seconds per script run (streamlit AppTest), medians of {args.repeats} repeats, "
+          "each from cold caches; target: first load < 3 s, interaction < 1 s")
+    for page, steps in timings.items():
+        print(f"  {page}")
+        for name, seconds in steps.items():
+            target = PAGE_TARGETS["first load" if name.startswith("first load") else "interaction"]
+            print(f"    {name:48s} {seconds:6.3f} s  {'ok' if seconds < target else 'OVER ' + str(target) + ' s'}")
+    if pause is not None and "skipped" in pause:
+        print(f"  pause: skipped ({pause['skipped']})")
+    elif pause is not None:
+        print(f"  pause in Chromium: clicked on day {pause['day_at_click']}, stopped on day {pause['day_paused']}: "
+              f"{pause['overshoot_days']} days past the click, one tick = {pause['tick_days']} days every "
+              f"{pause['tick_seconds']} s; {pause['playing_days_per_second']:.1f} days/s while playing; "
+              f"Pause took {pause['pause_seconds']:.2f} s to show Play")
+    return 0
+
+
+def _cmd_screenshots(args: argparse.Namespace) -> int:
+    from core.app.browser import BrowserError, take_screenshots
+
+    try:
+        written = take_screenshots(Path(args.out), Path(args.log), *([args.preset] if args.preset else []))
+    except BrowserError as exc:
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(path)
     return 0
 
 
@@ -351,7 +401,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", default="steady")
     p.add_argument("--json", action="store_true")
     p.add_argument("--head-to-head", action="store_true", help="time the head-to-head page's server-side work")
+    p.add_argument("--pages", action="store_true",
+                   help="time every app page's first load and interactions (server-side script runs)")
+    p.add_argument("--repeats", type=int, default=3, help="with --pages: repeats per figure (the median is printed)")
+    p.add_argument("--browser", action="store_true",
+                   help="with --pages: also measure, in Chromium, how far the Live page plays after Pause")
     p.set_defaults(run=_cmd_bench)
+
+    p = sub.add_parser("screenshots", help="serve the app and write the README's pictures with Chromium")
+    p.add_argument("--out", default="docs", help="folder for live_3_stores.png, live_20_stores.png, head_to_head.png")
+    p.add_argument("--log", default="artifacts/screenshots_server.log", help="the app server's output")
+    p.add_argument("--preset", choices=list(PRESETS), help="the scenario shown (default: supply_disruption)")
+    p.set_defaults(run=_cmd_screenshots)
     return parser
 
 

@@ -8,6 +8,7 @@ a page needs it later)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -40,6 +41,26 @@ def uploaded_chooser(role: str, _model: bytes, digest: str) -> OnnxChooser:
 def uploaded_models() -> dict[str, bytes]:
     """This browser session's uploaded policies, by role."""
     return st.session_state.setdefault("uploaded_models", {})
+
+
+def uploaded_names() -> dict[str, str]:
+    """What this browser session calls its uploaded policies (the file name), by role."""
+    return st.session_state.setdefault("uploaded_names", {})
+
+
+def uploaded_label(role: str) -> str:
+    """The uploaded policy of ``role`` in words: its name and the start of its sha256."""
+    data = uploaded_models()[role]
+    return f"{uploaded_names().get(role, 'uploaded file')}, sha256 {hashlib.sha256(data).hexdigest()[:12]}"
+
+
+def uploaded_in_use(choices: dict[str, str]) -> str | None:
+    """A sentence naming the uploaded policies that ``choices`` use (the roles on "learned"), or None."""
+    used = [role for role in ROLES if choices.get(role) == "learned" and role in uploaded_models()]
+    if not used:
+        return None
+    return "Uploaded policy in use: " + "; ".join(f"{ROLE_LABELS[role].lower()} {uploaded_label(role)}"
+                                                   for role in used) + " (instead of the shipped one)."
 
 
 def learned_choosers(roles: tuple[str, ...] = ROLES) -> dict:
@@ -85,7 +106,12 @@ def policy_pickers(key: str, defaults: dict[str, str] | None = None, container=s
     the registry keys of the choices."""
     defaults = defaults or {}
     options = list(POLICIES) if options is None else options
-    return {role: container.selectbox(f"{ROLE_LABELS[role]} policy", options, format_func=lambda k: POLICIES[k].label,
+    uploaded = uploaded_models()
+
+    def label(role: str) -> Callable[[str], str]:
+        return lambda k: POLICIES[k].label + (" - uploaded" if k == "learned" and role in uploaded else "")
+
+    return {role: container.selectbox(f"{ROLE_LABELS[role]} policy", options, format_func=label(role),
                                       index=options.index(defaults.get(role, "learned")), key=f"{key}_{role}",
                                       persist_state=KEEP)
             for role in ROLES}

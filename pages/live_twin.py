@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.app.live import (
     SLIDERS,
+    TICK_SECONDS,
     Controls,
     apply_controls,
     change_label,
@@ -21,7 +22,7 @@ from core.evaluation.plots import cost_difference_figure, ledger_rows, network_f
 from core.serving.registry import POLICIES, applicable, uniform
 from core.simulation.presets import PRESETS
 from core.simulation.scenario import ScenarioError
-from pages.common import KEEP, cached_references, policy_pickers, run_for
+from pages.common import KEEP, cached_references, policy_pickers, run_for, uploaded_in_use
 
 st.title("Live twin")
 side = st.sidebar
@@ -48,6 +49,9 @@ compare = side.selectbox("Compare with (same customers)", comparable, format_fun
                          help="every echelon on this policy, run on exactly the same daily demand")
 seed = side.number_input("Demand seed", 0, 10_000, 0, key="live_seed", persist_state=KEEP)
 controls = Controls(**values)
+in_use = uploaded_in_use(choices)
+if in_use:
+    st.caption(in_use)
 for setting in outside_training(controls):
     side.info(f"Outside the learned policies' training range: {setting}.")
 try:
@@ -65,23 +69,27 @@ st.session_state.setdefault("live_day", 0)
 st.session_state.setdefault("live_playing", False)
 st.session_state.live_day = min(st.session_state.live_day, horizon - 1)
 
-play, step_day, restart, speed_col = st.columns([1, 1, 1, 3])
-if play.button("Pause" if st.session_state.live_playing else "Play", key="live_play", width="stretch"):
-    st.session_state.live_playing = not st.session_state.live_playing
-    st.rerun()
-if step_day.button("Step a day", key="live_step", width="stretch"):
-    st.session_state.live_day = min(st.session_state.live_day + 1, horizon - 1)
-if restart.button("Reset", key="live_reset", width="stretch"):
-    st.session_state.live_day, st.session_state.live_playing = 0, False
-speed = speed_col.slider("Speed (days per animation step)", 1, 20, 8, key="live_speed", persist_state=KEEP)
-
-
 year_line = year_summary(run, baseline, compare_label, cached_references(scenario.to_json(), int(seed)))
 
 
-@st.fragment(run_every=0.25 if st.session_state.live_playing else None)
+@st.fragment(run_every=TICK_SECONDS if st.session_state.live_playing else None)
 def day_view() -> None:
-    if st.session_state.live_playing:
+    """The day's picture and its controls. A click on Play, Pause, Step or Reset reruns only this fragment, in
+    the same queue as the animation's ticks: Pause takes effect on the next run, and no tick advances after it."""
+    playing = st.session_state.live_playing
+    play, step_day, restart, speed_col = st.columns([1, 1, 1, 3])
+    toggled = play.button("Pause" if playing else "Play", key="live_play", width="stretch")
+    stepped = step_day.button("Step a day", key="live_step", width="stretch")
+    reset = restart.button("Reset", key="live_reset", width="stretch")
+    speed = speed_col.slider("Speed (days per animation step)", 1, 20, 8, key="live_speed", persist_state=KEEP)
+    if reset:
+        st.session_state.live_day = 0
+    if toggled or (reset and playing):
+        st.session_state.live_playing = toggled and not playing
+        st.rerun()  # the whole page: starts or stops the animation's timer
+    if stepped:
+        st.session_state.live_day = min(st.session_state.live_day + 1, horizon - 1)
+    if playing:
         st.session_state.live_day = min(st.session_state.live_day + speed, horizon - 1)
         if st.session_state.live_day >= horizon - 1:
             st.session_state.live_playing = False

@@ -11,7 +11,7 @@ from core.app.live import inspect_store_policy
 from core.evaluation.glossary import FEATURE_WORDS
 from core.evaluation.plots import inspector_figure, probabilities_figure
 from core.serving.models import PolicyLoadError
-from pages.common import KEEP, learned_choosers
+from pages.common import KEEP, learned_choosers, uploaded_in_use
 
 st.title("Policy inspector")
 st.caption("One store selling a given number of units a day, at every combination of stock on hand and stock on "
@@ -27,6 +27,9 @@ try:
 except PolicyLoadError as exc:  # also a decision outside the menu
     st.error(f"The learned store policy cannot be loaded: {exc}")
     st.stop()
+in_use = uploaded_in_use({"store": "learned"})
+if in_use:
+    st.caption(in_use)
 if isinstance(chooser, ConstantChooser):
     st.info(f"The store policy in use is rule-based, not learned: its training phase did not lower the held-out "
             f"cost, so it orders up to forecast + {SAFETY_FACTORS[chooser.index]:g} standard deviations everywhere.")

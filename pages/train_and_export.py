@@ -10,10 +10,11 @@ from pathlib import Path
 import streamlit as st
 
 from core.agents.roles import ROLES
+from core.evaluation.plots import learning_curves_figure
 from core.serving.guard import MAX_MODEL_BYTES
 from core.serving.model_sets import set_files
 from core.serving.models import EXPORTED_MODELS, PolicyLoadError
-from pages.common import KEEP, ROLE_LABELS, uploaded_chooser, uploaded_models
+from pages.common import KEEP, ROLE_LABELS, uploaded_chooser, uploaded_label, uploaded_models, uploaded_names
 
 DEPLOY_SCRIPT = EXPORTED_MODELS / "deploy_policy.py"
 
@@ -32,33 +33,53 @@ budget = st.select_slider("Budget (agent transitions)", [50_000, 100_000, 200_00
                           key="train_budget", persist_state=KEEP)
 if st.button("Train, evaluate and export", key="train_go"):
     from core.evaluation.report import LEARNED, evaluate, markdown
-    from core.learning.export import export_run
-    from core.learning.training import TrainConfig, run_phases
+    from core.learning.in_app import curve_note, train_store_policy
+    from core.learning.training import TrainConfig
     from core.serving.registry import uniform
 
     folder = Path(st.session_state.setdefault("train_dir", tempfile.mkdtemp(prefix="hmarl_")))
-    run_dir = folder / f"run_{budget}"
     bar = st.progress(0.0, text="training the store policy")
-    with st.spinner("training"):
-        config = TrainConfig(out=str(run_dir), timesteps=budget, store_timesteps=budget, progress_bar=False,
-                             acceptance_seeds=4)
-        hierarchy = run_phases(config, [1], progress=lambda f: bar.progress(f, text=f"training: {100 * f:.0f}%"))
-    record = hierarchy.phases[-1]
+    with st.spinner("training, then checking the policy on held-out demand and exporting it"):
+        config = TrainConfig(out=str(folder / f"run_{budget}"), timesteps=budget, store_timesteps=budget,
+                             progress_bar=False, acceptance_seeds=4)
+        trained = train_store_policy(config, progress=lambda f: bar.progress(f, text=f"training: {100 * f:.0f}%"))
     bar.progress(1.0, text="trained")
-    verdict = "kept" if record.kept else "not kept: the stores keep their rule-based policy"
-    st.write(f"Held-out system cost, new / previous: **x{record.relative_cost:.3f}** ({verdict}).")
-    with st.spinner("exporting and evaluating"):
-        export_run(run_dir, run_dir / "export", command="streamlit: Train and export")
+    with st.spinner("evaluating"):
         policies = {key: uniform(key) for key in ("reorder_point", "tuned_base_stock", "forecast_base_stock")}
         policies["phase1_stores"] = LEARNED["phase1_stores"]
-        report = evaluate(["steady"], 10, run_dir / "export", policies=policies)
-    st.markdown(markdown(report))
-    st.session_state.trained_export = str(run_dir / "export")
+        report = evaluate(["steady"], 10, trained.export, policies=policies)
+    st.session_state.trained_run = {"verdict": trained.verdict, "kept": trained.record.kept,
+                                    "curve_note": curve_note(config, trained),
+                                    "export": str(trained.export), "policy": str(trained.trained_policy),
+                                    "episodes": trained.episodes, "updates": trained.updates,
+                                    "report": markdown(report)}
 
-if "trained_export" in st.session_state:
-    export = Path(st.session_state.trained_export)
-    st.markdown("**Your trained export**")
-    files = set_files(export)
+if "trained_run" in st.session_state:
+    trained_run = st.session_state.trained_run
+    st.markdown(f"**Your store policy: {trained_run['verdict']}.**")
+    if trained_run["episodes"] or trained_run["updates"]:
+        st.plotly_chart(learning_curves_figure(trained_run["episodes"], trained_run["updates"],
+                                               "Learning curves of the store policy"), width="stretch",
+                        key="train_curves")
+    st.caption(trained_run["curve_note"])
+    st.markdown(trained_run["report"])
+    st.caption("phase1_stores: the run's export, which serves the trained policy only if it was kept.")
+    policy = Path(trained_run["policy"])
+    kept = "kept" if trained_run["kept"] else "not kept"
+    left, right = st.columns(2)
+    left.download_button(f"{policy.name} ({kept})", policy.read_bytes(), file_name=policy.name,
+                         key="trained_policy_download")
+    if right.button("Use this store policy on the other pages (this session)", key="trained_policy_use"):
+        data = policy.read_bytes()
+        try:
+            uploaded_chooser("store", data, hashlib.sha256(data).hexdigest())
+        except PolicyLoadError as exc:
+            st.error(f"The trained policy cannot be used: {exc}.")
+        else:
+            uploaded_models()["store"] = data
+            uploaded_names()["store"] = f"{policy.name} ({kept})"
+    st.markdown("**The run's export** (the hierarchy it ended with)")
+    files = set_files(Path(trained_run["export"]))
     for col, path in zip(st.columns(len(files)), files, strict=True):
         col.download_button(path.name, path.read_bytes(), file_name=path.name, key=f"trained_{path.name}")
 
@@ -81,11 +102,14 @@ elif upload is not None:
         st.error(f"Rejected {upload.name}: {exc}. Nothing was changed.")
     else:
         uploaded_models()[role] = data
+        uploaded_names()[role] = upload.name
         st.success(f"{upload.name} ({hashlib.sha256(data).hexdigest()[:12]}) now serves the {role} role "
                    "on the Live page for this browser session.")
 if uploaded_models():
-    st.write("Uploaded in this session: " + ", ".join(uploaded_models()))
+    st.write("Uploaded in this session (used instead of the shipped policies): " + ", ".join(
+        f"{role} ({uploaded_label(role)})" for role in uploaded_models()))
     if st.button("Forget uploaded policies", key="upload_clear"):
         uploaded_models().clear()
+        uploaded_names().clear()
         st.session_state.upload_generation += 1
         st.rerun()

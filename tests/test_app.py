@@ -9,6 +9,7 @@ switches to a page, as a visitor would. Tests that need the shipped policies ski
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from pathlib import Path
 
@@ -520,8 +521,24 @@ def test_uploading_a_valid_policy_serves_the_live_page_of_that_session_only() ->
     assert_clean(at)
     assert kpis(at)["Day"] == shipped["Day"]
     assert kpis(at) != shipped  # the learned stores now order up to forecast - 1 sd
+    digest = hashlib.sha256(tiny_policy("store", 0)).hexdigest()[:12]
+    marked = f"Uploaded policy in use: stores always_z_minus_1.onnx, sha256 {digest} (instead of the shipped one)."
+    assert marked in [c.value for c in at.caption]
+    learned = POLICIES["learned"].label
+    assert f"{learned} - uploaded" in at.selectbox(key="live_store").options
+    assert learned in at.selectbox(key="live_warehouse").options  # no upload for the warehouse
     other.run()
     assert kpis(other) == shipped  # another session keeps the shipped policy
+    assert not any(c.value.startswith("Uploaded policy in use") for c in other.caption)
+    assert f"{learned} - uploaded" not in other.selectbox(key="live_store").options
+
+    at.switch_page("pages/policy_inspector.py").run()
+    assert_clean(at)
+    assert marked in [c.value for c in at.caption]
+    at.switch_page("pages/live_twin.py").run()
+    at.selectbox(key="live_store").set_value(RULE).run()  # the upload is no longer in use
+    assert_clean(at)
+    assert not any(c.value.startswith("Uploaded policy in use") for c in at.caption)
 
 
 def test_a_policy_of_the_wrong_width_is_rejected() -> None:

@@ -11,17 +11,32 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from core.app.browser import (
+    CHROMIUM,
+    TIMEOUT,
+    BrowserError,
+    app_page,
+    button,
+    choose,
+    chromium,
+    click_now,
+    day_of,
+    expect,
+    metric,
+    navigate,
+    press_slider,
+    served_app,
+    wait_idle,
+)
+from core.app.browser import screenshot as save_screenshot
 from core.serving.registry import POLICIES
 
 pytestmark = pytest.mark.browser
@@ -29,13 +44,8 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "exported_models"
 MANIFEST = MODELS / "manifest.json"
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
-SERVER_START_TIMEOUT = 60.0  # seconds
-TIMEOUT = 90_000  # ms, for anything that waits on the app (the machine may be slow)
 RULE = "reorder point (s, S)"
 KPI_LABELS = ("Day", "Fill rate", "Cost so far", "Stockouts (units)", "Bullwhip (stores)")
 
@@ -50,177 +60,48 @@ def _unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    """``streamlit run streamlit_app.py`` on a free port; its base URL. Always stopped (whole process group)."""
+    """``streamlit run streamlit_app.py`` on a free port (``core.app.browser.served_app``); its base URL."""
     if not CHROMIUM.exists():
         _unavailable(f"{CHROMIUM} is missing: no browser to drive (install Debian's chromium)")
     if not MANIFEST.exists():
         _unavailable(f"{MANIFEST} does not exist yet (the training pipeline writes it)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log_path = ARTIFACTS / "streamlit_server.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
-                    if response.read().decode().strip() == "ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not answer on {url}/_stcore/health within {SERVER_START_TIMEOUT:.0f} s:\n"
-                            + log_path.read_text(errors="replace"))
-            time.sleep(0.5)
-        yield url
-    finally:
-        for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=grace)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        log.close()
+        with served_app(log_path) as url:
+            yield url
+    except BrowserError as exc:
+        pytest.fail(f"{exc}:\n{log_path.read_text(errors='replace')}")
 
 
 @pytest.fixture(scope="module")
 def browser(server: str):
     try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+        with chromium() as launched:
+            yield launched
+    except BrowserError as exc:
+        _unavailable(str(exc))
 
 
 @pytest.fixture
 def page(browser, server: str):
     """A fresh browser context (a new Streamlit session) on the app's default page."""
-    context = browser.new_context(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
-    context.set_default_timeout(TIMEOUT)
-    page = context.new_page()
-    page.goto(server)
-    wait_idle(page)
-    try:
-        yield page
-    finally:
-        context.close()
+    with app_page(browser, server, {"width": 1600, "height": 1000}) as opened:
+        yield opened
 
 
 # --------------------------------------------------------------------------------------------- helpers
-
-def expect(*args, **kwargs):
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(*args, **kwargs)
-
-
-def wait_idle(page, settle_ms: int = 0) -> None:
-    """Until the app's script is not running (the app sets this attribute on its root element); with
-    ``settle_ms``, still not running that much later (a widget may trigger a few reruns in a row)."""
-    app = page.get_by_test_id("stApp")
-    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=TIMEOUT)
-    if settle_ms:
-        page.wait_for_timeout(settle_ms)
-        expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=TIMEOUT)
-
-
-def navigate(page, title: str, heading: str | None = None) -> None:
-    """Click the page's link in the sidebar navigation and wait for its title."""
-    page.get_by_test_id("stSidebarNavLink").filter(has_text=title).click()
-    expect(page.locator("h1").filter(has_text=heading or title)).to_be_visible(timeout=TIMEOUT)
-    wait_idle(page)
-
 
 def assert_no_errors(page) -> None:
     expect(page.get_by_test_id("stException")).to_have_count(0)
     expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
 
 
-def metric(page, label: str):
-    labels = page.get_by_test_id("stMetricLabel").get_by_text(label, exact=True)
-    return page.get_by_test_id("stMetric").filter(has=labels).get_by_test_id("stMetricValue")
-
-
 def kpis(page) -> dict[str, str]:
     return {label: metric(page, label).inner_text() for label in KPI_LABELS}
 
 
-def day_of(page) -> int:
-    return int(metric(page, "Day").inner_text().split("/")[0])
-
-
-def button(page, key: str):
-    return page.locator(f".st-key-{key}").get_by_role("button")
-
-
-def choose(page, key: str, option: str) -> None:
-    """Pick ``option`` in the selectbox with ``key``: open its list from the keyboard (a mouse click on the
-    combobox does not always open it in headless Chromium), then click the option."""
-    wait_idle(page)
-    combobox = page.locator(f".st-key-{key}").get_by_role("combobox")
-    listbox = page.get_by_role("listbox")
-    for attempt in range(3):
-        combobox.focus()
-        combobox.press("ArrowDown")
-        try:
-            expect(listbox).to_be_visible(timeout=10_000)
-            break
-        except AssertionError:
-            if attempt == 2:
-                raise
-            combobox.press("Escape")
-            wait_idle(page, settle_ms=500)
-    listbox.get_by_role("option").filter(has_text=re.compile(f"^{re.escape(option)}$")).click()
-    expect(combobox).to_have_value(option)
-
-
-def press_slider(page, key: str, times: int, direction: str = "ArrowRight") -> str:
-    """Focus the slider's thumb and press an arrow key ``times``; the slider's new value."""
-    wait_idle(page)
-    thumb = page.locator(f".st-key-{key}").get_by_role("slider")
-    thumb.focus()
-    for _ in range(times):
-        thumb.press(direction)
-    return thumb.input_value()
-
-
 def screenshot(page, name: str, full_page: bool = False) -> Path:
-    path = SCREENSHOTS / f"{name}.png"
-    page.get_by_test_id("stSidebarContent").evaluate("element => element.scrollTo(0, 0)")
-    page.mouse.move(5, 995)  # no hover labels in the picture
-    if not full_page:
-        page.screenshot(path=str(path))
-        return path
-    viewport = page.viewport_size  # the app scrolls inside its main block: grow the window to its height
-    height = page.get_by_test_id("stMain").evaluate("element => element.scrollHeight")
-    page.set_viewport_size({"width": viewport["width"], "height": max(viewport["height"], height)})
-    try:
-        page.wait_for_timeout(500)  # charts resize to the new window
-        page.screenshot(path=str(path))
-    finally:
-        page.set_viewport_size(viewport)
-    return path
+    return save_screenshot(page, SCREENSHOTS / f"{name}.png", full_page)
 
 
 # --------------------------------------------------------------------------------------------- tests
@@ -258,8 +139,7 @@ def test_live_twin_sliders_policies_and_animation(page) -> None:
     expect(play).to_have_text("Pause", timeout=TIMEOUT)
     first_day, started = day_of(page), time.monotonic()
     page.wait_for_timeout(3000)  # let it play: that is what is measured
-    last_day, stopped = day_of(page), time.monotonic()
-    play.click()
+    last_day, stopped = click_now(page, "live_play"), time.monotonic()  # Pause, clicked on the day shown
     expect(play).to_have_text("Play", timeout=TIMEOUT)
     wait_idle(page)
     paused_day = day_of(page)
@@ -268,6 +148,10 @@ def test_live_twin_sliders_policies_and_animation(page) -> None:
           f"while playing)")
     print(f"PAUSE_OVERSHOOT_DAYS={paused_day - last_day} (day {last_day} when Pause was clicked, paused at day "
           f"{paused_day})")
+    speed = int(page.locator(".st-key-live_speed").get_by_role("slider").input_value())
+    # Pause is handled in the animation's own queue, so only ticks already requested land after the click: the one
+    # under way (a quiet machine: 1 tick) and at most one more waiting for it (a loaded machine: 2 ticks)
+    assert 0 <= paused_day - last_day <= 2 * speed
     assert paused_day > int(before_play["Day"].split("/")[0])
     after_play = kpis(page)
     assert after_play["Cost so far"] != before_play["Cost so far"]
@@ -421,3 +305,152 @@ def test_settings_persist_across_pages(page) -> None:
     thumb = page.locator(".st-key-live_num_stores").get_by_role("slider")
     assert thumb.input_value() == stores
     assert_no_errors(page)
+
+
+def count_script_runs(page) -> None:
+    """From now on, count in ``window.scriptRuns`` every time the app's script starts running."""
+    page.evaluate("""() => {
+        window.scriptRuns = 0;
+        const app = document.querySelector('[data-testid="stApp"]');
+        new MutationObserver(() => {
+            if (app.getAttribute('data-test-script-state') === 'running') window.scriptRuns += 1;
+        }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+    }""")
+
+
+def test_dragging_a_demand_slider_recomputes_once_on_release(page) -> None:
+    """A drag across several steps, held still at each long enough for a run to start and finish: the page
+    reruns once, when the mouse is released, not at every step passed."""
+    navigate(page, "Live twin")
+    expect(metric(page, "Day")).to_have_text("1 / 365", timeout=TIMEOUT)
+    wait_idle(page, settle_ms=500)
+    cost = metric(page, "Cost so far").inner_text()
+    slider = page.locator(".st-key-live_demand_scale")
+    thumb = slider.get_by_role("slider")
+    start = thumb.input_value()
+    box = thumb.bounding_box()
+    track = slider.get_by_test_id("stSlider").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    count_script_runs(page)
+    page.mouse.move(x, y)
+    page.mouse.down()
+    seen = []
+    for k in (1, 2, 3):  # three stops, further right each time
+        page.mouse.move(x + k * track["width"] / 12, y, steps=5)
+        page.wait_for_timeout(2000)  # a run per step would have started (and finished) by now
+        seen.append(thumb.input_value())
+        assert page.evaluate("window.scriptRuns") == 0, f"the page reran during the drag (at {seen[-1]})"
+    page.mouse.up()
+    wait_idle(page, settle_ms=1500)
+    assert len(set(seen)) == 3 and start not in seen  # the thumb moved through three values
+    assert thumb.input_value() == seen[-1]
+    assert page.evaluate("window.scriptRuns") == 1
+    expect(metric(page, "Cost so far")).not_to_have_text(cost)  # the one run used the new demand
+    assert_no_errors(page)
+
+
+def test_live_compares_with_a_chosen_mix_in_words_and_units(page) -> None:
+    """Build points 1 and 6 on the Live page: KPI tiles with the difference against the comparison mix (named),
+    the cumulative cost-difference chart, the year's sentence with the clairvoyant bound; a currency, a tooltip on
+    every KPI tile and readable ledger columns."""
+    navigate(page, "Live twin")
+    expect(metric(page, "Day")).to_have_text("1 / 365", timeout=TIMEOUT)
+    for day in range(2, 7):
+        button(page, "live_step").click()
+        expect(metric(page, "Day")).to_have_text(f"{day} / 365", timeout=TIMEOUT)
+        wait_idle(page)
+    choose(page, "live_compare", RULE)
+    wait_idle(page, settle_ms=500)
+    deltas = page.get_by_test_id("stMetricDelta")
+    expect(deltas.first).to_be_visible()
+    assert any(RULE in text for text in deltas.all_inner_texts())  # "-31 % vs reorder point (s, S)"
+    chart = page.locator(".st-key-live_difference")
+    expect(chart.get_by_text(f"Cumulative cost saved by your policies against {RULE}, same customers")).to_be_visible()
+    expect(page.get_by_text(re.compile(rf"^Whole year on these customers: your policies \$[\d,.]+ per day, "
+                                       rf"{re.escape(RULE)} \$[\d,.]+; clairvoyant bound"))).to_be_visible()
+    assert re.fullmatch(r"\$[\d,]+", metric(page, "Cost so far").inner_text())
+    tiles = page.get_by_test_id("stMetric")
+    for k in range(1, len(KPI_LABELS)):  # every tile but the day has a tooltip
+        expect(tiles.nth(k).get_by_test_id("stTooltipIcon")).to_have_count(1)
+    headers = page.get_by_test_id("stDataFrame").first.locator("th")  # the grid's accessible table
+    names = [h for h in headers.all_inner_texts() if h.strip()]
+    assert "Agent" in names and not any("_" in name for name in names), names
+    assert_no_errors(page)
+
+
+def test_flow_view_reads_from_1_to_50_stores(page) -> None:
+    """Build point 2: one store drawn as itself; at 20 and 50 stores the worst off drawn and the others summed;
+    the disruption window shaded and named."""
+    navigate(page, "Live twin")
+    expect(metric(page, "Day")).to_have_text("1 / 365", timeout=TIMEOUT)
+    choose(page, "live_preset", "supply_disruption")
+    wait_idle(page, settle_ms=500)
+    network = page.locator(".st-key-live_network")
+    for stores in (1, 20, 50):
+        press_slider(page, "live_num_stores", 60, "ArrowLeft" if stores == 1 else "ArrowRight")
+        if stores == 20:
+            press_slider(page, "live_num_stores", 30, "ArrowLeft")
+        expect(page.locator(".st-key-live_num_stores").get_by_role("slider")).to_have_value(str(stores))
+        wait_idle(page, settle_ms=750)
+        if stores == 1:
+            expect(network.get_by_text(re.compile(r"^store_0"))).to_have_count(1)
+            expect(network.get_by_text(re.compile(r"other stores$"))).to_have_count(0)
+        else:
+            expect(network.get_by_text(f"{stores - 3} other stores", exact=True)).to_have_count(1)
+            expect(network.get_by_text(re.compile(rf"^{stores} stores: the 3 worst off drawn"))).to_have_count(1)
+        expect(page.locator(".st-key-live_series").get_by_text("supply disruption")).to_have_count(1)
+        assert_no_errors(page)
+    screenshot(page, "live_50_stores", full_page=True)
+
+
+def test_in_app_training_yields_a_usable_policy(page, tmp_path: Path) -> None:
+    """Build point 5: the smallest in-app run ends with a verdict (kept, or not kept and why), its learning curve,
+    its ONNX store policy to download, labelled, which the session can then use; the Live page says it is in use."""
+    navigate(page, "Train and export")
+    budget = page.locator(".st-key-train_budget").get_by_role("slider")
+    budget.focus()
+    budget.press("Home")  # 50,000 transitions
+    wait_idle(page, settle_ms=500)
+    button(page, "train_go").click()
+    verdict = page.get_by_text(re.compile(r"^Your store policy: (kept|not kept): held-out system cost x\d\.\d{3}"))
+    expect(verdict).to_be_visible(timeout=600_000)
+    wait_idle(page)
+    expect(page.locator(".st-key-train_curves .js-plotly-plot")).to_be_visible()  # PPO's updates at least
+    expect(page.get_by_text(re.compile(r"^PPO updates the policy every [\d,]+ transitions"))).to_be_visible()
+    kept = "not kept" not in verdict.inner_text()
+    download = page.locator(".st-key-trained_policy_download").get_by_role("button")
+    expect(download).to_have_text(f"store_policy_trained.onnx ({'kept' if kept else 'not kept'})")
+    with page.expect_download(timeout=TIMEOUT) as info:
+        download.click()
+    target = tmp_path / "store_policy_trained.onnx"
+    info.value.save_as(target)
+    from core.serving.models import OnnxChooser
+
+    OnnxChooser.checked(target.read_bytes(), "store")  # a policy the app's checks accept
+    button(page, "trained_policy_use").click()
+    wait_idle(page)
+    expect(page.get_by_text(re.compile(r"^Uploaded in this session .*store \(store_policy_trained\.onnx"))) \
+        .to_be_visible()
+    screenshot(page, "train_and_export_trained", full_page=True)
+    navigate(page, "Live twin")
+    expect(page.get_by_text(re.compile(r"^Uploaded policy in use: stores store_policy_trained\.onnx"))).to_be_visible()
+    expect(page.locator(".st-key-live_store").get_by_role("combobox")) \
+        .to_have_value(f"{POLICIES['learned'].label} - uploaded")
+    assert_no_errors(page)
+
+
+def test_screenshots_command_writes_the_three_pictures(tmp_path: Path) -> None:
+    """``python -m core screenshots`` (its own server and browser, so a process of its own) into a temporary
+    folder: the three PNGs, 1400 pixels wide and whole pages tall."""
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} is missing: no browser to drive (install Debian's chromium)")
+    done = subprocess.run([sys.executable, "-m", "core", "screenshots", "--out", str(tmp_path), "--log",
+                           str(tmp_path / "server.log")], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    names = ["live_3_stores.png", "live_20_stores.png", "head_to_head.png"]
+    assert done.stdout.split() == [str(tmp_path / name) for name in names]
+    for name in names:
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        assert width == 1400 and height >= 1000

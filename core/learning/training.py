@@ -270,6 +270,11 @@ def _relative(new: dict[str, float], old: dict[str, float]) -> float:
     return float(np.mean([new[k] / old[k] for k in old]))
 
 
+def phase_folder(out: Path, phase: int) -> Path:
+    """Where a single-role phase writes its model (``model.zip``), metrics and learning curves."""
+    return Path(out) / f"phase{phase}_{PHASES[phase]}"
+
+
 def run_phases(config: TrainConfig, phases: list[int], progress: Callable[[float], None] | None = None
                ) -> Hierarchy:
     """Run the chosen phases in order, keeping a phase only if it lowers held-out system cost."""
@@ -288,7 +293,7 @@ def run_phases(config: TrainConfig, phases: list[int], progress: Callable[[float
         paths: dict[str, str] = {}
         if PHASES[phase] != "joint":
             role = PHASES[phase]
-            phase_dir = out / f"phase{phase}_{role}"
+            phase_dir = phase_folder(out, phase)
             budget = config.store_timesteps if ROLE[role].per_store else config.timesteps
             trained[role] = train_role(config, role, phase_dir, models, budget, config.learning_rate,
                                        seed=config.seed * 100 + phase, progress=progress)

@@ -1,0 +1,41 @@
+"""The app's short training run (``core.learning.in_app``): whether its phase is kept or not, it yields a
+checked ONNX store policy, a verdict with the reason, and the learning curve's points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_training import TINY, biased_acceptance
+
+from core.agents.observations import FEATURES
+from core.learning import training
+from core.learning.in_app import TRAINED_FILE, curve_note, train_store_policy
+from core.learning.training import TrainConfig
+from core.serving.models import OnnxChooser, load_manifest
+
+
+@pytest.mark.parametrize(("factor", "kept"), [(1e3, False), (1e-3, True)])
+def test_a_short_run_always_exports_its_store_policy(tmp_path: Path, factor: float, kept: bool) -> None:
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "acceptance_cost", biased_acceptance(factor))
+        config = TrainConfig(out=str(tmp_path / "run"), **TINY)
+        run = train_store_policy(config)
+    assert run.record.kept is kept
+    assert run.verdict.startswith("kept: " if kept else "not kept: ")
+    assert f"x{run.record.relative_cost:.3f}" in run.verdict
+    assert run.trained_policy == tmp_path / "run" / TRAINED_FILE
+    chooser = OnnxChooser.checked(run.trained_policy.read_bytes(), "store")  # the served checks pass
+    observations = np.zeros((5, len(FEATURES["store"])), np.float32)
+    actions, probabilities = chooser.run(observations)
+    assert actions.shape == (5,) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)  # float32 softmax
+    card = load_manifest(run.export)["roles"]["store"]
+    assert card["kind"] == ("learned" if kept else "rule")  # the run's export serves it only if it was kept
+    assert run.episodes and all({"timesteps", "reward", "cost_per_day"} <= set(e) for e in run.episodes)
+    assert run.episodes[-1]["timesteps"] >= TINY["timesteps"] // 2  # the curve covers the run, not its start
+    assert run.updates
+    assert curve_note(config, run).endswith(f"logged {len(run.updates)} updates and {len(run.episodes)} episode "
+                                            "points.")
