@@ -39,8 +39,8 @@ def role_env(role: str, **kwargs) -> RoleVecEnv:
 
 
 def spread_actions(num_envs: int, k: int = 0) -> np.ndarray:
-    """A different menu entry for every row, spread over the menu (23 is coprime with NUM_ACTIONS)."""
-    return (np.arange(num_envs) * 23 + k) % NUM_ACTIONS
+    """A different menu entry for every row (7 is coprime with NUM_ACTIONS)."""
+    return (np.arange(num_envs) * 7 + k) % NUM_ACTIONS
 
 
 # --- PettingZoo ParallelEnv ---------------------------------------------------------------------
