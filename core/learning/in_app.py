@@ -45,7 +45,7 @@ def curve_note(config: TrainConfig, run: InAppRun) -> str:
     row, a PPO update a rollout."""
     episode, rollout = config.horizon * rows(config), config.n_steps * rows(config)
     return (f"PPO updates the policy every {rollout:,} transitions and an episode (a {config.horizon}-day year of "
-            f"all {rows(config)} training stores) takes {episode:,}: this run of {config.store_timesteps:,} logged "
+            f"all {rows(config)} training stores) takes {episode:,}: this run of {config.timesteps:,} logged "
             f"{len(run.updates)} updates and {len(run.episodes)} episode points.")
 
 
