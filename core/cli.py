@@ -266,7 +266,7 @@ def _train_config(args: argparse.Namespace, out: str):
 
     overrides = {"out": out, "seed": args.seed, "progress_bar": not args.no_progress}
     if args.timesteps is not None:
-        overrides["timesteps"] = overrides["store_timesteps"] = args.timesteps
+        overrides["timesteps"] = args.timesteps
     return TrainConfig(**overrides)
 
 
@@ -364,8 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_optimum)
 
     def training_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--timesteps", type=int, default=None,
-                       help="agent transitions per phase (default: 6M for the stores, 3M for the others)")
+        p.add_argument("--timesteps", type=int, default=None, help="agent transitions per phase")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -40,8 +40,8 @@ if st.button("Train, evaluate and export", key="train_go"):
     folder = Path(st.session_state.setdefault("train_dir", tempfile.mkdtemp(prefix="hmarl_")))
     bar = st.progress(0.0, text="training the store policy")
     with st.spinner("training, then checking the policy on held-out demand and exporting it"):
-        config = TrainConfig(out=str(folder / f"run_{budget}"), timesteps=budget, store_timesteps=budget,
-                             progress_bar=False, acceptance_seeds=4)
+        config = TrainConfig(out=str(folder / f"run_{budget}"), timesteps=budget, progress_bar=False,
+                             acceptance_seeds=4)
         trained = train_store_policy(config, progress=lambda f: bar.progress(f, text=f"training: {100 * f:.0f}%"))
     bar.progress(1.0, text="trained")
     with st.spinner("evaluating"):

@@ -21,8 +21,6 @@ from core.simulation.scenario import Scenario
 from core.simulation.twin import State, reset
 
 CLIP = 60.0
-PROFILE_DAYS = 7  # a store sees what arrives on each of the next this many mornings (longer lead times: the rest
-# in transit is counted in ``in_transit_days``)
 
 Columns = dict[str, np.ndarray]  # feature name -> values, each broadcastable to the role's agents' shape
 
@@ -37,8 +35,7 @@ def _market(scenario: Scenario, demand_cv: np.ndarray | float) -> Columns:
     """Demand volatility, the stores' critical ratio p / (p + h) and the backorders flag."""
     costs = scenario.costs
     return {"demand_cv": demand_cv, "critical_ratio": costs.stockout / (costs.stockout + costs.store_holding + EPS),
-            "backorders_mode": float(scenario.unmet_demand == "backorders"),
-            "ample_upstream": float(scenario.upstream == "ample")}
+            "backorders_mode": float(scenario.unmet_demand == "backorders")}
 
 
 def _mean_cv(scenario: Scenario) -> float:
@@ -47,25 +44,6 @@ def _mean_cv(scenario: Scenario) -> float:
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return np.clip(numerator / np.maximum(denominator, EPS), 0.0, 1.0)
-
-
-def projected_stock(state: State, scenario: Scenario, daily_forecast: np.ndarray) -> np.ndarray:
-    """(B, N) stock each store expects on hand when tonight's order arrives: today's stock plus each
-    morning's arrivals less a day of forecast demand, never below zero where sales are lost (the
-    pipeline's arrival profile matters then, not only its total)."""
-    stock = state.store_on_hand - state.store_backorders
-    for k in range(scenario.lead_times.warehouse_to_store - 1):
-        stock = stock + state.store_pipeline[..., k] - daily_forecast
-        if scenario.unmet_demand == "lost_sales":
-            stock = np.maximum(stock, 0.0)
-    return stock
-
-
-def _arrival_profile(state: State, daily_forecast: np.ndarray) -> Columns:
-    """Units arriving on each of the next ``PROFILE_DAYS`` mornings, in days of forecast demand."""
-    pipeline = state.store_pipeline
-    return {f"arriving_in_{k + 1}_days": (pipeline[..., k] if k < pipeline.shape[-1] else 0.0) / daily_forecast
-            for k in range(PROFILE_DAYS)}
 
 
 def store_observation(state: State, scenario: Scenario, forecast: Forecast) -> Columns:
@@ -78,8 +56,6 @@ def store_observation(state: State, scenario: Scenario, forecast: Forecast) -> C
     return {
         "on_hand_days": state.store_on_hand / f,
         "in_transit_days": inbound / f,
-        **_arrival_profile(state, f),
-        "projected_stock_at_arrival_days": projected_stock(state, scenario, f) / f,
         "backorder_days": state.store_backorders / f,
         "cover_beyond_lead_time_days": position / f - lead,
         "yesterday_demand_ratio": mem.last_demand / f,

@@ -30,18 +30,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.logger import KVWriter, Logger, make_output_format
 
-from core.agents.menus import SAFETY_FACTORS
-from core.agents.observations import FEATURES
+from core.agents.menus import NUM_ACTIONS, reference_index
 from core.agents.roles import ROLE, ROLES
 from core.evaluation.plots import learning_curves_figure
 from core.evaluation.statistics import mean_cost
 from core.learning.hierarchy import Hierarchy, PhaseRecord
-from core.learning.policies import SafetyFactorPolicy, Standardize, frozen_choosers, model_mix
+from core.learning.policies import Standardize, frozen_choosers, model_mix
 from core.learning.vec_env import RoleVecEnv
 from core.serving.files import remove_temporaries, write_atomic, write_bytes_atomic, write_json_atomic
 from core.simulation.presets import PRESETS
@@ -55,8 +53,7 @@ class TrainConfig:
     """Everything a training run depends on; written to ``OUT/config.json``."""
 
     out: str = "runs/latest"  # output folder
-    timesteps: int = 3_000_000  # agent transitions per upstream phase (phase 4: in total)
-    store_timesteps: int = 6_000_000  # agent transitions of the store phase (the stores learn the most)
+    timesteps: int = 3_000_000  # agent transitions per phase (phase 4: in total)
     seed: int = 0
     groups: int = 16  # scenarios trained on at once (each redrawn every episode)
     chains: int = 16  # chains per scenario (times num_stores for the warehouse and supplier)
@@ -66,28 +63,26 @@ class TrainConfig:
     joint_learning_rate: float = 3e-4
     joint_rounds: int = 2
     gamma: float = 0.99
-    store_gamma: float = 0.95  # a store's order pays off within days: a shorter horizon, less noise
     gae_lambda: float = 0.95
     clip_range: float = 0.2
     ent_coef: float = 0.0
-    n_steps: int = 16  # per row; a rollout is n_steps x rows transitions
-    batch_size: int = 4096
+    n_steps: int = 32  # per row; a rollout is n_steps x rows transitions
+    batch_size: int = 8192
     n_epochs: int = 5
     net_arch: tuple[int, ...] = (64, 64)
-    exploration_spread: float = 0.3  # the policy's exploration around the safety factor it aims at
+    reference_probability: float = 0.5  # a fresh policy's initial probability of the reference entry
     acceptance_seeds: int = 8  # held-out seeds per preset for the phase acceptance check
     checkpoint_every: int = 250_000  # transitions
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("timesteps", "store_timesteps", "groups", "chains", "num_stores", "horizon", "n_steps",
-                     "batch_size", "n_epochs",
+        for name in ("timesteps", "groups", "chains", "num_stores", "horizon", "n_steps", "batch_size", "n_epochs",
                      "acceptance_seeds", "checkpoint_every", "joint_rounds"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: got {value!r}; allowed: an integer >= 1")
-        if not 0.01 <= self.exploration_spread <= 10.0:
-            raise ValueError(f"exploration_spread: got {self.exploration_spread!r}; allowed: 0.01 to 10")
+        if not 0.0 < self.reference_probability < 1.0:
+            raise ValueError(f"reference_probability: got {self.reference_probability!r}; allowed: 0 < p < 1")
 
 
 class TrainingLog(KVWriter):
@@ -180,21 +175,26 @@ class Progress(BaseCallback):
         return True
 
 
-def observation_sample(env: RoleVecEnv, seed: int, days: int = 120) -> np.ndarray:
-    """The role's observations over ``days`` of random menu choices."""
+def observation_statistics(env: RoleVecEnv, seed: int, days: int = 120) -> tuple[list[float], list[float]]:
+    """Mean and standard deviation of the role's observations over ``days`` of random menu choices."""
     rng = np.random.default_rng(seed)
     samples = [env.reset()]
     for _ in range(min(days, env.horizon - 1)):
         samples.append(env.step(rng.integers(0, env.action_space.n, env.num_envs))[0])
+    stacked = np.concatenate(samples)
     env.reset()
-    return np.concatenate(samples)
+    return stacked.mean(axis=0).tolist(), np.maximum(stacked.std(axis=0), 1e-3).tolist()
 
 
-def newsvendor_aims(observations: np.ndarray, role: str) -> np.ndarray:
-    """The textbook's safety factor for each observation: the standard normal quantile of its critical
-    ratio p / (p + h), within the menu (where a fresh policy starts)."""
-    ratio = observations[:, FEATURES[role].index("critical_ratio")].astype(float)
-    return np.clip(stats.norm.ppf(np.clip(ratio, 1e-6, 1 - 1e-6)), min(SAFETY_FACTORS), max(SAFETY_FACTORS))
+def start_at_reference(model: PPO, role: str, probability: float) -> None:
+    """Bias the fresh policy's action logits so that it picks the reference menu entry (the
+    rule-based forecast base-stock) with ``probability`` and every other entry equally: PPO then
+    improves on the rule instead of starting from uniformly random safety stock."""
+    others = NUM_ACTIONS - 1
+    bias = torch.zeros(NUM_ACTIONS)
+    bias[reference_index(role)] = float(np.log(probability * others / (1.0 - probability)))
+    with torch.no_grad():
+        model.policy.action_net.bias.copy_(bias)
 
 
 def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str, PPO], timesteps: int,
@@ -223,19 +223,14 @@ def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str
         model = PPO.load(start_from, env=env, device="cpu", learning_rate=learning_rate)
         write_json_atomic(origin, {"start_timesteps": int(model.num_timesteps)})
     else:
-        sample = observation_sample(env, seed)
-        mean, std = sample.mean(axis=0).tolist(), np.maximum(sample.std(axis=0), 1e-3).tolist()
-        # a fresh policy aims at the textbook's safety factor for its situation: PPO then improves on a rule
-        # instead of starting from uniformly random safety stock
+        mean, std = observation_statistics(env, seed)
         policy_kwargs = {"net_arch": list(config.net_arch), "features_extractor_class": Standardize,
-                         "features_extractor_kwargs": {"mean": mean, "std": std},
-                         "safety_factor": ROLE[role].reference_safety_factor, "spread": config.exploration_spread}
-        model = PPO(SafetyFactorPolicy, env, learning_rate=learning_rate, n_steps=config.n_steps,
-                    batch_size=config.batch_size, n_epochs=config.n_epochs,
-                    gamma=config.store_gamma if ROLE[role].per_store else config.gamma,
+                         "features_extractor_kwargs": {"mean": mean, "std": std}}
+        model = PPO("MlpPolicy", env, learning_rate=learning_rate, n_steps=config.n_steps,
+                    batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma,
                     gae_lambda=config.gae_lambda, clip_range=config.clip_range, ent_coef=config.ent_coef,
                     policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0)
-        model.policy.aim_at(sample, newsvendor_aims(sample, role), seed=seed)
+        start_at_reference(model, role, config.reference_probability)
     log = TrainingLog()
     model.set_logger(Logger(str(phase_dir), [log, make_output_format("tensorboard", str(phase_dir / "tensorboard"))]))
     episodes = EpisodeLog()
@@ -294,8 +289,7 @@ def run_phases(config: TrainConfig, phases: list[int], progress: Callable[[float
         if PHASES[phase] != "joint":
             role = PHASES[phase]
             phase_dir = phase_folder(out, phase)
-            budget = config.store_timesteps if ROLE[role].per_store else config.timesteps
-            trained[role] = train_role(config, role, phase_dir, models, budget, config.learning_rate,
+            trained[role] = train_role(config, role, phase_dir, models, config.timesteps, config.learning_rate,
                                        seed=config.seed * 100 + phase, progress=progress)
             paths[role] = str((phase_dir / "model.zip").relative_to(out))
         else:
@@ -313,10 +307,8 @@ def run_phases(config: TrainConfig, phases: list[int], progress: Callable[[float
         kept = _relative(after, before) < 1.0
         record = PhaseRecord(phase=phase, role=PHASES[phase], kept=kept, cost_before=before, cost_after=after,
                              relative_cost=_relative(after, before), seconds=time.perf_counter() - started)
-        LOG.info("phase %d (%s): %.0f s, held-out cost x%.3f -> %s; cost per day %s", phase, PHASES[phase],
-                 record.seconds, record.relative_cost,
-                 "kept" if kept else "rejected: the roles keep their previous policies",
-                 ", ".join(f"{name} {after[name]:.2f}" for name in after))
+        LOG.info("phase %d (%s): held-out cost x%.3f -> %s", phase, PHASES[phase], record.relative_cost,
+                 "kept" if kept else "rejected: the roles keep their previous policies")
         if kept:
             models = trained
             hierarchy.roles.update(paths)
