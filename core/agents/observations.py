@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 
 from core.agents.roles import EPS, ROLE, STORE, SUPPLIER, WAREHOUSE
-from core.simulation.demand import demand_cv
 from core.simulation.forecast import Forecast
 from core.simulation.presets import get_preset
 from core.simulation.scenario import Scenario
@@ -39,7 +38,7 @@ def _market(scenario: Scenario, demand_cv: np.ndarray | float) -> Columns:
 
 
 def _mean_cv(scenario: Scenario) -> float:
-    return float(np.mean([demand_cv(m) for m in scenario.stores]))
+    return float(np.mean(scenario.store_cvs))
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -66,7 +65,7 @@ def store_observation(state: State, scenario: Scenario, forecast: Forecast) -> C
         "season_level": f / forecast.base_mean,
         **_calendar(day),
         "lead_time_weeks": lead / 7.0,
-        **_market(scenario, np.array([demand_cv(m) for m in scenario.stores])),
+        **_market(scenario, scenario.store_cvs),
     }
 
 
@@ -134,9 +133,11 @@ def observe(role: str, state: State, scenario: Scenario, forecast: Forecast) -> 
     """The role's observations, float32 of shape (agents shape, features) in ``FEATURES[role]`` order,
     each feature clipped to +-``CLIP``."""
     columns = OBSERVERS[role](state, scenario, forecast)
-    shape = ROLE[role].agents_shape(state)
-    stacked = np.stack([np.broadcast_to(columns[name], shape) for name in FEATURES[role]], axis=-1)
-    return np.clip(stacked, -CLIP, CLIP).astype(np.float32)
+    names = FEATURES[role]
+    stacked = np.empty((*ROLE[role].agents_shape(state), len(names)), np.float32)
+    for i, name in enumerate(names):
+        stacked[..., i] = columns[name]  # broadcast into place
+    return np.clip(stacked, -CLIP, CLIP, out=stacked)
 
 
 def _feature_names() -> dict[str, tuple[str, ...]]:

@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from core.agents.roles import ROLE, ROLES, actions_of
-from core.simulation.demand import demand_cv, shock_lift
+from core.simulation.demand import shock_lift
 from core.simulation.scenario import Scenario
 from core.simulation.twin import Actions, State
 
@@ -30,7 +30,7 @@ class RolePolicy(Protocol):
 def demand_sd(scenario: Scenario, daily_mean: np.ndarray) -> np.ndarray:
     """(N,) daily standard deviation of each store's demand at ``daily_mean`` (same model as
     ``core.simulation.demand``: coefficient of variation with random shocks, at least Poisson for integer demand)."""
-    cv = np.array([demand_cv(m) for m in scenario.stores])
+    cv = scenario.store_cvs
     integer = np.array([m.distribution == "negative_binomial" for m in scenario.stores])
     return np.where(integer, np.maximum(cv * daily_mean, np.sqrt(daily_mean)), cv * daily_mean)
 

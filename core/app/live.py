@@ -192,15 +192,18 @@ def year_references(scenario: Scenario, seed: int) -> dict[str, float | None]:
     return {"bound": float(clairvoyant_bound(scenario, demand)[0]), "optimum": optimum_cost(scenario)}
 
 
-def year_summary(run: Rollout, baseline: Rollout, baseline_label: str, references: dict[str, float | None]) -> str:
+def year_summary(run: Rollout, baseline: Rollout, baseline_label: str,
+                 references: dict[str, float | None] | None) -> str:
     """One sentence: the year's cost per day of the run and of its baseline on the same customers, next to the
-    clairvoyant bound and the exact optimum (``year_references``) where there is one."""
+    clairvoyant bound and the exact optimum (``year_references``) where there is one, if ``references`` are given."""
     cost = {name: float(kpis(r)["cost_per_day"][0]) for name, r in (("run", run), ("baseline", baseline))}
     text = (f"Whole year on these customers: your policies {CURRENCY}{cost['run']:,.1f} per day, {baseline_label} "
-            f"{CURRENCY}{cost['baseline']:,.1f}; clairvoyant bound (knowing every day's demand in advance) "
-            f"{CURRENCY}{references['bound']:,.1f}")
-    if references["optimum"] is not None:
-        text += f"; exact optimum of any policy {CURRENCY}{references['optimum']:,.2f} (long run)"
+            f"{CURRENCY}{cost['baseline']:,.1f}")
+    if references is not None:
+        text += (f"; clairvoyant bound (knowing every day's demand in advance) "
+                 f"{CURRENCY}{references['bound']:,.1f}")
+        if references["optimum"] is not None:
+            text += f"; exact optimum of any policy {CURRENCY}{references['optimum']:,.2f} (long run)"
     return text + "."
 
 

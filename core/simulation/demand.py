@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
-import functools
 import io
 import math
 import re
@@ -62,7 +61,6 @@ def shock_lift(model: DemandModel) -> float:
     return 1.0 + model.shock_probability * model.shock_size
 
 
-@functools.lru_cache(maxsize=4096)  # models are frozen; policies and observers ask every day
 def demand_cv(model: DemandModel) -> float:
     """Coefficient of variation of a day's demand around its expectation, random shocks included:
     demand is mean x S x noise, with S = 1 + size on a shock day and noise of CV ``dispersion``."""

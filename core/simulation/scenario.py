@@ -19,10 +19,13 @@ Conventions used throughout the project:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from core.simulation.limits import (
     MAX_DAYS,
@@ -270,6 +273,14 @@ class Scenario:
     @property
     def num_stores(self) -> int:
         return len(self.stores)
+
+    @functools.cached_property
+    def store_cvs(self) -> np.ndarray:
+        """(N,) each store's ``core.simulation.demand.demand_cv``, worked out once (policies and observers
+        ask every day; the scenario is frozen)."""
+        from core.simulation.demand import demand_cv  # demand builds on this module
+
+        return np.array([demand_cv(m) for m in self.stores])
 
     @property
     def max_supplier_lead_time(self) -> int:
