@@ -81,6 +81,22 @@ def _lost_sales_textbook() -> Scenario:
     )
 
 
+def _thin_margin() -> Scenario:
+    """Where base-stock falls short: four small stores (8, 5, 3 and 2 units a day, whole units) a
+    five-day truck away from their warehouse, lost sales worth only 5 days of holding (a low-margin
+    line: critical ratio 5/6), and production capacity 1.15 times demand, so that the shared
+    warehouse is sometimes short and must share what it has. With lost sales and a long lead time
+    the inventory position misleads an order-up-to rule (sales lost before tonight's order arrives
+    never come back), and Zipkin (2008) puts base-stock several per cent above the optimum here."""
+    return Scenario(
+        name="thin_margin",
+        stores=tuple(DemandModel(mean=m, dispersion=0.45) for m in (8.0, 5.0, 3.0, 2.0)),
+        lead_times=LeadTimes(production=2, supplier_to_warehouse=3, warehouse_to_store=5),
+        capacities=Capacities(production=1.15 * 18.0),
+        costs=Costs(store_holding=1.0, warehouse_holding=0.4, supplier_holding=0.2, stockout=5.0),
+    )
+
+
 def _build() -> dict[str, Scenario]:
     steady = _retail("steady", dispersion=0.35)
     seasonal = _retail("seasonal", capacity_factor=1.25, dispersion=0.3, weekly_pattern=WEEKLY_RETAIL,
@@ -96,7 +112,8 @@ def _build() -> dict[str, Scenario]:
         disruptions=(Disruption(start_day=120, length=30, capacity_loss=0.8, extra_lead_time=4),),
     )
     volatile = _retail("high_volatility", dispersion=0.9, shock_probability=0.05, shock_size=1.5)
-    presets = [steady, seasonal, promo_shock, disruption, volatile, _serial_textbook(), _lost_sales_textbook()]
+    presets = [steady, seasonal, promo_shock, disruption, volatile, _thin_margin(), _serial_textbook(),
+               _lost_sales_textbook()]
     return {p.name: p for p in presets}
 
 
