@@ -277,7 +277,8 @@ def pipeline_columns(names: list[str]) -> list[str]:
 def _bad_row(mask: np.ndarray, column: str, values: np.ndarray, allowed: str, offset: int) -> None:
     if mask.any():
         row = int(np.argmax(mask))
-        raise InputError(f"row {offset + row + 1}, column {column}: got {values[row]!r}; allowed: {allowed}")
+        value = values[row].item() if isinstance(values[row], np.generic) else values[row]  # plain, for the message
+        raise InputError(f"row {offset + row + 1}, column {column}: got {value!r}; allowed: {allowed}")
 
 
 def checked_states(table: object, offset: int = 0) -> dict[str, np.ndarray]:
