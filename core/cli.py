@@ -179,6 +179,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.pages:  # every page's script runs, as the server runs them
         return _print_page_bench(args)
+    if args.deploy:
+        return _print_scale_bench(args)
     if args.head_to_head:  # the head-to-head page's server-side work only
         timings = head_to_head_seconds(args.scenario)
         print(json.dumps(timings, indent=2) if args.json else "\n".join(
@@ -217,6 +219,26 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"    torch: skipped ({latency['torch_skipped']})")
     seconds = serving["one_year_recompute_seconds"]
     print(f"  Live page recompute (one chain, one year, shipped policies): {seconds:.3f} s")
+    return 0
+
+
+def _print_scale_bench(args: argparse.Namespace) -> int:
+    from core.bench import deploy_rate, sweep_speedup
+
+    deploy = deploy_rate()
+    speedup = None if args.no_sweep else sweep_speedup()
+    if args.json:
+        print(json.dumps({"deploy": deploy, "sweep": speedup}, indent=2))
+        return 0
+    print(f"batch deployment, {deploy['rows']:,} store rows (checks, features, onnxruntime on 1 thread, quantities):")
+    print(f"  in memory:  {deploy['decisions_per_s']:12,.0f} store decisions/s")
+    print(f"  end to end: {deploy['end_to_end_decisions_per_s']:12,.0f} store decisions/s (Parquet in, CSV out, "
+          f"{deploy['end_to_end_seconds']:.2f} s)")
+    if speedup is not None:
+        print(f"sweep (8 scenarios x 5 policies x 8 seeds x 120 days): serial {speedup['serial_seconds']:.1f} s, "
+              f"local Ray with {speedup['workers']} workers {speedup['ray_seconds']:.1f} s "
+              f"(+ {speedup['ray_startup_seconds']:.1f} s start-up): speed-up {speedup['speedup']:.2f}x; "
+              f"same table: {bool(speedup['same_table'])}")
     return 0
 
 
@@ -480,6 +502,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pages", action="store_true",
                    help="time every app page's first load and interactions (server-side script runs)")
     p.add_argument("--repeats", type=int, default=3, help="with --pages: repeats per figure (the median is printed)")
+    p.add_argument("--deploy", action="store_true",
+                   help="store decisions per second of the batch deployment (1,000,000 rows) and the speed-up of a "
+                        "4-worker local Ray sweep over the serial one")
+    p.add_argument("--no-sweep", action="store_true", help="with --deploy: leave the sweep speed-up out")
     p.add_argument("--browser", action="store_true",
                    help="with --pages: also measure, in Chromium, how far the Live page plays after Pause")
     p.set_defaults(run=_cmd_bench)
