@@ -80,7 +80,7 @@ def test_evaluate_on_ray_equals_the_serial_evaluation(ray_run: RayExecutor) -> N
     policies = {"reorder_point": uniform("reorder_point"), "tuned_base_stock": uniform("tuned_base_stock"),
                 "learned_hierarchy": LEARNED["learned_hierarchy"]}
     serial = evaluate_preset(SHORT, 6, EXPORTED_MODELS, policies=policies)
-    distributed = evaluate_preset(SHORT, 6, EXPORTED_MODELS, policies=policies, run=ray_run)
+    distributed = evaluate_preset(SHORT, 6, EXPORTED_MODELS, policies=policies, run=ray_run, per_block=2)
     assert same(dataclasses.asdict(serial), dataclasses.asdict(distributed))
     assert serial.bound.mean <= min(v["cost_per_day"].mean for v in serial.policies.values())
 
@@ -221,3 +221,18 @@ def test_bad_rows_are_rejected_by_row_and_column_and_nothing_is_written(text: st
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and message in result.stderr and result.stderr.count("\n") == 1
     assert not out.exists() and list(tmp_path.iterdir()) == [states]
+
+
+def test_the_deploy_script_stays_standalone() -> None:
+    """deploy_policy.py imports numpy and onnxruntime at module level, pyarrow and Ray only inside the functions
+    that read files or run Ray Data, and never torch or the project's code."""
+    import ast
+
+    tree = ast.parse(DEPLOY.read_text())
+    top = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+    top |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
+    every = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names}
+    every |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert {"numpy", "onnxruntime"} <= top and not top & {"pyarrow", "ray", "torch", "core"}
+    assert {"pyarrow", "ray"} <= every and not every & {"torch", "core"}

@@ -13,6 +13,7 @@ only when a ``RayExecutor`` is made.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,6 @@ from core.simulation.rollout import kpis, rollout
 from core.simulation.scenario import Scenario
 
 LOCAL_CPUS = 2  # a local Ray instance's CPUs (this machine's cores)
-RAY_SEEDS_PER_BLOCK = 4  # seeds per Ray task when none is given
 
 Task = TypeVar("Task")
 
@@ -84,11 +84,12 @@ def seed_blocks(seeds: int, per_block: int | None) -> list[tuple[int, int]]:
     return [(first, min(first + size, seeds)) for first in range(0, seeds, size)]
 
 
-def blocks_for(run: Executor, seeds: int, per_block: int | None = None) -> list[tuple[int, int]]:
-    """The seed blocks of one (scenario, policy): ``per_block`` seeds each, by default one block in
-    this process and ``RAY_SEEDS_PER_BLOCK`` on Ray."""
+def blocks_for(run: Executor, seeds: int, jobs: int, per_block: int | None = None) -> list[tuple[int, int]]:
+    """The seed blocks of one of ``jobs`` (scenario, policy) jobs: ``per_block`` seeds each; by default one
+    block in this process, and on Ray as many as keep every worker busy twice over. A job is cut no further:
+    each task builds its policy (a tuned rule tunes itself), so more blocks than needed repeat that work."""
     if per_block is None and not isinstance(run, SerialExecutor):
-        per_block = RAY_SEEDS_PER_BLOCK
+        per_block = math.ceil(seeds / max(1, math.ceil(2 * run.workers / jobs)))
     return seed_blocks(seeds, per_block)
 
 
@@ -137,7 +138,7 @@ def per_seed(run: Executor, jobs: dict[str, Block], per_block: int | None = None
     """Every job's per-seed results, each job cut into seed blocks and all blocks run by ``run`` at once."""
     tasks, owners = [], []
     for name, job in jobs.items():
-        for first, last in blocks_for(run, job.seeds, per_block):
+        for first, last in blocks_for(run, job.seeds, len(jobs), per_block):
             tasks.append(Block(**{**job.__dict__, "first": first, "last": last}))
             owners.append(name)
     results = run.map(run_block, tasks)

@@ -125,12 +125,12 @@ def optimum_cost(scenario: Scenario) -> float | None:
 
 def evaluate_preset(scenario: Scenario, seeds: int, models: Path, seed: int = EVAL_SEED,
                     policies: dict[str, dict[str, str]] | None = None, run: Executor | None = None,
-                    periods: int | None = None) -> PresetResult:
+                    periods: int | None = None, per_block: int | None = None) -> PresetResult:
     """Every policy on ``seeds`` demand paths of ``scenario`` (common random numbers), with the references;
-    ``run`` runs the (policy, block of seeds) tasks (default: here, one after another)."""
+    ``run`` runs the (policy, block of ``per_block`` seeds) tasks (default: here, one after another)."""
     policies = evaluated_policies(scenario) if policies is None else policies
     jobs = {name: policy_job(scenario, choices, seeds, seed, models, periods) for name, choices in policies.items()}
-    results = per_seed(run or SerialExecutor(), {**jobs, BOUND: bound_job(scenario, seeds, seed, periods)})
+    results = per_seed(run or SerialExecutor(), {**jobs, BOUND: bound_job(scenario, seeds, seed, periods)}, per_block)
     bound = results.pop(BOUND)
     return summarised(scenario, policies, results, bound)
 
