@@ -236,3 +236,25 @@ def test_the_deploy_script_stays_standalone() -> None:
     every |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert {"numpy", "onnxruntime"} <= top and not top & {"pyarrow", "ray", "torch", "core"}
     assert {"pyarrow", "ray"} <= every and not every & {"torch", "core"}
+
+
+def test_about_page_shows_a_sweep_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The About page draws the learned-vs-best-rule figure of the sweep table it is given, one bar per
+    scenario of the grid."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.app import sweep as app_sweep
+    from core.evaluation.sweep import write_table
+
+    rows = sweep({**TINY_GRID, "cost_ratio": (4.0, 20.0)}, seeds=2, periods=20)
+    table = tmp_path / "sweep.csv"
+    write_table(rows, table)
+    monkeypatch.setattr(app_sweep, "SHIPPED_SWEEP", table)
+    monkeypatch.setattr(app_sweep.shipped_sweep, "__defaults__", (table,))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "streamlit_app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/about.py").run()
+    assert not at.exception
+    figures = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    bars = [trace for fig in figures for trace in fig["data"] if trace.get("name") == "learned vs best rule"]
+    assert len(bars) == 1 and len(bars[0]["x"]) == 4  # 2 lead times x 2 cost ratios
