@@ -327,3 +327,87 @@ def page_seconds(repeats: int = 3, timeout: float = 300.0) -> dict[str, dict[str
                     raise RuntimeError(f"{page}, {name}: {one_line(str(problems), 300)}")
     return {page: {name: statistics.median(values) for name, values in times.items()}
             for page, times in seconds.items()}
+
+
+def deploy_module(models: Path = EXPORTED_MODELS) -> Any:
+    """``exported_models/deploy_policy.py``, the standalone script, loaded as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("deploy_policy", Path(models) / "deploy_policy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def twin_store_table(rows: int, stores: int = 50, chains: int = 2000) -> Any:
+    """At least ``rows`` raw store rows (``core.serving.deployment.store_rows``) from reorder-point runs of
+    ``steady`` with ``stores`` stores, a day of ``chains`` chains at a time, cut to ``rows``."""
+    import pyarrow as pa
+
+    from core.serving.deployment import store_rows
+
+    scenario = get_preset("steady").with_num_stores(stores)
+    days = -(-rows // (stores * chains))
+    demand = sample_demand(scenario, chains, np.random.default_rng(5), days + 7)
+    state, forecast, mix, tables = reset(scenario, chains), Forecast.of(scenario), reorder_point_mix(), []
+    for t in range(days + 7):
+        if t >= 7:  # past the opening week
+            tables.append(pa.table(store_rows(state, scenario, forecast)))
+        state, _ = step(state, mix.actions(state, scenario), demand[:, t], scenario)
+    return pa.concat_tables(tables).slice(0, rows)
+
+
+def deploy_rate(rows: int = 1_000_000, repeats: int = 3) -> dict[str, float]:
+    """Store decisions per second of the batch deployment on ``rows`` twin rows: in memory (checks, features,
+    onnxruntime on one thread, quantities; median of repeats), and end to end from a Parquet file to the
+    orders CSV (once)."""
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    deploy = deploy_module()
+    table = twin_store_table(rows)
+    decider = deploy.StoreDecider(EXPORTED_MODELS)
+    seconds = []
+    for _ in range(repeats):
+        begin = time.perf_counter()
+        decider.decide(deploy.checked_states(table))
+        seconds.append(time.perf_counter() - begin)
+    with tempfile.TemporaryDirectory() as folder:
+        states, out = Path(folder) / "states.parquet", Path(folder) / "orders.csv"
+        pq.write_table(table, states)
+        begin = time.perf_counter()
+        deploy.write_orders(deploy.decide_table(deploy.read_states(states), EXPORTED_MODELS), out)
+        end_to_end = time.perf_counter() - begin
+    return {"rows": rows, "decisions_per_s": rows / statistics.median(seconds),
+            "end_to_end_decisions_per_s": rows / end_to_end, "end_to_end_seconds": end_to_end}
+
+
+SPEEDUP_GRID = {"dispersion": (0.2, 0.8), "warehouse_to_store": (1, 3), "num_stores": (3,), "capacity_factor": (1.5,),
+                "cost_ratio": (4.0, 40.0)}
+
+
+def sweep_speedup(workers: int = 4, seeds: int = 8, periods: int = 120) -> dict[str, float]:
+    """Seconds of a small sweep (``SPEEDUP_GRID``) run serially and on a local Ray of ``workers`` CPUs (its
+    start-up timed apart), and the speed-up; both give the same table."""
+    import ray
+
+    from core.evaluation.distributed import RayExecutor
+    from core.evaluation.sweep import sweep
+
+    begin = time.perf_counter()
+    serial = sweep(SPEEDUP_GRID, seeds=seeds, periods=periods)
+    serial_seconds = time.perf_counter() - begin
+    begin = time.perf_counter()
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    try:
+        run = RayExecutor()
+        startup = time.perf_counter() - begin
+        begin = time.perf_counter()
+        distributed = sweep(SPEEDUP_GRID, seeds=seeds, periods=periods, run=run)
+        ray_seconds = time.perf_counter() - begin
+    finally:
+        ray.shutdown()
+    return {"workers": workers, "serial_seconds": serial_seconds, "ray_seconds": ray_seconds,
+            "ray_startup_seconds": startup, "speedup": serial_seconds / ray_seconds,
+            "same_table": float(str(serial) == str(distributed))}

@@ -104,6 +104,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario)
     _check_run(scenario, args.seeds, scenario.horizon if args.periods is None else args.periods)
+    if args.ray is not None and (args.capped or args.menu):
+        raise ScenarioError("--ray: allowed only for base-stock levels (without --menu or --capped)")
     if args.capped:
         from core.agents.tuning import tune_capped_base_stock
 
@@ -125,7 +127,12 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         print(f"scenario {scenario.name}: best constant menu entries on {args.seeds} seeds: {factors}")
         print(f"  cost per day on the tuning seeds: {menu['cost_per_day']:.3f}")
         return 0
-    tuned = tune_base_stock(scenario, seeds=args.seeds, periods=args.periods)
+    costs_of = None
+    if args.ray is not None:
+        from core.evaluation.distributed import candidate_costs_on, executor
+
+        costs_of = candidate_costs_on(executor(args.ray))
+    tuned = tune_base_stock(scenario, seeds=args.seeds, periods=args.periods, costs_of=costs_of)
     if args.json:
         print(json.dumps(tuned.__dict__, indent=2))
         return 0
@@ -172,6 +179,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.pages:  # every page's script runs, as the server runs them
         return _print_page_bench(args)
+    if args.deploy:
+        return _print_scale_bench(args)
     if args.head_to_head:  # the head-to-head page's server-side work only
         timings = head_to_head_seconds(args.scenario)
         print(json.dumps(timings, indent=2) if args.json else "\n".join(
@@ -210,6 +219,26 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"    torch: skipped ({latency['torch_skipped']})")
     seconds = serving["one_year_recompute_seconds"]
     print(f"  Live page recompute (one chain, one year, shipped policies): {seconds:.3f} s")
+    return 0
+
+
+def _print_scale_bench(args: argparse.Namespace) -> int:
+    from core.bench import deploy_rate, sweep_speedup
+
+    deploy = deploy_rate()
+    speedup = None if args.no_sweep else sweep_speedup()
+    if args.json:
+        print(json.dumps({"deploy": deploy, "sweep": speedup}, indent=2))
+        return 0
+    print(f"batch deployment, {deploy['rows']:,} store rows (checks, features, onnxruntime on 1 thread, quantities):")
+    print(f"  in memory:  {deploy['decisions_per_s']:12,.0f} store decisions/s")
+    print(f"  end to end: {deploy['end_to_end_decisions_per_s']:12,.0f} store decisions/s (Parquet in, CSV out, "
+          f"{deploy['end_to_end_seconds']:.2f} s)")
+    if speedup is not None:
+        print(f"sweep (8 scenarios x 5 policies x 8 seeds x 120 days): serial {speedup['serial_seconds']:.1f} s, "
+              f"local Ray with {speedup['workers']} workers {speedup['ray_seconds']:.1f} s "
+              f"(+ {speedup['ray_startup_seconds']:.1f} s start-up): speed-up {speedup['speedup']:.2f}x; "
+              f"same table: {bool(speedup['same_table'])}")
     return 0
 
 
@@ -297,11 +326,55 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if name not in PRESETS:
             raise ScenarioError(f"--scenario: got {name!r}; allowed: {', '.join(PRESETS)}")
         _check_run(PRESETS[name], args.seeds, PRESETS[name].horizon)
-    report = evaluate(names, args.seeds, Path(args.models))
+    run = None
+    if args.ray is not None:
+        from core.evaluation.distributed import executor
+
+        run = executor(args.ray)
+    report = evaluate(names, args.seeds, Path(args.models), run=run)
     write(report, Path(args.out))
     if args.record:
         record_evaluation(Path(args.models), report, command=_command())
     print(report.to_json() if args.json else markdown(report))
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from core.evaluation.distributed import SerialExecutor, executor
+    from core.evaluation.plots import sweep_figure
+    from core.evaluation.sweep import (
+        DEFAULT_GRID,
+        PARAMETERS,
+        grid_points,
+        learned_versus_best_rule,
+        parse_values,
+        sweep,
+        write_table,
+    )
+
+    if args.base not in PRESETS:
+        raise ScenarioError(f"--base: got {args.base!r}; allowed: {', '.join(PRESETS)}")
+    out, figure = Path(args.out), Path(args.figure) if args.figure else Path(args.out).with_suffix(".html")
+    if out.suffix not in (".csv", ".parquet"):
+        raise ScenarioError(f"--out: got {args.out!r}; allowed: a file name ending in .csv or .parquet")
+    grid = {name: parse_values(name, getattr(args, name)) if getattr(args, name) else DEFAULT_GRID[name]
+            for name in PARAMETERS}
+    points = grid_points(grid)
+    for point in points:
+        _check_run(PRESETS[args.base].with_num_stores(int(point["num_stores"])), args.seeds,
+                   args.periods or PRESETS[args.base].horizon)
+    run = SerialExecutor() if args.ray is None else executor(args.ray)
+    start = time.perf_counter()
+    rows = sweep(grid, args.base, args.seeds, args.seed, args.periods, Path(args.models), args.bound, run)
+    seconds = time.perf_counter() - start
+    write_table(rows, out)
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    figure.write_text(sweep_figure(learned_versus_best_rule(rows)).to_html(include_plotlyjs="cdn"))
+    print(f"{len(points)} scenarios x {len({r['policy'] for r in rows})} policies x {args.seeds} seeds in "
+          f"{seconds:.1f} s ({'serial' if args.ray is None else f'Ray, {run.workers} workers'})")
+    for point in learned_versus_best_rule(rows):
+        print(f"  {point['point']:48s} learned {100 * point['relative']:+6.1f}% vs {point['best_rule']}")
+    print(f"table: {out}\nfigure: {figure}")
     return 0
 
 
@@ -323,6 +396,12 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     record_evaluation(Path(args.models), report, command=_command())
     print(markdown(report))
     return 0
+
+
+def ray_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run the (scenario, policy, block of seeds) tasks on Ray: a local instance (2 CPUs) without "
+                        "ADDRESS, else the cluster at ADDRESS (see `ray start --head`); same results as without")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -352,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--menu", action="store_true",
                    help="the best constant action-menu entries (forecast base-stock) instead of base-stock levels")
     p.add_argument("--capped", action="store_true", help="capped base-stock (level, cap) for a single store")
+    ray_option(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_tune)
 
@@ -384,10 +464,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=30)
     p.add_argument("--models", default=str(EXPORTED_MODELS), help="folder of exported policies")
     p.add_argument("--out", default="runs/evaluation")
+    ray_option(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("--record", action="store_true",
                    help="also put the summary in the models folder's manifest.json (what the app's About page shows)")
     p.set_defaults(run=_cmd_evaluate)
+
+    p = sub.add_parser("sweep", help="every registered policy on a grid of scenarios: where does learning pay?")
+    p.add_argument("--base", default="steady", help="preset the grid varies")
+    for name, help_text in (("dispersion", "demand coefficients of variation"),
+                            ("warehouse_to_store", "store lead times, days"), ("num_stores", "numbers of stores"),
+                            ("capacity_factor", "production capacities, multiples of mean demand"),
+                            ("cost_ratio", "stockout cost per unit over store holding cost per unit-day")):
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"{help_text}, comma-separated (default: "
+                       "a small grid, see core/evaluation/sweep.py)")
+    p.add_argument("--seeds", type=int, default=8)
+    p.add_argument("--seed", type=int, default=1_000_000, help="first seed of the common demand")
+    p.add_argument("--periods", type=int, default=None, help="days per run (default: the base's horizon)")
+    p.add_argument("--models", default=str(EXPORTED_MODELS), help="folder of exported policies")
+    p.add_argument("--bound", action="store_true", help="also the clairvoyant bound per scenario (slow)")
+    p.add_argument("--out", default="runs/sweep.csv", help="the table (.csv or .parquet)")
+    p.add_argument("--figure", default=None, help="the plotly figure (default: the table's name with .html)")
+    ray_option(p)
+    p.set_defaults(run=_cmd_sweep)
 
     p = sub.add_parser("pipeline", help="validate, train all phases, export, evaluate")
     p.add_argument("--out", default="runs/pipeline", help="training run folder")
@@ -403,6 +502,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pages", action="store_true",
                    help="time every app page's first load and interactions (server-side script runs)")
     p.add_argument("--repeats", type=int, default=3, help="with --pages: repeats per figure (the median is printed)")
+    p.add_argument("--deploy", action="store_true",
+                   help="store decisions per second of the batch deployment (1,000,000 rows) and the speed-up of a "
+                        "4-worker local Ray sweep over the serial one")
+    p.add_argument("--no-sweep", action="store_true", help="with --deploy: leave the sweep speed-up out")
     p.add_argument("--browser", action="store_true",
                    help="with --pages: also measure, in Chromium, how far the Live page plays after Pause")
     p.set_defaults(run=_cmd_bench)

@@ -1,4 +1,24 @@
-"""Standalone deployment example: numpy and onnxruntime only (no torch, no project code).
+"""Standalone deployment: numpy and onnxruntime only (pyarrow for the batch files; no torch, no project code).
+
+Batch mode, from raw business data (one row per store and product):
+
+    python deploy_policy.py --input states.csv|states.parquet --output orders.csv [--ray] [--models DIR]
+
+computes every row's store features in numpy (vectorised, ``store_features``), decides the safety factor with
+the store policy (onnxruntime, one thread, in chunks of ``CHUNK_ROWS``) and turns it into an order quantity:
+
+    order = max(0, forecast_over_lead_time + z * demand_sd_per_day * sqrt(lead_time_days) - inventory position)
+    inventory position = on_hand + sum of pipeline_day_* - backorders
+
+The input's columns (``STATE_COLUMNS``; units in brackets) are listed below; ``example_states.csv`` beside this
+script is a small example. Extra columns are ignored, except ``store`` and ``product``, which are copied to the
+output. A bad row (a missing column, an empty or non-numeric value, NaN, negative stock, an unknown role) stops
+the run with one line naming the row (1 = the first data row) and the column, and nothing is written (exit 2).
+The output has one row per input row: store and product (if given), menu_index, safety_factor, order_quantity
+[units]. With ``--ray`` the same decisions run as a Ray Data ``map_batches`` over the (Parquet) dataset, on a
+local Ray or on the cluster in RAY_ADDRESS; the rows are checked before any batch runs.
+
+Single-observation mode (engineered features, any role):
 
     python deploy_policy.py --role store --observation observation.json [--models DIR]
 
@@ -205,13 +225,298 @@ def order_quantity(order: object, z: float) -> float | None:
     return quantity
 
 
+# --- batch mode: raw store states -> order quantities ---------------------------------------------------------
+
+EPS = 1e-6  # units per day: the smallest forecast a ratio divides by (as in training)
+CLIP = 60.0  # every feature is clipped to +-CLIP (as in training)
+CHUNK_ROWS = 65_536  # rows per onnxruntime call
+MAX_INPUT_BYTES = 2**32
+ROLES = ("store",)  # the roles the batch mode decides
+STATE_COLUMNS = {  # column -> (unit, meaning); every one is required, a number unless said otherwise
+    "role": ("text", "the row's role: store"),
+    "day": ("days", "today, counted from the first day of the demand year (the season is day mod 365)"),
+    "on_hand": ("units", "stock on the shelf at the evening review"),
+    "backorders": ("units", "demand waiting to be served (0 where unmet demand is lost)"),
+    "pipeline_day_1": ("units", "ordered stock arriving in 1 day; pipeline_day_2, ... arriving later (any number "
+                                "of consecutive columns, summed)"),
+    "lead_time_days": ("days", "days from an order to its arrival at the store (a whole number, 1 or more)"),
+    "forecast_over_lead_time": ("units", "expected demand over the next lead_time_days days"),
+    "forecast_week_after_lead_time": ("units", "expected demand over the 7 days that start lead_time_days from "
+                                               "today"),
+    "average_demand_per_day": ("units/day", "the product's mean demand per day over a year (the season level's "
+                                            "reference)"),
+    "demand_sd_per_day": ("units/day", "standard deviation of a day's demand around the forecast (the forecast "
+                                       "error) at today's forecast level"),
+    "demand_cv": ("ratio", "coefficient of variation of a day's demand around its forecast"),
+    "yesterday_demand": ("units", "customer demand yesterday"),
+    "recent_demand_per_day": ("units/day", "recent customer demand: exponentially weighted average, weight 0.25 "
+                                           "on the newest day (so are the three below)"),
+    "recent_sales_per_day": ("units/day", "recent demand served from the shelf on its day"),
+    "recent_orders_per_day": ("units/day", "recent orders placed by the store"),
+    "recent_received_per_day": ("units/day", "recent units shipped to the store"),
+    "holding_cost_per_unit_day": ("money/unit/day", "cost of a unit on the shelf for a day"),
+    "stockout_cost_per_unit": ("money/unit", "penalty per unit of demand not served on its day"),
+    "backorders_allowed": ("0 or 1", "1 where unmet demand waits (backorders), 0 where it is lost"),
+}
+NON_NEGATIVE = ("day", "on_hand", "backorders", "forecast_over_lead_time", "forecast_week_after_lead_time",
+                "demand_sd_per_day", "demand_cv", "yesterday_demand", "recent_demand_per_day", "recent_sales_per_day",
+                "recent_orders_per_day", "recent_received_per_day", "holding_cost_per_unit_day",
+                "stockout_cost_per_unit")
+PASSED_THROUGH = ("store", "product")
+NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+
+
+def pipeline_columns(names: list[str]) -> list[str]:
+    """pipeline_day_1, pipeline_day_2, ... as far as they are consecutive."""
+    found = []
+    while f"pipeline_day_{len(found) + 1}" in names:
+        found.append(f"pipeline_day_{len(found) + 1}")
+    return found
+
+
+def _bad_row(mask: np.ndarray, column: str, values: np.ndarray, allowed: str, offset: int) -> None:
+    if mask.any():
+        row = int(np.argmax(mask))
+        value = values[row].item() if isinstance(values[row], np.generic) else values[row]  # plain, for the message
+        raise InputError(f"row {offset + row + 1}, column {column}: got {value!r}; allowed: {allowed}")
+
+
+def checked_states(table: object, offset: int = 0) -> dict[str, np.ndarray]:
+    """The columns the decision needs, as float64 arrays (``pipeline`` (rows, days) summed later), from a
+    pyarrow table; the first bad row (``offset`` rows before the table) raises ``InputError``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = list(table.column_names)
+    pipeline = pipeline_columns(names)
+    missing = [c for c in STATE_COLUMNS if c not in names and c != "pipeline_day_1"] + ([] if pipeline else
+                                                                                       ["pipeline_day_1"])
+    if missing:
+        raise InputError(f"header: missing column {missing[0]}{' (and more)' if len(missing) > 1 else ''}; "
+                         f"required: {', '.join(STATE_COLUMNS)}")
+    role = table.column("role")
+    roles = np.asarray(pc.fill_null(role.cast(pa.string()), "").to_numpy(zero_copy_only=False))
+    _bad_row(~np.isin(roles, ROLES), "role", roles, ", ".join(ROLES), offset)
+    columns = {}
+    for name in [c for c in STATE_COLUMNS if c not in ("role", "pipeline_day_1")] + pipeline:
+        column = table.column(name)
+        if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_null(column.type)):
+            text = column.cast(pa.string())
+            numeric = pc.match_substring_regex(pc.utf8_trim_whitespace(text), NUMBER)
+            first = int(np.argmax(~np.asarray(pc.fill_null(numeric, True).to_numpy(zero_copy_only=False))))
+            raise InputError(f"row {offset + first + 1}, column {name}: got {str(text[first])[:30]!r}; "
+                             "allowed: a number")
+        values = np.asarray(pc.fill_null(column.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False),
+                            dtype=np.float64)
+        _bad_row(~np.isfinite(values), name, values, "a finite number (no empty cell, no NaN)", offset)
+        columns[name] = values
+    for name in [*NON_NEGATIVE, *pipeline]:
+        _bad_row(columns[name] < 0, name, columns[name], "0 or more", offset)
+    lead = columns["lead_time_days"]
+    _bad_row((lead < 1) | (lead != np.round(lead)), "lead_time_days", lead, "a whole number of days, 1 or more",
+             offset)
+    mean = columns["average_demand_per_day"]
+    _bad_row(mean <= 0, "average_demand_per_day", mean, "more than 0", offset)
+    flag = columns["backorders_allowed"]
+    _bad_row((flag != 0) & (flag != 1), "backorders_allowed", flag, "0 or 1", offset)
+    columns["pipeline"] = np.stack([columns.pop(c) for c in pipeline], axis=1)
+    return columns
+
+
+def store_features(states: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(rows, 16) float32 store observations in the manifest's order, and what the order quantity needs."""
+    lead = states["lead_time_days"]
+    f = np.maximum(states["forecast_over_lead_time"] / lead, EPS)
+    inbound = states["pipeline"].sum(axis=1)
+    position = states["on_hand"] + inbound - states["backorders"]
+    angle = 2 * np.pi * (states["day"] % 365) / 365.0
+    costs = states["stockout_cost_per_unit"], states["holding_cost_per_unit_day"]
+    features = {
+        "on_hand_days": states["on_hand"] / f,
+        "in_transit_days": inbound / f,
+        "backorder_days": states["backorders"] / f,
+        "cover_beyond_lead_time_days": position / f - lead,
+        "yesterday_demand_ratio": states["yesterday_demand"] / f,
+        "recent_demand_ratio": states["recent_demand_per_day"] / f,
+        "recent_service_level": _share(states["recent_sales_per_day"], states["recent_demand_per_day"]),
+        "recent_supply_fill": _share(states["recent_received_per_day"], states["recent_orders_per_day"]),
+        "forecast_next_week_ratio": states["forecast_week_after_lead_time"] / 7.0 / f,
+        "season_level": f / states["average_demand_per_day"],
+        "season_sin": np.sin(angle),
+        "season_cos": np.cos(angle),
+        "lead_time_weeks": lead / 7.0,
+        "demand_cv": states["demand_cv"],
+        "critical_ratio": costs[0] / (costs[0] + costs[1] + EPS),
+        "backorders_mode": states["backorders_allowed"],
+    }
+    return features, {"forecast_per_day": f, "lead_time_days": lead, "position": position}
+
+
+def _share(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    return np.clip(numerator / np.maximum(denominator, EPS), 0.0, 1.0)
+
+
+def observation_matrix(features: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
+    """The features in the manifest's order, clipped to +-CLIP, float32."""
+    unknown = [n for n in names if n not in features]
+    if unknown:
+        raise InputError(f"manifest store features: {', '.join(unknown[:3])} cannot be computed from the states")
+    return np.clip(np.stack([features[n] for n in names], axis=-1), -CLIP, CLIP).astype(np.float32)
+
+
+def order_quantities(order: dict[str, np.ndarray], z: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """Units to order: up to the forecast over the lead time plus z standard deviations of it."""
+    target = order["forecast_per_day"] * order["lead_time_days"] + z * sd * np.sqrt(order["lead_time_days"])
+    return np.maximum(target - order["position"], 0.0)
+
+
+class StoreDecider:
+    """The store policy of an export folder: menu indices for observation rows (one onnxruntime thread)."""
+
+    def __init__(self, models: Path) -> None:
+        manifest = read_json(models / "manifest.json")
+        roles = manifest.get("roles") if isinstance(manifest, dict) else None
+        card = roles.get("store") if isinstance(roles, dict) else None
+        if not isinstance(card, dict) or not isinstance(card.get("features"), list) \
+                or not isinstance(card.get("safety_factor_menu"), list):
+            raise InputError(f"{models / 'manifest.json'}: no usable entry for role 'store'")
+        self.names = [str(n) for n in card["features"]]
+        self.menu = np.array([number(z, "manifest store safety_factor_menu") for z in card["safety_factor_menu"]])
+        self.constant = None
+        self.session = None
+        if card.get("kind") == "rule":
+            factor = number(card.get("safety_factor"), "manifest store safety_factor")
+            if factor not in self.menu:
+                raise InputError(f"manifest store: safety_factor {factor:g} is not on the menu")
+            self.constant = int(np.flatnonzero(self.menu == factor)[0])
+            return
+        path = model_path(models, card.get("file"))
+        data = read_file(path, MAX_MODEL_BYTES)
+        if hashlib.sha256(data).hexdigest() != card.get("sha256"):
+            raise InputError(f"{path} does not match the manifest's sha256")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises several types for graphs it cannot load
+            raise InputError(f"{path}: not a loadable ONNX model ({type(exc).__name__})") from None
+        self.input = self.session.get_inputs()[0].name
+
+    def indices(self, obs: np.ndarray) -> np.ndarray:
+        if self.constant is not None:
+            return np.full(obs.shape[0], self.constant, dtype=np.int64)
+        parts = [self.session.run(["action"], {self.input: obs[i:i + CHUNK_ROWS]})[0].reshape(-1)
+                 for i in range(0, obs.shape[0], CHUNK_ROWS)]
+        index = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        if index.size and (index.min() < 0 or index.max() >= self.menu.size):
+            raise InputError(f"the store policy chose menu entries outside its menu of {self.menu.size}")
+        return index.astype(np.int64)
+
+    def decide(self, states: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Menu index, safety factor and order quantity (units) of every row of checked ``states``."""
+        features, order = store_features(states)
+        index = self.indices(observation_matrix(features, self.names))
+        z = self.menu[index]
+        return {"menu_index": index, "safety_factor": z,
+                "order_quantity": order_quantities(order, z, states["demand_sd_per_day"])}
+
+
+def read_states(path: Path) -> object:
+    """The input file as a pyarrow table (CSV or Parquet, at most ``MAX_INPUT_BYTES``)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    if path.suffix not in (".csv", ".parquet"):
+        raise InputError(f"--input {path}: allowed: a .csv or .parquet file")
+    try:
+        if not path.is_file():
+            raise InputError(f"--input {path}: not a file")
+        if path.stat().st_size > MAX_INPUT_BYTES:
+            raise InputError(f"--input {path}: more than {MAX_INPUT_BYTES:,} bytes")
+        if path.suffix == ".parquet":
+            return pq.read_table(path)
+        return pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(strings_can_be_null=True,
+                                                                        column_types={"role": pa.string()}))
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"--input {path}: cannot read ({str(exc).splitlines()[0][:120]})") from None
+
+
+def orders_table(table: object, decided: dict[str, np.ndarray]) -> object:
+    import pyarrow as pa
+
+    kept = {name: table.column(name) for name in PASSED_THROUGH if name in table.column_names}
+    return pa.table({**kept, **{k: pa.array(v) for k, v in decided.items()}})
+
+
+def write_orders(orders: object, out: Path) -> None:
+    """``orders`` as CSV, written to a temporary file and renamed (nothing half-written)."""
+    import pyarrow.csv as pcsv
+
+    if out.suffix != ".csv":
+        raise InputError(f"--output {out}: allowed: a .csv file")
+    temporary = out.with_name(f".{out.name}.partial")
+    try:
+        pcsv.write_csv(orders, temporary)
+        os.replace(temporary, out)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise InputError(f"--output {out}: cannot write ({exc.strerror or exc})") from None
+
+
+def decide_table(table: object, models: Path) -> object:
+    """Every row's order (the batch mode without Ray)."""
+    return orders_table(table, StoreDecider(models).decide(checked_states(table)))
+
+
+def _decide_batch(batch: object, models: str) -> object:
+    """Ray Data's per-batch function: the rows' orders (the decider is loaded and checked per batch)."""
+    return orders_table(batch, StoreDecider(Path(models)).decide(checked_states(batch)))
+
+
+def decide_with_ray(path: Path, models: Path, table: object) -> object:
+    """Every row's order as a Ray Data ``map_batches`` over the dataset at ``path`` (rows checked first)."""
+    import pyarrow as pa
+    import ray
+
+    checked_states(table)  # every row, before any batch runs
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), num_cpus=None if os.environ.get("RAY_ADDRESS") else 2,
+                 log_to_driver=False)
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = False
+    dataset = ray.data.read_parquet(str(path)) if path.suffix == ".parquet" else ray.data.read_csv(str(path))
+    decided = dataset.map_batches(_decide_batch, fn_kwargs={"models": str(models.resolve())}, batch_format="pyarrow",
+                                  batch_size=CHUNK_ROWS, num_cpus=1)
+    return pa.concat_tables(ray.get(decided.to_arrow_refs()))
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    path, out, models = Path(args.input), Path(args.output), Path(args.models)
+    table = read_states(path)
+    orders = decide_with_ray(path, models, table) if args.ray else decide_table(table, models)
+    write_orders(orders, out)
+    print(f"{orders.num_rows:,} orders written to {out}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--role", required=True, choices=["store", "warehouse", "supplier"])
-    parser.add_argument("--observation", required=True, help="JSON file (see above)")
+    parser.add_argument("--role", choices=["store", "warehouse", "supplier"], help="single-observation mode")
+    parser.add_argument("--observation", help="JSON file (single-observation mode, see above)")
+    parser.add_argument("--input", help="batch mode: raw store states, .csv or .parquet (see above)")
+    parser.add_argument("--output", help="batch mode: the orders, .csv")
+    parser.add_argument("--ray", action="store_true", help="batch mode: decide as a Ray Data map_batches")
     parser.add_argument("--models", default=str(Path(__file__).resolve().parent), help="folder with manifest.json")
     args = parser.parse_args()
     try:
+        if args.input or args.output:
+            if not (args.input and args.output):
+                raise InputError("batch mode needs both --input and --output")
+            return run_batch(args)
+        if not (args.role and args.observation):
+            raise InputError("give --input and --output (batch mode), or --role and --observation")
         run(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,8 +7,9 @@ import streamlit as st
 from core.agents.menus import ACTION_LABELS
 from core.agents.observations import FEATURES
 from core.app.results import results_summary
+from core.app.sweep import shipped_sweep
 from core.evaluation.glossary import FEATURE_WORDS
-from core.evaluation.plots import chain_diagram_figure
+from core.evaluation.plots import chain_diagram_figure, sweep_figure
 from core.serving import models
 from core.serving.models import PolicyLoadError
 
@@ -66,3 +67,16 @@ else:
                    "is the best any policy can do.")
     for note in summary.notes:
         st.caption(note)
+
+st.subheader("Where does learning pay?")
+sweep = shipped_sweep()
+if sweep is None:
+    st.info("No sweep shipped: `python -m core sweep --out docs/sweep.csv` writes one.")
+else:
+    points, seeds = sweep
+    st.plotly_chart(sweep_figure(points), width="stretch", key="about_sweep")
+    st.caption(f"Every registered policy on a grid of scenarios around the steady preset ({seeds} demand paths "
+               "each, the same for every policy): demand volatility (cv), store lead time (L, days), stores, "
+               "production capacity (a multiple of mean demand) and the stockout-to-holding cost ratio (p/h). A bar "
+               "is the learned policy's cost against the cheapest rule of that scenario, with its paired 95% "
+               "interval; below zero, learning pays.")

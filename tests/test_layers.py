@@ -64,3 +64,17 @@ def test_imports_run_downward(path: Path) -> None:
 def test_every_module_belongs_to_a_layer() -> None:
     loose = [p.name for p in CORE.glob("*.py") if p.stem not in ("__init__", "__main__", "cli", "bench")]
     assert not loose, f"modules outside the layers: {loose}"
+
+
+RUNS_RAY = (CORE / "evaluation" / "distributed.py", CORE / "bench.py")  # the Ray glue, and the speed-up benchmark
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[str(p.relative_to(CORE)) for p in MODULES])
+def test_ray_is_imported_only_inside_the_ray_glue_functions(path: Path) -> None:
+    """Importing any module of ``core`` (serving, the app's pages) never imports Ray; only the executor and
+    the benchmark import it, inside the functions that run on Ray."""
+    ray = [name for name in imports(path) if name.split(".")[0] == "ray"]
+    if path in RUNS_RAY:
+        assert sorted(ray) == sorted(n for n in function_imports(path) if n.split(".")[0] == "ray")
+    else:
+        assert not ray, f"{path.name} imports ray"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,15 +66,25 @@ def levels_for(scenario: Scenario, safety: np.ndarray) -> tuple[np.ndarray, np.n
 
 def candidate_costs(scenario: Scenario, safety: np.ndarray, demand: np.ndarray) -> np.ndarray:
     """(C,) mean cost per day of each candidate over the S demand paths ``demand`` (S, T, N)."""
+    return per_seed_candidate_costs(scenario, safety, demand).mean(axis=1)
+
+
+def per_seed_candidate_costs(scenario: Scenario, safety: np.ndarray, demand: np.ndarray) -> np.ndarray:
+    """(C, S) cost per day of each candidate on each of the S demand paths ``demand`` (S, T, N)."""
     s = demand.shape[0]
     stores, warehouse, supplier = levels_for(scenario, safety)
     mix = base_stock_mix(np.repeat(stores, s, axis=0), np.repeat(warehouse, s), np.repeat(supplier, s))
-    return block_costs(scenario, mix, demand, safety.shape[0])
+    return per_seed_block_costs(scenario, mix, demand, safety.shape[0])
 
 
 def block_costs(scenario: Scenario, mix: PolicyMix, demand: np.ndarray, blocks: int) -> np.ndarray:
     """(blocks,) mean cost per day of each block of S rows of ``mix``, every block on the S demand
     paths ``demand`` (S, T, N): one batched rollout, common random numbers."""
+    return per_seed_block_costs(scenario, mix, demand, blocks).mean(axis=1)
+
+
+def per_seed_block_costs(scenario: Scenario, mix: PolicyMix, demand: np.ndarray, blocks: int) -> np.ndarray:
+    """(blocks, S) cost per day of each block of S rows of ``mix`` on each of the S paths ``demand``."""
     s = demand.shape[0]
     state = reset(scenario, blocks * s)
     total = np.zeros(blocks * s)
@@ -81,20 +92,30 @@ def block_costs(scenario: Scenario, mix: PolicyMix, demand: np.ndarray, blocks: 
         today = np.tile(demand[:, t], (blocks, 1))  # every block on the same paths, one day at a time
         state, flows = step(state, mix.actions(state, scenario), today, scenario)
         total += reconcile(flows, state, scenario).total_cost.sum(axis=1)
-    return (total / demand.shape[1]).reshape(blocks, s).mean(axis=1)
+    return (total / demand.shape[1]).reshape(blocks, s)
+
+
+CandidateCosts = Callable[[Scenario, np.ndarray, int, int, int | None], np.ndarray]
+# (scenario, safety (C, 3), seeds, seed, periods) -> (C,) mean cost per day of each candidate
 
 
 def tune_base_stock(scenario: Scenario, seeds: int = 8, periods: int | None = None,
-                    seed: int = 12345) -> TunedBaseStock:
-    """Search safety factors on a coarse grid, then twice on finer grids around the best."""
-    demand = sample_demand(scenario, seeds, np.random.default_rng(seed), periods)
+                    seed: int = 12345, costs_of: CandidateCosts | None = None) -> TunedBaseStock:
+    """Search safety factors on a coarse grid, then twice on finer grids around the best. ``costs_of``
+    computes candidates' costs on the ``seeds`` demand paths drawn from ``seed`` (default: one batched
+    rollout here; ``core.evaluation.distributed.candidate_costs_on`` cuts the seeds into blocks)."""
+    if costs_of is None:
+        demand = sample_demand(scenario, seeds, np.random.default_rng(seed), periods)
+
+        def costs_of(scenario: Scenario, safety: np.ndarray, seeds: int, seed: int, periods: int | None) -> np.ndarray:
+            return candidate_costs(scenario, safety, demand)
     offsets = COARSE_GRID
     best_safety, best_cost = np.zeros(3), math.inf
     evaluated = 0
     for refinement in range(3):
         centre = best_safety if refinement else np.zeros(3)
         safety = np.array(list(itertools.product(*(offsets + centre[i] for i in range(3)))))
-        costs = candidate_costs(scenario, safety, demand)
+        costs = costs_of(scenario, safety, seeds, seed, periods)
         evaluated += len(safety)
         i = int(np.argmin(costs))
         if costs[i] < best_cost:

@@ -445,3 +445,26 @@ def learning_curves_figure(episodes: list[dict], updates: list[dict], title: str
                       row=2, col=2 + j)
     fig.update_layout(height=700, showlegend=False, title=title)
     return fig
+
+
+def sweep_figure(points: list[dict]) -> go.Figure:
+    """Learned against the best rule over a sweep's grid (``core.evaluation.sweep.learned_versus_best_rule``):
+    the learned policy's cost relative to the best rule with its paired 95 % interval, below zero where
+    learning pays, and the clairvoyant bound's where it was computed."""
+    labels = [p["point"] for p in points]
+    fig = go.Figure(go.Bar(
+        name="learned vs best rule", x=labels, y=[100 * p["relative"] for p in points],
+        marker_color=[COLOURS["stores"] if p["relative"] < 0 else STOCKOUT for p in points],
+        customdata=[p["best_rule"] for p in points],
+        hovertemplate="%{x}<br>learned %{y:+.1f}% vs best rule (%{customdata})<extra></extra>",
+        error_y={"type": "data", "symmetric": False, "array": [100 * (p["high"] - p["relative"]) for p in points],
+                 "arrayminus": [100 * (p["relative"] - p["low"]) for p in points]}))
+    bound = [p for p in points if np.isfinite(p["bound_relative"])]
+    if bound:
+        fig.add_trace(go.Scatter(name="clairvoyant bound vs best rule", x=[p["point"] for p in bound],
+                                 y=[100 * p["bound_relative"] for p in bound], mode="markers",
+                                 marker={"symbol": "line-ew-open", "size": 18, "color": COLOURS["demand"]}))
+    fig.update_layout(title="Where does learning pay? Learned policy's cost against the best rule, per scenario",
+                      yaxis_title="cost vs best rule (%), below 0: learning pays", xaxis_tickangle=-35,
+                      height=560, margin={"b": 180})
+    return fig

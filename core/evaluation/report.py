@@ -20,17 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from core.evaluation.bound import clairvoyant_bound
+from core.evaluation.distributed import Executor, SerialExecutor, bound_job, per_seed, policy_job
 from core.evaluation.optimum import check_scenario, solve
 from core.evaluation.plots import comparison_figure
 from core.evaluation.statistics import EVAL_SEED, REPORTED, mean_ci, paired
 from core.serving import model_sets
 from core.serving.files import write_bytes_atomic
 from core.serving.models import EXPORTED_MODELS
-from core.serving.registry import POLICIES, Sources, applicable, mix_of, uniform
-from core.simulation.demand import sample_demand
+from core.serving.registry import POLICIES, applicable, uniform
 from core.simulation.presets import PRESETS
-from core.simulation.rollout import kpis, rollout
 from core.simulation.scenario import Scenario, ScenarioError
 
 LEARNED = {  # report row -> each role's policy, besides one row per applicable rule of the registry
@@ -40,6 +38,7 @@ LEARNED = {  # report row -> each role's policy, besides one row per applicable 
 }
 COMPARED = ("cost_per_day", "fill_rate")  # KPIs with paired differences
 REFERENCES = ("reorder_point", "best_rule")  # each policy's paired differences are against these
+BOUND = "clairvoyant bound"  # the bound's job among the policies' (no policy has this name: it has a space)
 
 
 @dataclass(frozen=True)
@@ -125,33 +124,41 @@ def optimum_cost(scenario: Scenario) -> float | None:
 
 
 def evaluate_preset(scenario: Scenario, seeds: int, models: Path, seed: int = EVAL_SEED,
-                    policies: dict[str, dict[str, str]] | None = None) -> PresetResult:
-    """Every policy on ``seeds`` demand paths of ``scenario`` (common random numbers), with the references."""
+                    policies: dict[str, dict[str, str]] | None = None, run: Executor | None = None,
+                    periods: int | None = None, per_block: int | None = None) -> PresetResult:
+    """Every policy on ``seeds`` demand paths of ``scenario`` (common random numbers), with the references;
+    ``run`` runs the (policy, block of ``per_block`` seeds) tasks (default: here, one after another)."""
     policies = evaluated_policies(scenario) if policies is None else policies
-    demand = sample_demand(scenario, seeds, np.random.default_rng(seed))
-    sources = Sources(models=models)
-    per_seed = {name: kpis(rollout(scenario, mix_of(choices, scenario, sources), demand))
-                for name, choices in policies.items()}
+    jobs = {name: policy_job(scenario, choices, seeds, seed, models, periods) for name, choices in policies.items()}
+    results = per_seed(run or SerialExecutor(), {**jobs, BOUND: bound_job(scenario, seeds, seed, periods)}, per_block)
+    bound = results.pop(BOUND)
+    return summarised(scenario, policies, results, bound)
+
+
+def summarised(scenario: Scenario, policies: dict[str, dict[str, str]], per_seed_kpis: dict[str, dict[str, np.ndarray]],
+               bound: np.ndarray) -> PresetResult:
+    """The preset's result from every policy's per-seed KPIs and the per-seed clairvoyant bound."""
     rules = [name for name, choices in policies.items() if all(POLICIES[k].rule for k in choices.values())]
-    best = min(rules, key=lambda name: float(per_seed[name]["cost_per_day"].mean()))
-    references = {"reorder_point": per_seed.get("reorder_point"), "best_rule": per_seed[best]}
-    bound = clairvoyant_bound(scenario, demand)
+    best = min(rules, key=lambda name: float(per_seed_kpis[name]["cost_per_day"].mean()))
+    references = {"reorder_point": per_seed_kpis.get("reorder_point"), "best_rule": per_seed_kpis[best]}
     return PresetResult(
-        policies={name: {k: Interval(**mean_ci(values[k])) for k in REPORTED} for name, values in per_seed.items()},
+        policies={name: {k: Interval(**mean_ci(values[k])) for k in REPORTED}
+                  for name, values in per_seed_kpis.items()},
         differences={name: {f"vs_{ref}": {k: Difference(**paired(values[k], base[k])) for k in COMPARED}
                             for ref, base in references.items() if base is not None and base is not values}
-                     for name, values in per_seed.items()},
+                     for name, values in per_seed_kpis.items()},
         best_rule=best, bound=Interval(**mean_ci(bound)),
-        gap_to_bound={name: Difference(**paired(values["cost_per_day"], bound)) for name, values in per_seed.items()},
+        gap_to_bound={name: Difference(**paired(values["cost_per_day"], bound))
+                      for name, values in per_seed_kpis.items()},
         optimum=optimum_cost(scenario),
     )
 
 
 def evaluate(scenarios: list[str], seeds: int, models: Path = EXPORTED_MODELS, seed: int = EVAL_SEED,
-             policies: dict[str, dict[str, str]] | None = None) -> EvaluationReport:
+             policies: dict[str, dict[str, str]] | None = None, run: Executor | None = None) -> EvaluationReport:
     """Every policy (default: ``evaluated_policies``) on every named preset."""
     return EvaluationReport(seeds=seeds, first_seed=seed, models=str(models),
-                            presets={name: evaluate_preset(PRESETS[name], seeds, models, seed, policies)
+                            presets={name: evaluate_preset(PRESETS[name], seeds, models, seed, policies, run)
                                      for name in scenarios})
 
 

@@ -59,11 +59,17 @@ def rollout(scenario: Scenario, mix: PolicyMix, demand: np.ndarray) -> Rollout:
     )
 
 
+def _days_last(values: np.ndarray) -> np.ndarray:
+    """``values`` (T, ...) with the day axis last, contiguous: reductions over days then run chain by chain in
+    the same order however many chains there are, so a chain's KPIs do not depend on its batch."""
+    return np.ascontiguousarray(np.moveaxis(values, 0, -1))
+
+
 def _variance_ratio(orders: np.ndarray, received: np.ndarray) -> np.ndarray:
     """Var(orders placed) / Var(demand received) over time (axis 0); NaN if demand is constant."""
-    denominator = received.var(axis=0)
-    return np.where(denominator > 1e-12, orders.var(axis=0) / np.where(denominator > 1e-12, denominator, 1.0),
-                    np.nan)
+    denominator = _days_last(received).var(axis=-1)
+    return np.where(denominator > 1e-12, _days_last(orders).var(axis=-1) / np.where(denominator > 1e-12, denominator,
+                                                                                   1.0), np.nan)
 
 
 def _nanmean(ratios: np.ndarray) -> np.ndarray:
@@ -104,18 +110,21 @@ def kpis(run: Rollout, warmup: int = 0, days: int | None = None) -> dict[str, np
     led = {k: v[window] for k, v in run.ledger.items()}
     stores = slice(0, n)
     demand = led["demand"][:, :, stores]
-    inventory = (led["on_hand"] + led["in_transit"]).sum(axis=2).mean(axis=0)
-    sold_per_day = run.sold[window].sum(axis=2).mean(axis=0)
+    inventory = _days_last((led["on_hand"] + led["in_transit"]).sum(axis=2)).mean(axis=-1)
+    sold_per_day = _days_last(run.sold[window].sum(axis=2)).mean(axis=-1)
     store_orders = run.store_orders[window]
     other = led["ordering_cost"] + led["transport_cost"] + led["production_cost"]
-    sums = {"cost": led["total_cost"].sum(axis=2).sum(axis=0),
-            "holding_cost": led["holding_cost"].sum(axis=2).sum(axis=0),
-            "stockout_cost": led["stockout_cost"].sum(axis=2).sum(axis=0), "other_cost": other.sum(axis=2).sum(axis=0),
-            "demand": demand.sum(axis=(0, 2)), "filled": led["filled"][:, :, stores].sum(axis=(0, 2)),
-            "unmet": led["unmet"][:, :, stores].sum(axis=(0, 2))}
+
+    def total(values: np.ndarray) -> np.ndarray:
+        """Per chain: the sum over nodes (or stores) and days of (T, B, nodes) ``values``."""
+        return _days_last(values.sum(axis=2)).sum(axis=-1)
+
+    sums = {"cost": total(led["total_cost"]), "holding_cost": total(led["holding_cost"]),
+            "stockout_cost": total(led["stockout_cost"]), "other_cost": total(other), "demand": total(demand),
+            "filled": total(led["filled"][:, :, stores]), "unmet": total(led["unmet"][:, :, stores])}
     return {
         **flow_rates(sums, demand.shape[0]),
-        "reward_per_day": led["reward"].sum(axis=2).mean(axis=0),
+        "reward_per_day": _days_last(led["reward"].sum(axis=2)).mean(axis=-1),
         "inventory_turns": 365.0 * sold_per_day / np.maximum(inventory, 1e-12),
         "bullwhip_store": _nanmean(_variance_ratio(store_orders, demand)),
         "bullwhip_warehouse": _variance_ratio(run.warehouse_order[window], store_orders.sum(axis=2)),

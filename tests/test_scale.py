@@ -1,0 +1,260 @@
+"""Beyond one machine: evaluate, tune and sweep on a local Ray (2 CPUs) give the serial path's numbers, and the
+batch deployment (``exported_models/deploy_policy.py --input``) orders what the twin's served policies order."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+
+from core.agents.tuning import tune_base_stock
+from core.cli import main
+from core.evaluation.distributed import RayExecutor, SerialExecutor, per_seed, policy_job
+from core.evaluation.report import LEARNED, evaluate_preset
+from core.evaluation.sweep import sweep
+from core.serving.deployment import store_rows
+from core.serving.models import EXPORTED_MODELS, learned_mix, learned_policy
+from core.serving.registry import Sources, mix_of, uniform
+from core.simulation.demand import sample_demand
+from core.simulation.forecast import Forecast
+from core.simulation.presets import PRESETS
+from core.simulation.rollout import kpis, rollout
+from core.simulation.twin import reset, step
+
+DEPLOY = EXPORTED_MODELS / "deploy_policy.py"
+SHORT = dataclasses.replace(PRESETS["steady"], horizon=40)  # short runs keep the file under a minute
+TINY_GRID = {"dispersion": (0.3,), "warehouse_to_store": (1, 2), "num_stores": (2,), "capacity_factor": (1.5,),
+             "cost_ratio": (10.0,)}
+
+
+def _deploy_module():
+    spec = importlib.util.spec_from_file_location("deploy_policy", DEPLOY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+deploy = _deploy_module()
+
+
+@pytest.fixture(scope="module")
+def ray_run():
+    """A local Ray with 2 CPUs for the module, shut down after it."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield RayExecutor()
+    finally:
+        ray.shutdown()
+
+
+def same(a: object, b: object) -> bool:
+    """Equal to the last bit, NaN equal to NaN (through JSON, which writes both as NaN)."""
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def test_seed_blocks_give_each_chain_the_kpis_of_one_batched_rollout() -> None:
+    """Cut into blocks of 2 seeds, every policy's per-seed KPIs are those of one rollout on all seeds."""
+    policies = {"reorder_point": uniform("reorder_point"), **LEARNED}
+    demand = sample_demand(SHORT, 5, np.random.default_rng(7))
+    whole = {name: kpis(rollout(SHORT, mix_of(choices, SHORT, Sources()), demand))
+             for name, choices in policies.items()}
+    blocked = per_seed(SerialExecutor(), {name: policy_job(SHORT, choices, 5, 7) for name, choices in policies.items()},
+                       per_block=2)
+    for name in policies:
+        for kpi, values in whole[name].items():
+            np.testing.assert_array_equal(blocked[name][kpi], values, err_msg=f"{name} {kpi}")
+
+
+def test_evaluate_on_ray_equals_the_serial_evaluation(ray_run: RayExecutor) -> None:
+    policies = {"reorder_point": uniform("reorder_point"), "tuned_base_stock": uniform("tuned_base_stock"),
+                "learned_hierarchy": LEARNED["learned_hierarchy"]}
+    serial = evaluate_preset(SHORT, 6, EXPORTED_MODELS, policies=policies)
+    distributed = evaluate_preset(SHORT, 6, EXPORTED_MODELS, policies=policies, run=ray_run, per_block=2)
+    assert same(dataclasses.asdict(serial), dataclasses.asdict(distributed))
+    assert serial.bound.mean <= min(v["cost_per_day"].mean for v in serial.policies.values())
+
+
+def test_tune_on_ray_equals_the_serial_tuner(ray_run: RayExecutor) -> None:
+    from core.evaluation.distributed import candidate_costs_on
+
+    serial = tune_base_stock(SHORT, seeds=4, periods=30)
+    distributed = tune_base_stock(SHORT, seeds=4, periods=30, costs_of=candidate_costs_on(ray_run, per_block=1))
+    assert serial == distributed
+
+
+def test_sweep_on_ray_equals_the_serial_sweep(ray_run: RayExecutor) -> None:
+    serial = sweep(TINY_GRID, seeds=3, periods=30)
+    distributed = sweep(TINY_GRID, seeds=3, periods=30, run=ray_run)
+    assert same(serial, distributed)
+    assert {row["policy"] for row in serial} >= {"learned", "reorder_point", "tuned_base_stock"}
+    assert "random" not in {row["policy"] for row in serial}
+    for row in serial:  # the best rule is the cheapest rule of its point; nothing beats it by more than noise
+        point = [r for r in serial if r["warehouse_to_store"] == row["warehouse_to_store"]]
+        assert row["best_rule"] == min((r for r in point if r["rule"]), key=lambda r: r["cost_per_day"])["policy"]
+
+
+def test_sweep_cli_writes_a_table_and_a_figure(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "sweep.parquet"
+    assert main(["sweep", "--dispersion", "0.3", "--warehouse-to-store", "2", "--num-stores", "1",
+                 "--capacity-factor", "2", "--cost-ratio", "9", "--seeds", "2", "--periods", "20",
+                 "--out", str(out)]) == 0
+    table = pq.read_table(out).to_pylist()
+    assert {row["policy"] for row in table} >= {"learned", "tuned_capped_base_stock"}  # one store: capped applies
+    assert (tmp_path / "sweep.html").read_text().count("learned vs best rule") >= 1
+    assert "learned" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, field", [
+    (["sweep", "--dispersion", "5"], "--dispersion"),
+    (["sweep", "--num-stores", "2.5"], "--num-stores"),
+    (["sweep", "--out", "table.txt"], "--out"),
+    (["sweep", "--base", "nowhere"], "--base"),
+    (["tune", "--menu", "--ray"], "--ray"),
+    (["evaluate", "--scenario", "nowhere", "--ray"], "--scenario"),
+])
+def test_bad_scale_arguments_exit_2_with_one_line(argv: list[str], field: str, capsys) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and field in err and "\n" not in err
+
+
+# --- batch deployment ----------------------------------------------------------------------------------------
+
+def twin_states(name: str, chains: int = 6, days: tuple[int, ...] = (0, 9, 33, 70)):
+    """States of the shipped hierarchy on preset ``name`` on several days, with the served store orders."""
+    scenario = PRESETS[name]
+    mix, store = learned_mix(), learned_policy("store")
+    demand = sample_demand(scenario, chains, np.random.default_rng(11), max(days) + 1)
+    state = reset(scenario, chains)
+    for t in range(max(days) + 1):
+        if t in days:
+            yield scenario, state, store.act(state, scenario)
+        state, _ = step(state, mix.actions(state, scenario), demand[:, t], scenario)
+
+
+@pytest.mark.parametrize("name", ["seasonal", "serial_textbook", "supply_disruption"])
+def test_batch_decisions_equal_the_served_store_policy(name: str, tmp_path: Path) -> None:
+    """Twin states written as raw rows (Parquet), decided by the deploy script's command: the same order
+    quantities as the served policy (the same float64 operations, so to rounding of the last bit)."""
+    tables, served = [], []
+    for scenario, state, orders in twin_states(name):
+        tables.append(pa.table(store_rows(state, scenario, Forecast.of(scenario))))
+        served.append(orders.reshape(-1))
+    states = tmp_path / "states.parquet"
+    pq.write_table(pa.concat_tables(tables), states)
+    result = subprocess.run([sys.executable, str(DEPLOY), "--input", str(states), "--output",
+                             str(tmp_path / "orders.csv")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    orders = pcsv.read_csv(tmp_path / "orders.csv")
+    expected = np.concatenate(served)
+    assert orders.num_rows == expected.size
+    np.testing.assert_allclose(orders.column("order_quantity").to_numpy(), expected, rtol=1e-12, atol=1e-9)
+    assert orders.column("order_quantity").to_numpy().max() > 0  # real orders, not all zero
+
+
+def test_batch_on_ray_data_equals_the_batch_without(ray_run: RayExecutor, tmp_path: Path) -> None:
+    states = tmp_path / "states.parquet"
+    pq.write_table(pcsv.read_csv(EXPORTED_MODELS / "example_states.csv"), states)
+    table = deploy.read_states(states)
+    with_ray = deploy.decide_with_ray(states, EXPORTED_MODELS, table)
+    without = deploy.decide_table(table, EXPORTED_MODELS)
+    assert with_ray.equals(without)
+
+
+def test_the_shipped_example_file_is_decided(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, str(DEPLOY), "--input", str(EXPORTED_MODELS / "example_states.csv"),
+                             "--output", str(tmp_path / "orders.csv")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    orders = pcsv.read_csv(tmp_path / "orders.csv")
+    assert orders.column_names == ["store", "product", "menu_index", "safety_factor", "order_quantity"]
+    assert orders.num_rows == pcsv.read_csv(EXPORTED_MODELS / "example_states.csv").num_rows
+
+
+def _example_rows() -> list[str]:
+    return (EXPORTED_MODELS / "example_states.csv").read_text().splitlines()
+
+
+def _edit(column: str, value: str, row: int = 3) -> str:
+    lines = _example_rows()
+    header = lines[0].replace('"', "").split(",")
+    cells = lines[row].split(",")
+    cells[header.index(column)] = value
+    lines[row] = ",".join(cells)
+    return "\n".join(lines) + "\n"
+
+
+def _drop(column: str) -> str:
+    lines = [line.split(",") for line in _example_rows()]
+    index = [c.strip('"') for c in lines[0]].index(column)
+    return "\n".join(",".join(c for i, c in enumerate(cells) if i != index) for cells in lines) + "\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    (_drop("on_hand"), "header: missing column on_hand"),
+    (_drop("pipeline_day_1"), "header: missing column pipeline_day_1"),
+    (_edit("on_hand", "NaN"), "row 3, column on_hand"),
+    (_edit("on_hand", ""), "row 3, column on_hand"),
+    (_edit("on_hand", "-4"), "row 3, column on_hand: got -4.0; allowed: 0 or more"),
+    (_edit("pipeline_day_2", "-1", row=5), "row 5, column pipeline_day_2"),
+    (_edit("role", '"shop"', row=2), "row 2, column role: got 'shop'; allowed: store"),
+    (_edit("lead_time_days", "1.5"), "row 3, column lead_time_days"),
+    (_edit("demand_cv", "abc"), "row 3, column demand_cv: got 'abc'; allowed: a number"),
+], ids=["no on_hand", "no pipeline", "NaN", "empty", "negative stock", "negative pipeline", "unknown role",
+        "fractional lead time", "text"])
+def test_bad_rows_are_rejected_by_row_and_column_and_nothing_is_written(text: str, message: str,
+                                                                        tmp_path: Path) -> None:
+    states, out = tmp_path / "states.csv", tmp_path / "orders.csv"
+    states.write_text(text)
+    result = subprocess.run([sys.executable, str(DEPLOY), "--input", str(states), "--output", str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and message in result.stderr and result.stderr.count("\n") == 1
+    assert not out.exists() and list(tmp_path.iterdir()) == [states]
+
+
+def test_the_deploy_script_stays_standalone() -> None:
+    """deploy_policy.py imports numpy and onnxruntime at module level, pyarrow and Ray only inside the functions
+    that read files or run Ray Data, and never torch or the project's code."""
+    import ast
+
+    tree = ast.parse(DEPLOY.read_text())
+    top = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+    top |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
+    every = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names}
+    every |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert {"numpy", "onnxruntime"} <= top and not top & {"pyarrow", "ray", "torch", "core"}
+    assert {"pyarrow", "ray"} <= every and not every & {"torch", "core"}
+
+
+def test_about_page_shows_a_sweep_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The About page draws the learned-vs-best-rule figure of the sweep table it is given, one bar per
+    scenario of the grid."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.app import sweep as app_sweep
+    from core.evaluation.sweep import write_table
+
+    rows = sweep({**TINY_GRID, "cost_ratio": (4.0, 20.0)}, seeds=2, periods=20)
+    table = tmp_path / "sweep.csv"
+    write_table(rows, table)
+    monkeypatch.setattr(app_sweep, "SHIPPED_SWEEP", table)
+    monkeypatch.setattr(app_sweep.shipped_sweep, "__defaults__", (table,))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "streamlit_app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/about.py").run()
+    assert not at.exception
+    figures = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    bars = [trace for fig in figures for trace in fig["data"] if trace.get("name") == "learned vs best rule"]
+    assert len(bars) == 1 and len(bars[0]["x"]) == 4  # 2 lead times x 2 cost ratios
