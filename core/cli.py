@@ -30,7 +30,8 @@ from core.simulation.untrusted import one_line
 VALIDATION_CHAINS = 16  # chains of ``validate``'s random-action runs
 VALIDATION_DAYS = 365  # default days of a ``validate`` run (at most the horizon)
 ARGUMENT_RANGES = {"periods": (1, MAX_DAYS), "seeds": (1, MAX_SEEDS), "warmup": (0, MAX_DAYS - 1),
-                   "seed": (0, MAX_SEED), "timesteps": (1, MAX_TIMESTEPS), "repeats": (1, 20)}
+                   "seed": (0, MAX_SEED), "timesteps": (1, MAX_TIMESTEPS), "repeats": (1, 20),
+                   "runs": (1, 64)}
 
 
 class _ArgumentError(Exception):
@@ -303,7 +304,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from core.learning.training import PHASES, run_phases
 
     phases = list(PHASES) if args.phase == "all" else [int(args.phase)]
-    run_phases(_train_config(args, args.out), phases)
+    if args.runs == 1 and args.ray is None:
+        run_phases(_train_config(args, args.out), phases)
+        return 0
+    from core.evaluation.distributed import executor
+    from core.learning.runs import train_runs
+
+    summary = train_runs(_train_config(args, args.out), args.runs, phases, executor(args.ray))
+    for folder, cost in summary["runs"].items():
+        print(f"{folder}: held-out cost per day {cost:.3f}{'  <- best' if folder == summary['best'] else ''}")
+    print(f"export the best with: python -m core export --from {summary['best']}")
     return 0
 
 
@@ -451,7 +461,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="hierarchical PPO training, phase by phase")
     p.add_argument("--phase", choices=["1", "2", "3", "4", "all"], default="all")
     p.add_argument("--out", default="runs/latest", help="output folder (resumes what it finds there)")
+    p.add_argument("--runs", type=int, default=1,
+                   help="independent runs with seeds SEED, SEED+1, ... in OUT/seed<N>/ (best by held-out cost: "
+                        "OUT/best.json)")
     training_options(p)
+    ray_option(p)
     p.set_defaults(run=_cmd_train)
 
     p = sub.add_parser("export", help="export a training run's policies to ONNX")

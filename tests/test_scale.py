@@ -258,3 +258,28 @@ def test_about_page_shows_a_sweep_table(monkeypatch: pytest.MonkeyPatch, tmp_pat
     figures = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
     bars = [trace for fig in figures for trace in fig["data"] if trace.get("name") == "learned vs best rule"]
     assert len(bars) == 1 and len(bars[0]["x"]) == 4  # 2 lead times x 2 cost ratios
+
+
+# --- independent training runs ------------------------------------------------------------------------------
+
+def test_training_runs_on_ray_equal_the_serial_runs_and_the_best_is_the_cheapest(ray_run, tmp_path: Path) -> None:
+    """Two tiny store-phase runs (seeds 3 and 4) as Ray tasks give the same held-out costs as in this process
+    (each run owns its seed; torch is single-threaded), and best.json names the cheaper one."""
+    from core.learning.runs import BEST, train_runs
+    from core.learning.training import TrainConfig
+
+    tiny = {"timesteps": 256, "groups": 1, "chains": 2, "n_steps": 8, "batch_size": 32, "acceptance_seeds": 1,
+            "checkpoint_every": 10_000, "progress_bar": False, "horizon": 10, "seed": 3}
+    serial = train_runs(TrainConfig(out=str(tmp_path / "serial"), **tiny), 2, [1], SerialExecutor())
+    on_ray = train_runs(TrainConfig(out=str(tmp_path / "ray"), **tiny), 2, [1], ray_run)
+    assert list(serial["runs"].values()) == list(on_ray["runs"].values())
+    assert [Path(p).name for p in serial["runs"]] == ["seed3", "seed4"]
+    for summary, out in ((serial, "serial"), (on_ray, "ray")):
+        assert summary["runs"][summary["best"]] == min(summary["runs"].values())
+        assert json.loads((tmp_path / out / BEST).read_text()) == summary
+        assert all((Path(p) / "hierarchy.json").exists() for p in summary["runs"])
+
+
+def test_train_runs_out_of_range_exits_2(capsys) -> None:
+    assert main(["train", "--runs", "0", "--out", "unused"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
