@@ -48,7 +48,7 @@ compare = side.selectbox("Compare with (same customers)", comparable, format_fun
                          index=comparable.index("forecast_base_stock"), key="live_compare", persist_state=KEEP,
                          help="every echelon on this policy, run on exactly the same daily demand")
 seed = side.number_input("Demand seed", 0, 10_000, 0, key="live_seed", persist_state=KEEP)
-show_references = side.toggle("Show what no policy can beat", value=True, key="live_references", persist_state=KEEP,
+show_references = side.toggle("Show what no policy can beat", value=False, key="live_references", persist_state=KEEP,
                               help="the clairvoyant bound (the best plan knowing every day's demand in advance: a "
                                    "linear programme, about half a second at 20 stores) and, for one store with an "
                                    "ample source, the exact optimum")

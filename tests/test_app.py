@@ -597,6 +597,8 @@ def test_live_compares_with_a_rule_on_the_same_customers() -> None:
     metrics = {m.label: m for m in at.metric}
     assert metrics["Cost so far"].delta.startswith("-") and metrics["Cost so far"].delta.endswith(
         "% vs reorder point (s, S)")  # the learned policies are cheaper than the textbook rule
+    assert not any("clairvoyant bound" in c.value for c in at.caption)  # on request only
+    at.toggle(key="live_references").set_value(True).run()
     assert any("clairvoyant bound" in c.value for c in at.caption)
     for role in ("store", "warehouse", "supplier"):
         at.selectbox(key=f"live_{role}").set_value("reorder_point")

@@ -366,6 +366,8 @@ def test_live_compares_with_a_chosen_mix_in_words_and_units(page) -> None:
     assert any(RULE in text for text in deltas.all_inner_texts())  # "-31 % vs reorder point (s, S)"
     chart = page.locator(".st-key-live_difference")
     expect(chart.get_by_text(f"Cumulative cost saved by your policies against {RULE}, same customers")).to_be_visible()
+    page.locator(".st-key-live_references").get_by_text("Show what no policy can beat").click()
+    wait_idle(page, settle_ms=500)
     expect(page.get_by_text(re.compile(rf"^Whole year on these customers: your policies \$[\d,.]+ per day, "
                                        rf"{re.escape(RULE)} \$[\d,.]+; clairvoyant bound"))).to_be_visible()
     assert re.fullmatch(r"\$[\d,]+", metric(page, "Cost so far").inner_text())
