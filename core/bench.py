@@ -269,8 +269,8 @@ def _page_steps() -> dict[str, list[tuple[str, Callable[[Any], Any]]]]:
                 round(at.slider(key="live_demand_scale").value + 0.3, 2))),
             ("comparison mix -> reorder point", lambda at: at.selectbox(key="live_compare").set_value("reorder_point")),
             ("step a day", lambda at: at.button(key="live_step").click()),
-            ("play (the first tick's run)", lambda at: at.button(key="live_play").click()),
-            ("pause", lambda at: at.button(key="live_play").click()),
+            ("play (the first tick's run)", lambda at: at.toggle(key="live_play").set_value(True)),
+            ("pause", lambda at: at.toggle(key="live_play").set_value(False)),
         ],
         "head_to_head.py": [
             ("first load (cold caches, 50 paths x 2 mixes)", at_page("head_to_head.py")),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -271,10 +272,13 @@ def _print_page_bench(args: argparse.Namespace) -> int:
     if pause is not None and "skipped" in pause:
         print(f"  pause: skipped ({pause['skipped']})")
     elif pause is not None:
-        print(f"  pause in Chromium: clicked on day {pause['day_at_click']}, stopped on day {pause['day_paused']}: "
-              f"{pause['overshoot_days']} days past the click, one tick = {pause['tick_days']} days every "
-              f"{pause['tick_seconds']} s; {pause['playing_days_per_second']:.1f} days/s while playing; "
-              f"Pause took {pause['pause_seconds']:.2f} s to show Play")
+        days, seconds = pause["overshoot_days"], pause["pause_seconds"]
+        print(f"  pause in Chromium, {len(days)} clicks after 1-4 s of play: the year moved on "
+              f"{statistics.median(days):g} days past the day on screen (median; most {max(days)}, one tick = "
+              f"{pause['tick_days']} days every {pause['tick_seconds']} s); "
+              f"{sum(d <= pause['tick_days'] for d in days)}/{len(days)} within one tick; 'Paused' shown after "
+              f"{statistics.median(seconds):.2f} s (median); {pause['playing_days_per_second']:.1f} days/s "
+              "while playing")
     return 0
 
 

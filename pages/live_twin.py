@@ -7,6 +7,7 @@ import dataclasses
 import streamlit as st
 
 from core.app.live import (
+    DEFAULT_SPEED,
     SLIDERS,
     TICK_SECONDS,
     Controls,
@@ -32,7 +33,7 @@ if st.session_state.get("live_loaded_preset") != preset:  # a new preset resets 
     for field in dataclasses.fields(Controls):
         st.session_state[f"live_{field.name}"] = getattr(base, field.name)
     st.session_state.live_loaded_preset = preset
-    st.session_state.live_day = 0
+    st.session_state.live_day = 1
 
 values = {}
 for group in dict.fromkeys(slider.group for slider in SLIDERS):
@@ -69,37 +70,47 @@ if run is None or baseline is None:
     st.stop()
 compare_label = POLICIES[compare].label
 horizon = run.store_orders.shape[0]
-st.session_state.setdefault("live_day", 0)
-st.session_state.setdefault("live_playing", False)
-st.session_state.live_day = min(st.session_state.live_day, horizon - 1)
+st.session_state.setdefault("live_day", 1)  # the day shown, 1 to horizon
+st.session_state.live_day = min(st.session_state.live_day, horizon)
 
 references = cached_references(scenario.to_json(), int(seed)) if show_references else None
 year_line = year_summary(run, baseline, compare_label, references)
+ticking = bool(st.session_state.get("live_play", False))  # the animation's timer runs from this page run on
 
 
-@st.fragment(run_every=TICK_SECONDS if st.session_state.live_playing else None)
+def step_day() -> None:
+    st.session_state.live_day = min(st.session_state.live_day + 1, horizon)
+
+
+def reset_year() -> None:
+    st.session_state.live_day = 1
+    st.session_state.live_play = False
+
+
+@st.fragment(run_every=TICK_SECONDS if ticking else None)
 def day_view() -> None:
-    """The day's picture and its controls. A click on Play, Pause, Step or Reset reruns only this fragment, in
-    the same queue as the animation's ticks: Pause takes effect on the next run, and no tick advances after it."""
-    playing = st.session_state.live_playing
-    play, step_day, restart, speed_col = st.columns([1, 1, 1, 3])
-    toggled = play.button("Pause" if playing else "Play", key="live_play", width="stretch")
-    stepped = step_day.button("Step a day", key="live_step", width="stretch")
-    reset = restart.button("Reset", key="live_reset", width="stretch")
-    speed = speed_col.slider("Speed (days per animation step)", 1, 20, 8, key="live_speed", persist_state=KEEP)
-    if reset:
-        st.session_state.live_day = 0
-    if toggled or (reset and playing):
-        st.session_state.live_playing = toggled and not playing
+    """The day's picture and its controls. Play is a switch, not a button: every run (a click or a tick of the
+    animation's timer) receives its position as the browser shows it, so no tick moves the day on once it is off,
+    and no click is lost or repeated however clicks and ticks queue together (a button's one-off click was)."""
+    playing = bool(st.session_state.get("live_play", False))
+    if playing and ticking:
+        speed = st.session_state.get("live_speed", DEFAULT_SPEED)
+        st.session_state.live_day = min(st.session_state.live_day + speed, horizon)
+        if st.session_state.live_day >= horizon:
+            st.session_state.live_play = playing = False  # the year is over
+    if playing != ticking:
+        if playing and st.session_state.live_day >= horizon:
+            st.session_state.live_day = 1  # Play at the year's end plays it again
         st.rerun()  # the whole page: starts or stops the animation's timer
-    if stepped:
-        st.session_state.live_day = min(st.session_state.live_day + 1, horizon - 1)
-    if playing:
-        st.session_state.live_day = min(st.session_state.live_day + speed, horizon - 1)
-        if st.session_state.live_day >= horizon - 1:
-            st.session_state.live_playing = False
-            st.rerun()  # the whole page: the button shows "Play" again and the timer stops
-    day = st.session_state.live_day
+    play, step, restart, speed_col = st.columns([1, 1, 1, 3], vertical_alignment="bottom")
+    play.toggle("Play", key="live_play", help=f"play the year, a step of the chosen speed every {TICK_SECONDS:g} s;"
+                                              " switch off to pause")
+    step.button("Step a day", key="live_step", width="stretch", on_click=step_day)
+    restart.button("Reset", key="live_reset", width="stretch", on_click=reset_year)
+    speed_col.slider("Speed (days per step)", 1, 20, DEFAULT_SPEED, key="live_speed", persist_state=KEEP)
+    day = st.session_state.live_day - 1  # the rollout's index of the day shown
+    st.caption(f"Playing: {st.session_state.get('live_speed', DEFAULT_SPEED)} days every {TICK_SECONDS:g} s"
+               if playing else f"Paused on day {day + 1}")
     k = compared_kpis(run, baseline, day)
     now, change = k["run"], k["change"]
     fill, fill_colour = change_label(change["fill_rate"], compare_label, points=True)

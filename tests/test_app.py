@@ -36,7 +36,7 @@ LIVE_SLIDERS = (
     "live_warehouse_to_store", "live_supplier_to_warehouse", "live_production", "live_speed",
 )
 LIVE_SELECTBOXES = ("live_preset", "live_store", "live_warehouse", "live_supplier", "live_compare")
-LIVE_BUTTONS = ("live_play", "live_step", "live_reset")
+LIVE_BUTTONS = ("live_step", "live_reset")
 KPI_LABELS = ("Day", "Fill rate", "Cost so far", "Stockouts (units)", "Bullwhip (stores)")
 
 needs_models = pytest.mark.skipif(not MANIFEST.exists(),
@@ -207,7 +207,7 @@ def test_live_widgets_exist_with_stable_keys() -> None:
     assert at.number_input(key="live_seed").value == 0
     assert tuple(kpis(at)) == KPI_LABELS
     assert kpis(at)["Day"] == "1 / 365"
-    assert at.button(key="live_play").label == "Play"
+    assert at.toggle(key="live_play").value is False
     assert len(at.get("plotly_chart")) == 3 and len(at.dataframe) == 1  # difference, network, series; ledger
 
 
@@ -245,7 +245,7 @@ def test_live_demand_and_volatility_sliders_change_the_kpis() -> None:
 @needs_models
 def test_live_switching_a_policy_changes_the_kpis() -> None:
     at = open_page("live_twin.py")
-    at.session_state["live_day"] = 29  # day 30: the first days' orders of both policies cost the same
+    at.session_state["live_day"] = 30  # day 30: the first days' orders of both policies cost the same
     at.run()
     learned = kpis(at)
     assert learned["Day"] == "30 / 365"
@@ -277,30 +277,29 @@ def test_live_more_stores_and_a_disruption_still_render() -> None:
 def test_live_play_advances_by_the_speed_and_pause_stops() -> None:
     at = open_page("live_twin.py")
     speed = at.slider(key="live_speed").value
-    at.button(key="live_play").click().run()  # the click reruns the app with playing on: one tick of `speed` days
+    at.toggle(key="live_play").set_value(True).run()  # the switch reruns the app with playing on: one tick
     assert_clean(at)
-    assert at.session_state["live_playing"] is True
-    assert at.button(key="live_play").label == "Pause"
+    assert at.session_state["live_play"] is True
     assert day_of(at) == 1 + speed
-    at.button(key="live_play").click().run()
+    at.toggle(key="live_play").set_value(False).run()
     assert_clean(at)
-    assert at.button(key="live_play").label == "Play"
+    assert at.toggle(key="live_play").value is False
     assert day_of(at) == 1 + speed  # pausing does not advance
+    assert at.caption[0].value == f"Paused on day {1 + speed}"
 
 
 def test_live_play_stops_at_the_end_of_the_year() -> None:
-    """Reaching day 365 stops playing and the button says "Play" again (it used to keep saying "Pause")."""
+    """Reaching day 365 stops playing and switches Play off."""
     at = open_page("live_twin.py", clean=False)  # rule-based echelons: no shipped model needed
     for role in ("store", "warehouse", "supplier"):
         at.selectbox(key=f"live_{role}").set_value(RULE)
     at.run()
     assert_clean(at)
-    at.session_state["live_day"] = 362
-    at.button(key="live_play").click().run()
+    at.session_state["live_day"] = 363
+    at.toggle(key="live_play").set_value(True).run()
     assert_clean(at)
     assert kpis(at)["Day"] == "365 / 365"
-    assert at.session_state["live_playing"] is False
-    assert at.button(key="live_play").label == "Play"
+    assert at.toggle(key="live_play").value is False
 
 
 @needs_models
@@ -329,7 +328,7 @@ def test_two_sessions_are_independent() -> None:
     first.run()
     assert first.selectbox(key="live_store").value == "learned"
     assert day_of(first) == 4
-    assert first.session_state["live_day"] == 3 and second.session_state["live_day"] == 0
+    assert first.session_state["live_day"] == 4 and second.session_state["live_day"] == 1
 
 
 # --------------------------------------------------------------------------------------------- Head-to-head

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -162,6 +163,20 @@ def button(page, key: str):
     return page.locator(f".st-key-{key}").get_by_role("button")
 
 
+def play_switch(page):
+    """The Live page's Play switch (on while the year plays)."""
+    return page.locator(".st-key-live_play").get_by_role("switch")
+
+
+def flip_play(page):
+    """Flip the Play switch from the keyboard (its input is visually hidden behind the drawn switch)."""
+    wait_idle(page)
+    play = play_switch(page)
+    play.focus()
+    play.press("Space")
+    return play
+
+
 def choose(page, key: str, option: str) -> None:
     """Pick ``option`` in the selectbox with ``key``: open its list from the keyboard (a mouse click on the
     combobox does not always open it in headless Chromium), then click the option."""
@@ -268,47 +283,56 @@ def best_rule_of(preset: str) -> str:
 
 def _play_until(page, day: int) -> int:
     """Play the Live page until ``day`` or later, then pause; the day it stopped on."""
-    play = button(page, "live_play")
-    play.click()
-    expect(play).to_have_text("Pause", timeout=TIMEOUT)
+    play = flip_play(page)
+    expect(play).to_be_checked(timeout=TIMEOUT)
     while day_of(page) < day:
         page.wait_for_timeout(200)
+    return pause(page)
+
+
+def pause(page) -> int:
+    """Switch Play off at once (see ``click_now``) and wait until the app says it has paused; the day it paused
+    on (the day on screen at the click, or a tick later when the click came as that tick was being drawn)."""
     click_now(page, "live_play")
-    expect(play).to_have_text("Play", timeout=TIMEOUT)
+    expect(play_switch(page)).not_to_be_checked(timeout=TIMEOUT)
+    expect(page.get_by_text(re.compile(r"^Paused on day \d+$"))).to_be_visible(timeout=TIMEOUT)
     wait_idle(page, settle_ms=750)
     return day_of(page)
 
 
 def click_now(page, key: str) -> int:
-    """Click the button with ``key`` at once, from the page's own script (no wait for it to be stable, as a
-    Playwright click does while the animation redraws it); the day shown at that instant."""
+    """Click the switch or button with ``key`` at once, from the page's own script (no wait for it to be stable,
+    as a Playwright click does while the animation redraws it); the day shown at that instant."""
     return int(page.evaluate(
         """key => {
             const day = [...document.querySelectorAll('[data-testid="stMetric"]')]
                 .find(m => m.querySelector('[data-testid="stMetricLabel"]').innerText.trim() === 'Day')
                 .querySelector('[data-testid="stMetricValue"]').innerText;
-            document.querySelector(`.st-key-${key} button`).click();
+            document.querySelector(`.st-key-${key} [role=switch], .st-key-${key} button`).click();
             return day.split('/')[0];
         }""", key))
 
 
-def pause_overshoot(log_path: Path = ROOT / "artifacts" / "bench_server.log", playing_seconds: float = 3.0
-                    ) -> dict[str, float]:
-    """Play the Live page in Chromium for ``playing_seconds``, click Pause, and count the days the year moved
-    on after the click (the day shown when it was clicked against the day it stopped on)."""
+def pause_overshoot(log_path: Path = ROOT / "artifacts" / "bench_server.log", pauses: int = 10
+                    ) -> dict[str, object]:
+    """Play the Live page in Chromium ``pauses`` times, for 1 to 4 s each, switch Play off, and count the days
+    the year moved on past the day on screen at the click; also the seconds until the page said it had paused."""
+    overshoots, seconds, rates = [], [], []
     with served_app(log_path) as url, chromium() as browser, app_page(browser, url) as page:
         expect(metric(page, "Day")).to_have_text("1 / 365", timeout=TIMEOUT)
         speed = int(page.locator(".st-key-live_speed").get_by_role("slider").input_value())
-        play = button(page, "live_play")
-        play.click()
-        expect(play).to_have_text("Pause", timeout=TIMEOUT)
-        first, started = day_of(page), time.monotonic()
-        page.wait_for_timeout(playing_seconds * 1000)
-        at_click, clicked = click_now(page, "live_play"), time.monotonic()
-        expect(play).to_have_text("Play", timeout=TIMEOUT)
-        shown = time.monotonic() - clicked
-        wait_idle(page, settle_ms=1500)
-        paused = day_of(page)
-    return {"day_at_click": at_click, "day_paused": paused, "overshoot_days": paused - at_click,
-            "tick_days": speed, "tick_seconds": TICK_SECONDS, "pause_seconds": shown,
-            "playing_days_per_second": (at_click - first) / (clicked - started)}
+        for trial in range(pauses):
+            click_now(page, "live_reset")
+            expect(page.get_by_text("Paused on day 1", exact=True)).to_be_visible(timeout=TIMEOUT)
+            wait_idle(page, settle_ms=500)
+            expect(flip_play(page)).to_be_checked(timeout=TIMEOUT)
+            first, started = day_of(page), time.monotonic()
+            page.wait_for_timeout(1000 + 3000 * trial / max(pauses - 1, 1))
+            at_click, clicked = click_now(page, "live_play"), time.monotonic()
+            expect(page.get_by_text(re.compile(r"^Paused on day \d+$"))).to_be_visible(timeout=TIMEOUT)
+            seconds.append(time.monotonic() - clicked)
+            wait_idle(page, settle_ms=1000)
+            overshoots.append(day_of(page) - at_click)
+            rates.append((at_click - first) / (clicked - started))
+    return {"overshoot_days": overshoots, "pause_seconds": seconds, "tick_days": speed,
+            "tick_seconds": TICK_SECONDS, "playing_days_per_second": statistics.median(rates)}
