@@ -24,7 +24,7 @@ from core.simulation.rollout import Rollout, kpis, rollout
 from core.simulation.scenario import Disruption, LeadTimes, Promotion, Scenario
 from core.simulation.twin import reset
 
-TICK_SECONDS = 0.4  # the Live page's animation: one step of ``speed`` days this often while playing
+TICK_SECONDS = 0.5  # the Live page's animation: one step of ``speed`` days this often while playing
 DEFAULT_SPEED = 8  # days per animation step until a person moves the speed slider
 
 
