@@ -34,16 +34,30 @@ budget = st.select_slider("Budget (agent transitions)", [50_000, 100_000, 200_00
 if st.button("Train, evaluate and export", key="train_go"):
     from core.evaluation.report import LEARNED, evaluate, markdown
     from core.learning.in_app import curve_note, train_store_policy
-    from core.learning.training import TrainConfig
+    from core.learning.training import TrainConfig, TrainingProgress
     from core.serving.registry import uniform
 
     folder = Path(st.session_state.setdefault("train_dir", tempfile.mkdtemp(prefix="hmarl_")))
     bar = st.progress(0.0, text="training the store policy")
+    live_curve = st.empty()
+    drawn = {"points": 0}
+
+    def show(progress: TrainingProgress) -> None:
+        """The progress bar on every step; the learning curve so far whenever it has a new point."""
+        bar.progress(progress.fraction, text=f"training: {100 * progress.fraction:.0f}%")
+        points = len(progress.episodes) + len(progress.updates)
+        if points > drawn["points"]:
+            drawn["points"] = points
+            live_curve.plotly_chart(learning_curves_figure(progress.episodes, progress.updates,
+                                                           "Learning curves of the store policy, so far"),
+                                    width="stretch")
+
     with st.spinner("training, then checking the policy on held-out demand and exporting it"):
         config = TrainConfig(out=str(folder / f"run_{budget}"), timesteps=budget, progress_bar=False,
                              acceptance_seeds=4)
-        trained = train_store_policy(config, progress=lambda f: bar.progress(f, text=f"training: {100 * f:.0f}%"))
+        trained = train_store_policy(config, progress=show)
     bar.progress(1.0, text="trained")
+    live_curve.empty()
     with st.spinner("evaluating"):
         policies = {key: uniform(key) for key in ("reorder_point", "tuned_base_stock", "forecast_base_stock")}
         policies["phase1_stores"] = LEARNED["phase1_stores"]

@@ -405,14 +405,17 @@ def test_flow_view_reads_from_1_to_50_stores(page) -> None:
 
 
 def test_in_app_training_yields_a_usable_policy(page, tmp_path: Path) -> None:
-    """Build point 5: the smallest in-app run ends with a verdict (kept, or not kept and why), its learning curve,
-    its ONNX store policy to download, labelled, which the session can then use; the Live page says it is in use."""
+    """Build point 5: the smallest in-app run draws its learning curve as it goes and ends with a verdict (kept, or
+    not kept and why), its learning curve, its ONNX store policy to download, labelled, which the session can then
+    use; the Live page says it is in use."""
     navigate(page, "Train and export")
     budget = page.locator(".st-key-train_budget").get_by_role("slider")
     budget.focus()
     budget.press("Home")  # 50,000 transitions
     wait_idle(page, settle_ms=500)
     button(page, "train_go").click()
+    so_far = page.locator(".js-plotly-plot").filter(has_text="Learning curves of the store policy, so far")
+    expect(so_far).to_be_visible(timeout=600_000)  # drawn while the run goes on, from PPO's first update
     verdict = page.get_by_text(re.compile(r"^Your store policy: (kept|not kept): held-out system cost x\d\.\d{3}"))
     expect(verdict).to_be_visible(timeout=600_000)
     wait_idle(page)

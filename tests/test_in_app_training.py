@@ -23,7 +23,9 @@ def test_a_short_run_always_exports_its_store_policy(tmp_path: Path, factor: flo
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(training, "acceptance_cost", biased_acceptance(factor))
         config = TrainConfig(out=str(tmp_path / "run"), **TINY)
-        run = train_store_policy(config)
+        reports = []  # (fraction, episode points, update points) as each report came
+        run = train_store_policy(config, progress=lambda r: reports.append((r.fraction, len(r.episodes),
+                                                                            len(r.updates))))
     assert run.record.kept is kept
     assert run.verdict.startswith("kept: " if kept else "not kept: ")
     assert f"x{run.record.relative_cost:.3f}" in run.verdict
@@ -37,5 +39,10 @@ def test_a_short_run_always_exports_its_store_policy(tmp_path: Path, factor: flo
     assert run.episodes and all({"timesteps", "reward", "cost_per_day"} <= set(e) for e in run.episodes)
     assert run.episodes[-1]["timesteps"] >= TINY["timesteps"] // 2  # the curve covers the run, not its start
     assert run.updates
+    # the page's progress bar and live curve: the fraction grows to 1 and the curve is drawn before the run ends
+    fractions = [fraction for fraction, _, _ in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert any(updates and fraction < 1.0 for fraction, _, updates in reports)
+    assert reports[-1][1] == len(run.episodes) and reports[-1][2] <= len(run.updates)
     assert curve_note(config, run).endswith(f"logged {len(run.updates)} updates and {len(run.episodes)} episode "
                                             "points.")

@@ -16,7 +16,7 @@ from stable_baselines3 import PPO
 
 from core.learning.export import export_actor, export_run
 from core.learning.hierarchy import PhaseRecord
-from core.learning.training import TrainConfig, phase_folder, run_phases
+from core.learning.training import TrainConfig, TrainingProgress, phase_folder, run_phases
 
 PHASE = 1  # the store policy, shared by every store
 ROLE = "store"
@@ -57,7 +57,8 @@ def verdict(record: PhaseRecord) -> str:
             "kept only below x1.000), so the run's export serves the stores' rule")
 
 
-def train_store_policy(config: TrainConfig, progress: Callable[[float], None] | None = None) -> InAppRun:
+def train_store_policy(config: TrainConfig, progress: Callable[[TrainingProgress], None] | None = None
+                       ) -> InAppRun:
     """Train phase 1 as ``config`` says (in ``config.out``), then export the run and the trained policy."""
     run_dir = Path(config.out)
     hierarchy = run_phases(config, [PHASE], progress=progress)

@@ -163,15 +163,26 @@ def _figures(phase_dir: Path, episodes: list[dict], updates: list[dict]) -> None
     write_bytes_atomic(phase_dir / "learning_curves.html", figure.to_html(include_plotlyjs=True).encode())
 
 
-class Progress(BaseCallback):
-    """Reports the fraction of the phase done to ``report`` (the app's progress bar)."""
+@dataclass(frozen=True)
+class TrainingProgress:
+    """Where a phase stands: the fraction done and its learning curve so far (``metrics.json``'s points)."""
 
-    def __init__(self, report: Callable[[float], None], total: int) -> None:
+    fraction: float
+    episodes: list[dict]
+    updates: list[dict]
+
+
+class Progress(BaseCallback):
+    """Reports a ``TrainingProgress`` to ``report`` after every step (the app's progress bar and live curve)."""
+
+    def __init__(self, report: Callable[[TrainingProgress], None], total: int, episodes: EpisodeLog,
+                 log: TrainingLog) -> None:
         super().__init__()
-        self.report, self.total = report, total
+        self.report, self.total, self.episodes, self.log = report, total, episodes, log
 
     def _on_step(self) -> bool:
-        self.report(min(self.num_timesteps / self.total, 1.0))
+        self.report(TrainingProgress(min(self.num_timesteps / self.total, 1.0), self.episodes.episodes,
+                                     self.log.updates))
         return True
 
 
@@ -199,7 +210,7 @@ def start_at_reference(model: PPO, role: str, probability: float) -> None:
 
 def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str, PPO], timesteps: int,
                learning_rate: float, seed: int, start_from: Path | None = None,
-               progress: Callable[[float], None] | None = None) -> PPO:
+               progress: Callable[[TrainingProgress], None] | None = None) -> PPO:
     """Train ``role`` for ``timesteps`` transitions with the other roles frozen; resumable."""
     torch.set_num_threads(1)
     phase_dir.mkdir(parents=True, exist_ok=True)
@@ -240,7 +251,7 @@ def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str
                                   name_prefix=role)
     trained = timesteps > done
     if trained:
-        callbacks = [episodes, checkpoint] + ([Progress(progress, timesteps)] if progress else [])
+        callbacks = [episodes, checkpoint] + ([Progress(progress, timesteps, episodes, log)] if progress else [])
         model.learn(timesteps - done, callback=callbacks, progress_bar=config.progress_bar,
                     reset_num_timesteps=fresh and start_from is None)
     _save_model(model, phase_dir / "model.zip")
@@ -270,7 +281,7 @@ def phase_folder(out: Path, phase: int) -> Path:
     return Path(out) / f"phase{phase}_{PHASES[phase]}"
 
 
-def run_phases(config: TrainConfig, phases: list[int], progress: Callable[[float], None] | None = None
+def run_phases(config: TrainConfig, phases: list[int], progress: Callable[[TrainingProgress], None] | None = None
                ) -> Hierarchy:
     """Run the chosen phases in order, keeping a phase only if it lowers held-out system cost."""
     out = Path(config.out)
