@@ -6,6 +6,7 @@ import hashlib
 
 import streamlit as st
 
+from core.agents.roles import ROLES
 from core.app import compare
 from core.app.compare import PATHS, PathResults, References
 from core.evaluation.plots import cumulative_cost_figure
@@ -48,6 +49,12 @@ seeds = seeds_column.slider("Demand paths in the summary", 5, PATHS, PATHS, key=
                                  "headline average the first ones.")
 scenario = PRESETS[preset]
 options = applicable(scenario)
+shown = st.session_state.get("h2h_loaded_preset", preset)
+if shown != preset:  # a new preset: a second-mix pick still on the old preset's best rule follows the new one
+    for role in ROLES:
+        if st.session_state.get(f"h2h_b_{role}") in (baseline(shown), None):
+            st.session_state[f"h2h_b_{role}"] = baseline(preset)
+st.session_state.h2h_loaded_preset = preset
 col_a, col_b = st.columns(2)
 col_a.markdown("**First mix** (default: the learned policies)")
 choices_a = policy_pickers("h2h_a", uniform("learned"), col_a, options)

@@ -404,6 +404,25 @@ def test_head_to_head_offers_every_policy_that_applies_and_keeps_the_choices() -
     assert at.selectbox(key="h2h_b_warehouse").value == "reorder_point"
 
 
+@needs_models
+def test_head_to_head_second_mix_follows_the_presets_best_rule_until_picked() -> None:
+    from core.app.compare import default_baseline
+    from core.serving.models import load_manifest
+
+    def best(preset: str) -> str:
+        return default_baseline(PRESETS[preset], load_manifest())
+
+    at = open_page("head_to_head.py", clean=False)
+    at.selectbox(key="h2h_b_warehouse").set_value("reorder_point").run()  # a person's pick
+    for preset in ("high_volatility", "lost_sales_textbook", "steady"):
+        at.selectbox(key="h2h_preset").set_value(preset).run()
+        assert_clean(at)
+        assert at.selectbox(key="h2h_b_store").value == best(preset)
+        assert at.selectbox(key="h2h_b_supplier").value == best(preset)
+        assert at.selectbox(key="h2h_b_warehouse").value == "reorder_point"  # kept
+    assert len({best(p) for p in ("high_volatility", "lost_sales_textbook", "steady")}) == 3
+
+
 def test_head_to_head_summary_follows_each_sessions_uploaded_policy() -> None:
     """The simulations are cached across sessions; their key includes the session's uploads (it used to show
     one session's uploaded policy to every other session)."""
