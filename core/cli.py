@@ -301,6 +301,8 @@ def _train_config(args: argparse.Namespace, out: str):
     overrides = {"out": out, "seed": args.seed, "progress_bar": not args.no_progress}
     if args.timesteps is not None:
         overrides["timesteps"] = args.timesteps
+    if getattr(args, "scenario", None) is not None:
+        overrides["scenario"] = load_scenario(args.scenario).to_json()
     return TrainConfig(**overrides)
 
 
@@ -468,6 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=1,
                    help="independent runs with seeds SEED, SEED+1, ... in OUT/seed<N>/ (best by held-out cost: "
                         "OUT/best.json)")
+    p.add_argument("--scenario", default=None,
+                   help="a preset or scenario JSON file to train and accept on alone, instead of randomised "
+                        "scenarios (a specialist: what the features and menu can learn on one setting)")
     training_options(p)
     ray_option(p)
     p.set_defaults(run=_cmd_train)

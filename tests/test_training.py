@@ -32,6 +32,7 @@ from core.agents.observations import FEATURES
 from core.agents.roles import ROLE, ROLES
 from core.agents.rules import PolicyMix
 from core.agents.tuning import tune_menu
+from core.cli import main
 from core.evaluation.report import EvaluationReport, evaluate, record_evaluation, write
 from core.learning.export import OPSET, export_run, torch_probabilities
 from core.learning.hierarchy import Hierarchy
@@ -40,6 +41,7 @@ from core.learning.vec_env import RoleVecEnv
 from core.serving.models import OUTPUTS, OnnxChooser, learned_mix, load_manifest, load_policy, sha256
 from core.simulation.presets import PRESETS, get_preset
 from core.simulation.rollout import run_mixes, simulate
+from core.simulation.scenario import Scenario
 
 TINY = {"timesteps": 2000, "groups": 2, "chains": 2, "n_steps": 8, "batch_size": 32, "acceptance_seeds": 2,
         "checkpoint_every": 500, "progress_bar": False, "horizon": 20}
@@ -444,3 +446,40 @@ def test_menu_tuner_is_never_worse_than_the_reference_entries() -> None:
     assert set(tuned["safety_factors"]) == set(ROLES)
     assert all(z in SAFETY_FACTORS for z in tuned["safety_factors"].values())
     assert tuned["cost_per_day"] <= reference["ref"]["cost_per_day"].mean() + 1e-9
+
+
+def test_a_run_on_one_scenario_trains_and_accepts_on_it_alone(tmp_path: Path) -> None:
+    """``train --scenario``: every training episode and the acceptance check use that scenario (its own number of
+    stores), and the run's config.json records it."""
+    scenario = PRESETS["lost_sales_textbook"]
+    config = TrainConfig(out=str(tmp_path / "run"), scenario=scenario.to_json(), **TINY)
+    seen: list[str] = []
+    real_env = training.RoleVecEnv
+
+    def recording_env(*args, **kwargs):
+        env = real_env(*args, **kwargs)
+        seen.extend(group.scenario.name for group in (env._new_group(i) for i in range(env.num_groups)))
+        assert env.num_envs == TINY["groups"] * TINY["chains"] * scenario.num_stores
+        return env
+
+    accepted_on: list[list[str]] = []
+    real_mean_cost = training.mean_cost
+
+    def recording_mean_cost(scenarios, mix, seeds):
+        accepted_on.append([s.name for s in scenarios])
+        return real_mean_cost(scenarios, mix, seeds)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "RoleVecEnv", recording_env)
+        mp.setattr(training, "mean_cost", recording_mean_cost)
+        run_phases(config, [1])
+    assert seen and set(seen) == {scenario.name}
+    assert accepted_on and all(names == [scenario.name] for names in accepted_on)
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["scenario"]
+    assert Scenario.from_json(recorded) == scenario
+
+
+def test_train_on_an_unknown_scenario_exits_2(capsys) -> None:
+    assert main(["train", "--scenario", "no_such_preset", "--out", "unused"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no_such_preset" in err

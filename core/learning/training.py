@@ -43,6 +43,7 @@ from core.learning.policies import Standardize, frozen_choosers, model_mix
 from core.learning.vec_env import RoleVecEnv
 from core.serving.files import remove_temporaries, write_atomic, write_bytes_atomic, write_json_atomic
 from core.simulation.presets import PRESETS
+from core.simulation.scenario import Scenario
 
 PHASES = {1: "store", 2: "warehouse", 3: "supplier", 4: "joint"}
 LOG = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class TrainConfig:
     acceptance_seeds: int = 8  # held-out seeds per preset for the phase acceptance check
     checkpoint_every: int = 250_000  # transitions
     progress_bar: bool = True
+    scenario: str | None = None  # a scenario's JSON: train and accept on it alone (``train --scenario``)
 
     def __post_init__(self) -> None:
         for name in ("timesteps", "groups", "chains", "num_stores", "horizon", "n_steps", "batch_size", "n_epochs",
@@ -83,6 +85,10 @@ class TrainConfig:
                 raise ValueError(f"{name}: got {value!r}; allowed: an integer >= 1")
         if not 0.0 < self.reference_probability < 1.0:
             raise ValueError(f"reference_probability: got {self.reference_probability!r}; allowed: 0 < p < 1")
+
+    def fixed_scenario(self) -> Scenario | None:
+        """The one scenario this run trains on, or None: a freshly randomised scenario every episode."""
+        return None if self.scenario is None else Scenario.from_json(self.scenario)
 
 
 class TrainingLog(KVWriter):
@@ -214,10 +220,13 @@ def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str
     """Train ``role`` for ``timesteps`` transitions with the other roles frozen; resumable."""
     torch.set_num_threads(1)
     phase_dir.mkdir(parents=True, exist_ok=True)
+    fixed = config.fixed_scenario()
+    num_stores = config.num_stores if fixed is None else fixed.num_stores
     # the same rows per role: config.chains x num_stores agents
-    chains = config.chains * config.num_stores // ROLE[role].agents_per_chain(config.num_stores)
+    chains = config.chains * num_stores // ROLE[role].agents_per_chain(num_stores)
     env = RoleVecEnv(role, frozen_choosers(models, role), groups=config.groups, chains=chains,
-                     num_stores=config.num_stores, horizon=config.horizon, seed=seed)
+                     num_stores=num_stores, horizon=config.horizon, seed=seed,
+                     scenarios=None if fixed is None else [fixed])
     checkpoint_dir = phase_dir / "checkpoints"
     for folder in (phase_dir, checkpoint_dir):  # what an interrupted write left
         if folder.is_dir():
@@ -267,8 +276,10 @@ def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str
 
 
 def acceptance_cost(config: TrainConfig, models: dict[str, PPO]) -> dict[str, float]:
-    """Mean system cost per day on held-out seeds of every preset."""
-    scenarios = [dataclasses.replace(p, horizon=min(p.horizon, config.horizon)) for p in PRESETS.values()]
+    """Mean system cost per day on held-out seeds of every preset (of the run's one scenario, if it has one)."""
+    fixed = config.fixed_scenario()
+    scenarios = [dataclasses.replace(p, horizon=min(p.horizon, config.horizon))
+                 for p in (PRESETS.values() if fixed is None else [fixed])]
     return mean_cost(scenarios, model_mix(models), config.acceptance_seeds)
 
 
