@@ -295,14 +295,15 @@ def _cmd_screenshots(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_config(args: argparse.Namespace, out: str):
+def _train_config(args: argparse.Namespace, out: str, scenario: str | None = None):
+    """The run's configuration; ``scenario`` (a preset or file) to train on alone."""
     from core.learning.training import TrainConfig
 
     overrides = {"out": out, "seed": args.seed, "progress_bar": not args.no_progress}
     if args.timesteps is not None:
         overrides["timesteps"] = args.timesteps
-    if getattr(args, "scenario", None) is not None:
-        overrides["scenario"] = load_scenario(args.scenario).to_json()
+    if scenario is not None:
+        overrides["scenario"] = load_scenario(scenario).to_json()
     return TrainConfig(**overrides)
 
 
@@ -311,12 +312,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     phases = list(PHASES) if args.phase == "all" else [int(args.phase)]
     if args.runs == 1 and args.ray is None:
-        run_phases(_train_config(args, args.out), phases)
+        run_phases(_train_config(args, args.out, args.scenario), phases)
         return 0
     from core.evaluation.distributed import executor
     from core.learning.runs import train_runs
 
-    summary = train_runs(_train_config(args, args.out), args.runs, phases, executor(args.ray))
+    summary = train_runs(_train_config(args, args.out, args.scenario), args.runs, phases, executor(args.ray))
     for folder, cost in summary["runs"].items():
         print(f"{folder}: held-out cost per day {cost:.3f}{'  <- best' if folder == summary['best'] else ''}")
     print(f"export the best with: python -m core export --from {summary['best']}")

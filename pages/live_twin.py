@@ -107,10 +107,9 @@ def day_view() -> None:
                                               " switch off to pause")
     step.button("Step a day", key="live_step", width="stretch", on_click=step_day)
     restart.button("Reset", key="live_reset", width="stretch", on_click=reset_year)
-    speed_col.slider("Speed (days per step)", 1, 20, DEFAULT_SPEED, key="live_speed", persist_state=KEEP)
+    speed = speed_col.slider("Speed (days per step)", 1, 20, DEFAULT_SPEED, key="live_speed", persist_state=KEEP)
     day = st.session_state.live_day - 1  # the rollout's index of the day shown
-    st.caption(f"Playing: {st.session_state.get('live_speed', DEFAULT_SPEED)} days every {TICK_SECONDS:g} s"
-               if playing else f"Paused on day {day + 1}")
+    st.caption(f"Playing: {speed} days every {TICK_SECONDS:g} s" if playing else f"Paused on day {day + 1}")
     k = compared_kpis(run, baseline, day)
     now, change = k["run"], k["change"]
     fill, fill_colour = change_label(change["fill_rate"], compare_label, points=True)

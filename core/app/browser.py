@@ -33,6 +33,7 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
 SERVER_START_TIMEOUT = 60.0  # seconds
 TIMEOUT = 90_000  # ms, for anything that waits on the app (the machine may be slow)
 VIEWPORT = {"width": 1400, "height": 1000}
+PAUSED = re.compile(r"^Paused on day \d+$")  # the Live page's caption once it has paused
 
 
 class BrowserError(RuntimeError):
@@ -295,7 +296,7 @@ def pause(page) -> int:
     on (the day on screen at the click, or a tick later when the click came as that tick was being drawn)."""
     click_now(page, "live_play")
     expect(play_switch(page)).not_to_be_checked(timeout=TIMEOUT)
-    expect(page.get_by_text(re.compile(r"^Paused on day \d+$"))).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_text(PAUSED)).to_be_visible(timeout=TIMEOUT)
     wait_idle(page, settle_ms=750)
     return day_of(page)
 
@@ -329,7 +330,7 @@ def pause_overshoot(log_path: Path = ROOT / "artifacts" / "bench_server.log", pa
             first, started = day_of(page), time.monotonic()
             page.wait_for_timeout(1000 + 3000 * trial / max(pauses - 1, 1))
             at_click, clicked = click_now(page, "live_play"), time.monotonic()
-            expect(page.get_by_text(re.compile(r"^Paused on day \d+$"))).to_be_visible(timeout=TIMEOUT)
+            expect(page.get_by_text(PAUSED)).to_be_visible(timeout=TIMEOUT)
             seconds.append(time.monotonic() - clicked)
             wait_idle(page, settle_ms=1000)
             overshoots.append(day_of(page) - at_click)

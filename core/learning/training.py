@@ -85,6 +85,7 @@ class TrainConfig:
                 raise ValueError(f"{name}: got {value!r}; allowed: an integer >= 1")
         if not 0.0 < self.reference_probability < 1.0:
             raise ValueError(f"reference_probability: got {self.reference_probability!r}; allowed: 0 < p < 1")
+        self.fixed_scenario()  # a bad scenario fails here, before the run writes anything
 
     def fixed_scenario(self) -> Scenario | None:
         """The one scenario this run trains on, or None: a freshly randomised scenario every episode."""
