@@ -129,8 +129,11 @@ def app_page(browser, url: str, viewport: dict[str, int] | None = None) -> Itera
 # --------------------------------------------------------------------------------------------- page helpers
 
 def expect(*args, **kwargs):
+    """Playwright's ``expect``, waiting as long as anything else that waits on the app: a click's rerun may not
+    have started when ``wait_idle`` looks, so an assertion after it must outlast the rerun on a slow machine."""
     from playwright.sync_api import expect as playwright_expect
 
+    playwright_expect.set_options(timeout=TIMEOUT)
     return playwright_expect(*args, **kwargs)
 
 
