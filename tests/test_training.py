@@ -483,3 +483,27 @@ def test_train_on_an_unknown_scenario_exits_2(capsys) -> None:
     assert main(["train", "--scenario", "no_such_preset", "--out", "unused"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no_such_preset" in err
+
+
+def test_phase_acceptance_is_measured_on_other_customers_than_the_evaluation() -> None:
+    """A phase is kept or rejected on held-out demand: not one of its paths is among the evaluation's."""
+    import core.evaluation.statistics as statistics
+    from core.evaluation.statistics import EVAL_SEED
+    from core.simulation.demand import sample_demand
+
+    scenario = dataclasses.replace(get_preset("lost_sales_textbook"), horizon=20)
+    config = TrainConfig(scenario=scenario.to_json(), acceptance_seeds=8)
+    drawn: list[np.ndarray] = []
+    real_run_mixes = statistics.run_mixes
+
+    def recording_run_mixes(scenario, mixes, seeds, seed, periods=None):
+        drawn.append(sample_demand(scenario, seeds, np.random.default_rng(seed), periods))
+        return real_run_mixes(scenario, mixes, seeds, seed, periods)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(statistics, "run_mixes", recording_run_mixes)
+        training.acceptance_cost(config, {})
+    evaluation = sample_demand(scenario, 30, np.random.default_rng(EVAL_SEED)).reshape(30, -1)
+    assert len(drawn) == 1
+    for path in drawn[0].reshape(8, -1):
+        assert not np.any(np.all(evaluation == path, axis=1))
