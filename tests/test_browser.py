@@ -218,6 +218,7 @@ def test_train_and_export_download_and_a_rejected_upload(page, tmp_path: Path) -
     downloads = page.get_by_test_id("stDownloadButton")
     shipped = [p.name for p in sorted(MODELS.glob("*.onnx"))] + ["manifest.json", "deploy_policy.py"]
     expect(downloads).to_have_count(len(shipped))
+    count_script_runs(page)
     for name in ("manifest.json", *[n for n in shipped if n.endswith(".onnx")][:1]):
         with page.expect_download(timeout=TIMEOUT) as info:
             downloads.filter(has_text=name).get_by_role("button").click()
@@ -226,6 +227,8 @@ def test_train_and_export_download_and_a_rejected_upload(page, tmp_path: Path) -
         target = tmp_path / name
         download.save_as(target)
         assert target.read_bytes() == (MODELS / name).read_bytes()
+    page.wait_for_timeout(500)
+    assert page.evaluate("window.scriptRuns") == 0  # a download does not rerun the page
 
     page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
         files=[{"name": "bad.onnx", "mimeType": "application/octet-stream", "buffer": b"\x00garbage\xff" * 64}])
@@ -426,6 +429,7 @@ def test_in_app_training_yields_a_usable_policy(page, tmp_path: Path) -> None:
     expect(download).to_have_text(f"store_policy_trained.onnx ({'kept' if kept else 'not kept'})")
     with page.expect_download(timeout=TIMEOUT) as info:
         download.click()
+    wait_idle(page)  # a download does not rerun the page; if one did, the next click could land on a stale button
     target = tmp_path / "store_policy_trained.onnx"
     info.value.save_as(target)
     from core.serving.models import OnnxChooser
