@@ -18,14 +18,20 @@ from pages.common import KEEP, ROLE_LABELS, uploaded_chooser, uploaded_label, up
 
 DEPLOY_SCRIPT = EXPORTED_MODELS / "deploy_policy.py"
 
+
+def download(column, path: Path, key: str, label: str | None = None) -> None:
+    """A button that downloads ``path``; the page does not rerun (a rerun would redraw it under a person's next
+    click)."""
+    column.download_button(label or path.name, path.read_bytes(), file_name=path.name, key=key, on_click="ignore")
+
+
 st.title("Train and export")
 
 st.header("Download the shipped policies")
 shipped = [p for p in set_files(EXPORTED_MODELS) + [DEPLOY_SCRIPT] if p.exists()]
 for row in range(0, len(shipped), 3):  # three to a row: the file names stay readable
     for col, path in zip(st.columns(3), shipped[row: row + 3], strict=False):
-        col.download_button(path.name, path.read_bytes(), file_name=path.name, key=f"download_{path.name}",
-                            on_click="ignore")
+        download(col, path, f"download_{path.name}")
 
 st.header("Train a store policy")
 st.caption("Phase 1 only (the store policy, shared by every store), on randomised scenarios; the warehouse and "
@@ -82,8 +88,7 @@ if "trained_run" in st.session_state:
     policy = Path(trained_run["policy"])
     kept = "kept" if trained_run["kept"] else "not kept"
     left, right = st.columns(2)
-    left.download_button(f"{policy.name} ({kept})", policy.read_bytes(), file_name=policy.name,
-                         key="trained_policy_download", on_click="ignore")
+    download(left, policy, "trained_policy_download", label=f"{policy.name} ({kept})")
     if right.button("Use this store policy on the other pages (this session)", key="trained_policy_use"):
         data = policy.read_bytes()
         try:
@@ -96,8 +101,7 @@ if "trained_run" in st.session_state:
     st.markdown("**The run's export** (the hierarchy it ended with)")
     files = set_files(Path(trained_run["export"]))
     for col, path in zip(st.columns(len(files)), files, strict=True):
-        col.download_button(path.name, path.read_bytes(), file_name=path.name, key=f"trained_{path.name}",
-                            on_click="ignore")
+        download(col, path, f"trained_{path.name}")
 
 st.header("Upload a policy")
 st.caption("An ONNX file exported by this project (input: the role's observation features; outputs: action, "

@@ -19,6 +19,7 @@ import pytest
 import torch
 from stable_baselines3 import PPO
 
+import core.evaluation.statistics as statistics
 import core.learning.training as training
 from core.agents.menus import (
     ACTION_MEANINGS,
@@ -34,11 +35,13 @@ from core.agents.rules import PolicyMix
 from core.agents.tuning import tune_menu
 from core.cli import main
 from core.evaluation.report import EvaluationReport, evaluate, record_evaluation, write
+from core.evaluation.statistics import EVAL_SEED
 from core.learning.export import OPSET, export_run, torch_probabilities
 from core.learning.hierarchy import Hierarchy
 from core.learning.training import PHASES, TrainConfig, run_phases, train_role
 from core.learning.vec_env import RoleVecEnv
 from core.serving.models import OUTPUTS, OnnxChooser, learned_mix, load_manifest, load_policy, sha256
+from core.simulation.demand import sample_demand
 from core.simulation.presets import PRESETS, get_preset
 from core.simulation.rollout import run_mixes, simulate
 from core.simulation.scenario import Scenario
@@ -487,10 +490,6 @@ def test_train_on_an_unknown_scenario_exits_2(capsys) -> None:
 
 def test_phase_acceptance_is_measured_on_other_customers_than_the_evaluation() -> None:
     """A phase is kept or rejected on held-out demand: not one of its paths is among the evaluation's."""
-    import core.evaluation.statistics as statistics
-    from core.evaluation.statistics import EVAL_SEED
-    from core.simulation.demand import sample_demand
-
     scenario = dataclasses.replace(get_preset("lost_sales_textbook"), horizon=20)
     config = TrainConfig(scenario=scenario.to_json(), acceptance_seeds=8)
     drawn: list[np.ndarray] = []

@@ -101,9 +101,11 @@ def chromium() -> Iterator[object]:
     if not CHROMIUM.exists():
         raise BrowserError(f"{CHROMIUM} is missing: no browser to drive (install Debian's chromium)")
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError as exc:
         raise BrowserError("the playwright package is not installed") from exc
+    # assertions wait as long as actions: a click's rerun may not have started when ``wait_idle`` looks
+    expect.set_options(timeout=TIMEOUT)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
         try:
@@ -129,11 +131,8 @@ def app_page(browser, url: str, viewport: dict[str, int] | None = None) -> Itera
 # --------------------------------------------------------------------------------------------- page helpers
 
 def expect(*args, **kwargs):
-    """Playwright's ``expect``, waiting as long as anything else that waits on the app: a click's rerun may not
-    have started when ``wait_idle`` looks, so an assertion after it must outlast the rerun on a slow machine."""
     from playwright.sync_api import expect as playwright_expect
 
-    playwright_expect.set_options(timeout=TIMEOUT)
     return playwright_expect(*args, **kwargs)
 
 
