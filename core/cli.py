@@ -301,7 +301,7 @@ def _train_config(args: argparse.Namespace, out: str, scenario: str | None = Non
 
     overrides = {"out": out, "seed": args.seed, "progress_bar": not args.no_progress}
     if args.timesteps is not None:
-        overrides["timesteps"] = args.timesteps
+        overrides["timesteps"] = overrides["store_timesteps"] = args.timesteps
     if scenario is not None:
         overrides["scenario"] = load_scenario(scenario).to_json()
     return TrainConfig(**overrides)
@@ -461,12 +461,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_optimum)
 
     def training_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--timesteps", type=int, default=None, help="agent transitions per phase")
+        p.add_argument("--timesteps", type=int, default=None,
+                       help="agent transitions per phase (default: 10M for the stores, 3M for the others)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("train", help="hierarchical PPO training, phase by phase")
-    p.add_argument("--phase", choices=["1", "2", "3", "4", "all"], default="all")
+    p.add_argument("--phase", choices=["0", "1", "2", "3", "4", "all"], default="all")
     p.add_argument("--out", default="runs/latest", help="output folder (resumes what it finds there)")
     p.add_argument("--runs", type=int, default=1,
                    help="independent runs with seeds SEED, SEED+1, ... in OUT/seed<N>/ (best by held-out cost: "

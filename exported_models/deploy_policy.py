@@ -28,12 +28,13 @@ decision into units:
 
     {"features": {"on_hand_days": 3.2, "in_transit_days": 2.0, ...},
      "order": {"forecast_per_day": 40, "protection_days": 2, "demand_sd_per_day": 12,
-               "inventory_position": 150, "prebuild": 0}}
+               "inventory_position": 150, "prebuild": 0, "whole_units": true}}
 
 It prints the chosen menu entry, its probability and, with "order", the order quantity:
-max(0, forecast_per_day * protection_days + z * demand_sd_per_day * sqrt(protection_days) + prebuild
-    - inventory_position),
-with prebuild (optional, the supplier's stock for planned capacity shortfalls) 0 if absent.
+max(0, target - inventory_position), target = forecast_per_day * protection_days
+    + z * demand_sd_per_day * sqrt(protection_days) + prebuild,
+with prebuild (optional, the supplier's stock for planned capacity shortfalls) 0 if absent, and the target
+rounded to a whole unit if whole_units (optional, false if absent: true where demand comes in whole units).
 --models defaults to this script's folder, from whatever folder it is run. Every input is checked:
 a bad one ends in a one-line "error: ..." and exit code 2. The model file must be a plain name inside
 the models folder (no absolute path, no "..", no symlink out of it), at most 5 MB, with the manifest's
@@ -52,6 +53,7 @@ import stat
 import sys
 import threading
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import onnxruntime as ort
@@ -219,6 +221,11 @@ def order_quantity(order: object, z: float) -> float | None:
     target = number(order["forecast_per_day"], "order forecast_per_day") * days \
         + z * number(order["demand_sd_per_day"], "order demand_sd_per_day") * math.sqrt(days) \
         + number(order.get("prebuild", 0.0), "order prebuild")
+    whole = order.get("whole_units", False)
+    if not isinstance(whole, bool):
+        raise InputError(f"order whole_units: got {str(whole)[:30]!r}; allowed: true or false")
+    if whole and math.isfinite(target):
+        target = float(round(target))
     quantity = max(0.0, target - number(order["inventory_position"], "order inventory_position"))
     if not math.isfinite(quantity):
         raise InputError("order: the quantity overflows")
@@ -229,6 +236,9 @@ def order_quantity(order: object, z: float) -> float | None:
 
 EPS = 1e-6  # units per day: the smallest forecast a ratio divides by (as in training)
 CLIP = 60.0  # every feature is clipped to +-CLIP (as in training)
+PROFILE_DAYS = 7  # arrivals of the next this many mornings are features of their own (as in training)
+NORMAL = NormalDist()
+NEWSVENDOR_LIMIT = 3.0  # the newsvendor safety factor feature stays within +-this (as in training)
 CHUNK_ROWS = 65_536  # rows per onnxruntime call
 MAX_INPUT_BYTES = 2**32
 ROLES = ("store",)  # the roles the batch mode decides
@@ -257,6 +267,8 @@ STATE_COLUMNS = {  # column -> (unit, meaning); every one is required, a number 
     "holding_cost_per_unit_day": ("money/unit/day", "cost of a unit on the shelf for a day"),
     "stockout_cost_per_unit": ("money/unit", "penalty per unit of demand not served on its day"),
     "backorders_allowed": ("0 or 1", "1 where unmet demand waits (backorders), 0 where it is lost"),
+    "whole_units": ("0 or 1", "1 where demand comes in whole units: the order-up-to target is rounded to a whole "
+                              "unit (as in training)"),
 }
 NON_NEGATIVE = ("day", "on_hand", "backorders", "forecast_over_lead_time", "forecast_week_after_lead_time",
                 "demand_sd_per_day", "demand_cv", "yesterday_demand", "recent_demand_per_day", "recent_sales_per_day",
@@ -317,23 +329,36 @@ def checked_states(table: object, offset: int = 0) -> dict[str, np.ndarray]:
              offset)
     mean = columns["average_demand_per_day"]
     _bad_row(mean <= 0, "average_demand_per_day", mean, "more than 0", offset)
-    flag = columns["backorders_allowed"]
-    _bad_row((flag != 0) & (flag != 1), "backorders_allowed", flag, "0 or 1", offset)
+    for name in ("backorders_allowed", "whole_units"):
+        flag = columns[name]
+        _bad_row((flag != 0) & (flag != 1), name, flag, "0 or 1", offset)
     columns["pipeline"] = np.stack([columns.pop(c) for c in pipeline], axis=1)
     return columns
 
 
 def store_features(states: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(rows, 16) float32 store observations in the manifest's order, and what the order quantity needs."""
+    """Store observations by feature name (as ``core.agents.observations`` computes them from the twin), and what
+    the order quantity needs."""
     lead = states["lead_time_days"]
     f = np.maximum(states["forecast_over_lead_time"] / lead, EPS)
-    inbound = states["pipeline"].sum(axis=1)
+    pipeline = states["pipeline"]
+    inbound = pipeline.sum(axis=1)
     position = states["on_hand"] + inbound - states["backorders"]
+    lost = states["backorders_allowed"] == 0
+    projected = projected_stock(states, f, lost)
+    spread = np.maximum(states["demand_sd_per_day"] * np.sqrt(lead), EPS)
     angle = 2 * np.pi * (states["day"] % 365) / 365.0
     costs = states["stockout_cost_per_unit"], states["holding_cost_per_unit_day"]
+    ratio = costs[0] / (costs[0] + costs[1] + EPS)
     features = {
         "on_hand_days": states["on_hand"] / f,
         "in_transit_days": inbound / f,
+        **{f"arriving_in_{k + 1}_days": (pipeline[:, k] if k < pipeline.shape[1] else 0.0) / f
+           for k in range(PROFILE_DAYS)},
+        "projected_stock_at_arrival_days": projected / f,
+        "position_safety_factor": (position - f * lead) / spread,
+        "lost_before_arrival_spreads": (projected - projected_stock(states, f, np.zeros_like(lost))) / spread,
+        "day_of_demand_spreads": f / spread,
         "backorder_days": states["backorders"] / f,
         "cover_beyond_lead_time_days": position / f - lead,
         "yesterday_demand_ratio": states["yesterday_demand"] / f,
@@ -346,10 +371,31 @@ def store_features(states: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str,
         "season_cos": np.cos(angle),
         "lead_time_weeks": lead / 7.0,
         "demand_cv": states["demand_cv"],
-        "critical_ratio": costs[0] / (costs[0] + costs[1] + EPS),
+        "critical_ratio": ratio,
+        "newsvendor_safety_factor": newsvendor_safety_factor(ratio),
         "backorders_mode": states["backorders_allowed"],
     }
-    return features, {"forecast_per_day": f, "lead_time_days": lead, "position": position}
+    return features, {"forecast_per_day": f, "lead_time_days": lead, "position": position,
+                      "whole_units": states["whole_units"] == 1}
+
+
+def projected_stock(states: dict[str, np.ndarray], f: np.ndarray, lost: np.ndarray) -> np.ndarray:
+    """Stock expected on hand when tonight's order arrives: each morning's arrivals less a day's forecast until
+    then, never below zero where ``lost`` (lost sales). Days past the pipeline's columns bring nothing."""
+    lead, pipeline = states["lead_time_days"], states["pipeline"]
+    stock = states["on_hand"] - states["backorders"]
+    for k in range(pipeline.shape[1]):
+        moved = stock + pipeline[:, k] - f
+        stock = np.where(k < lead - 1, np.where(lost, np.maximum(moved, 0.0), moved), stock)
+    rest = np.maximum(lead - 1 - pipeline.shape[1], 0) * f
+    return np.where(lost, np.maximum(stock - rest, 0.0), stock - rest)
+
+
+def newsvendor_safety_factor(ratio: np.ndarray) -> np.ndarray:
+    """The standard normal quantile of each critical ratio, within +-NEWSVENDOR_LIMIT."""
+    low, high = NORMAL.cdf(-NEWSVENDOR_LIMIT), NORMAL.cdf(NEWSVENDOR_LIMIT)
+    distinct, where = np.unique(np.clip(ratio, low, high), return_inverse=True)  # costs repeat across rows
+    return np.array([NORMAL.inv_cdf(float(r)) for r in distinct])[where.reshape(ratio.shape)]
 
 
 def _share(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -365,8 +411,10 @@ def observation_matrix(features: dict[str, np.ndarray], names: list[str]) -> np.
 
 
 def order_quantities(order: dict[str, np.ndarray], z: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    """Units to order: up to the forecast over the lead time plus z standard deviations of it."""
+    """Units to order: up to the forecast over the lead time plus z standard deviations of it (a whole number of
+    units where demand comes in whole units)."""
     target = order["forecast_per_day"] * order["lead_time_days"] + z * sd * np.sqrt(order["lead_time_days"])
+    target = np.where(order["whole_units"], np.round(target), target)
     return np.maximum(target - order["position"], 0.0)
 
 

@@ -60,8 +60,8 @@ if st.button("Train, evaluate and export", key="train_go"):
                                     width="stretch")
 
     with st.spinner("training, then checking the policy on held-out demand and exporting it"):
-        config = TrainConfig(out=str(folder / f"run_{budget}"), timesteps=budget, progress_bar=False,
-                             acceptance_seeds=4)
+        config = TrainConfig(out=str(folder / f"run_{budget}"), timesteps=budget, store_timesteps=budget,
+                             progress_bar=False, acceptance_seeds=4)
         trained = train_store_policy(config, progress=show)
     bar.progress(1.0, text="trained")
     live_curve.empty()

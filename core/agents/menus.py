@@ -11,8 +11,9 @@ with f the expected demand per day over the window (from the forecast: season, w
 planned promotions included) and sd the daily standard deviation of demand at that level (stores
 pooled upstream). P is the supplier's pre-build: the stock it must hold beyond its window now so
 that planned production capacity covers the forecast (a planned disruption, a peak season above
-capacity); zero when capacity suffices. The original design's menus (store: no order, 0.5x, 1x or 1.5x forecast;
-warehouse 4 and supplier 3 levels) could not express a base-stock policy, the best rule-based
+capacity); zero when capacity suffices. Where demand comes in whole units the target is rounded to a whole unit.
+The original design's menus (store: no order, 0.5x, 1x or 1.5x forecast; warehouse 4 and supplier 3
+levels) could not express a base-stock policy, the best rule-based
 policy. This menu contains every forecast-driven echelon base-stock policy (a constant choice),
 and measuring safety stock in standard deviations makes one choice good across demand levels,
 volatilities and lead times (the textbook's optimum is z of about 1.4 at every stage); a learned
@@ -33,8 +34,9 @@ from core.simulation.forecast import Forecast
 from core.simulation.scenario import Scenario
 from core.simulation.twin import Actions, State
 
-SAFETY_FACTORS = (-1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0, 3.5, 4.0,
-                  5.0, 7.0, 10.0)
+# Tenths of a standard deviation from -2 to 4 (fine enough that a store selling a few units a day can
+# order any whole number of units), then a few large entries for stock built ahead of a peak.
+SAFETY_FACTORS = tuple(round(-2.0 + 0.1 * k, 1) for k in range(61)) + (5.0, 7.0, 10.0)
 ACTION_LABELS = tuple(f"z = {z:g}" for z in SAFETY_FACTORS)  # short labels for charts
 ACTION_MEANINGS = tuple(f"order up to forecast + {z:g} standard deviations" for z in SAFETY_FACTORS)
 NUM_ACTIONS = len(SAFETY_FACTORS)
@@ -52,6 +54,8 @@ def menu_quantities(state: State, scenario: Scenario, forecast: Forecast, role: 
     target = base_stock_level(f, sd, days, np.asarray(SAFETY_FACTORS)[choice])
     if spec.holds_prebuild:
         target = target + forecast.prebuild(day, days)
+    if scenario.whole_units:
+        target = np.round(target)
     return order_up_to(target, spec.echelon_position(state))
 
 

@@ -11,15 +11,22 @@ calendar and the demand forecast (``core.simulation.forecast``).
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
 
 from core.agents.roles import EPS, ROLE, STORE, SUPPLIER, WAREHOUSE
+from core.agents.rules import demand_sd
 from core.simulation.forecast import Forecast
 from core.simulation.presets import get_preset
 from core.simulation.scenario import Scenario
 from core.simulation.twin import State, reset
 
 CLIP = 60.0
+NORMAL = NormalDist()
+NEWSVENDOR_LIMIT = 3.0  # the newsvendor safety factor feature stays within +-this
+PROFILE_DAYS = 7  # a store sees what arrives on each of the next this many mornings (longer lead times: the rest
+# in transit is counted in ``in_transit_days``)
 
 Columns = dict[str, np.ndarray]  # feature name -> values, each broadcastable to the role's agents' shape
 
@@ -31,10 +38,19 @@ def _calendar(day: int) -> Columns:
 
 
 def _market(scenario: Scenario, demand_cv: np.ndarray | float) -> Columns:
-    """Demand volatility, the stores' critical ratio p / (p + h) and the backorders flag."""
+    """Demand volatility, the stores' critical ratio p / (p + h), its newsvendor safety factor (the standard
+    normal quantile of that ratio: the menu's unit) and the backorders flag."""
     costs = scenario.costs
-    return {"demand_cv": demand_cv, "critical_ratio": costs.stockout / (costs.stockout + costs.store_holding + EPS),
+    ratio = costs.stockout / (costs.stockout + costs.store_holding + EPS)
+    return {"demand_cv": demand_cv, "critical_ratio": ratio,
+            "newsvendor_safety_factor": newsvendor_safety_factor(ratio),
             "backorders_mode": float(scenario.unmet_demand == "backorders")}
+
+
+def newsvendor_safety_factor(critical_ratio: float) -> float:
+    """The standard normal quantile of ``critical_ratio``, within +-``NEWSVENDOR_LIMIT``."""
+    ratio = min(max(critical_ratio, NORMAL.cdf(-NEWSVENDOR_LIMIT)), NORMAL.cdf(NEWSVENDOR_LIMIT))
+    return NORMAL.inv_cdf(ratio)
 
 
 def _mean_cv(scenario: Scenario) -> float:
@@ -45,6 +61,44 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return np.clip(numerator / np.maximum(denominator, EPS), 0.0, 1.0)
 
 
+def normal_cdf(x: np.ndarray) -> np.ndarray:
+    """The standard normal distribution function (Abramowitz and Stegun 7.1.26, error below 1e-7; NumPy
+    only, as the deployment script computes it)."""
+    t = 1.0 / (1.0 + 0.3275911 * np.abs(x) / np.sqrt(2.0))
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    erf = 1.0 - poly * np.exp(-0.5 * x * x)
+    return 0.5 * (1.0 + np.sign(x) * erf)
+
+
+def positive_part_mean(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """E[max(X, 0)] for X normal with ``mean`` and standard deviation ``sd`` (> 0)."""
+    ratio = mean / sd
+    return mean * normal_cdf(ratio) + sd * np.exp(-0.5 * ratio * ratio) / np.sqrt(2.0 * np.pi)
+
+
+def expected_stock_at_arrival(stock: np.ndarray, arrivals: list[np.ndarray], daily_forecast: np.ndarray,
+                              daily_sd: np.ndarray, lost_sales: bool) -> np.ndarray:
+    """Stock expected on hand the morning an order placed tonight arrives: ``stock`` (on hand less
+    backorders) plus each earlier morning's ``arrivals`` less that day's demand. Where sales are lost
+    what is left each evening cannot go below zero: its expectation under normal demand (the
+    uncertainty growing by a day's variance a day) is what the pipeline is worth, and with a long
+    lead time it is well below the inventory position's promise."""
+    variance = np.zeros_like(stock)
+    for arriving in arrivals:
+        stock = stock + arriving - daily_forecast
+        if lost_sales:
+            variance = variance + daily_sd**2
+            stock = positive_part_mean(stock, np.sqrt(np.maximum(variance, EPS)))
+    return stock
+
+
+def _arrival_profile(state: State, daily_forecast: np.ndarray) -> Columns:
+    """Units arriving on each of the next ``PROFILE_DAYS`` mornings, in days of forecast demand."""
+    pipeline = state.store_pipeline
+    return {f"arriving_in_{k + 1}_days": (pipeline[..., k] if k < pipeline.shape[-1] else 0.0) / daily_forecast
+            for k in range(PROFILE_DAYS)}
+
+
 def store_observation(state: State, scenario: Scenario, forecast: Forecast) -> Columns:
     """Each store's features, (B, N) each."""
     day, mem = state.day, state.memory
@@ -52,9 +106,20 @@ def store_observation(state: State, scenario: Scenario, forecast: Forecast) -> C
     f = STORE.daily_forecast(scenario, forecast, day)
     inbound = state.store_pipeline.sum(axis=2)
     position = state.store_on_hand + inbound - state.store_backorders
+    sd = demand_sd(scenario, f)
+    spread = np.maximum(sd * np.sqrt(lead), EPS)  # the menu's unit: a standard deviation of lead-time demand
+    arrivals = [state.store_pipeline[..., k] for k in range(lead - 1)]
+    stock = state.store_on_hand - state.store_backorders
+    expected = expected_stock_at_arrival(stock, arrivals, f, sd, scenario.unmet_demand == "lost_sales")
+    promised = stock + sum(arrivals) - (lead - 1) * f  # the same without lost sales
     return {
         "on_hand_days": state.store_on_hand / f,
         "in_transit_days": inbound / f,
+        **_arrival_profile(state, f),
+        "expected_stock_at_arrival_days": expected / f,
+        "position_safety_factor": (position - f * lead) / spread,
+        "expected_lost_before_arrival_spreads": (expected - promised) / spread,
+        "day_of_demand_spreads": f / spread,
         "backorder_days": state.store_backorders / f,
         "cover_beyond_lead_time_days": position / f - lead,
         "yesterday_demand_ratio": mem.last_demand / f,

@@ -26,19 +26,22 @@ from core.simulation.twin import Actions, State
 EPS = 1e-6  # units per day: the smallest forecast a ratio divides by
 
 
-def _chain_share(reward: np.ndarray) -> np.ndarray:
+def _chain_share(reward: np.ndarray, scenario: Scenario) -> np.ndarray:
     """Each store gets an equal share of its chain's reward: charged only its own cost, a store learns to
-    over-order to win a larger share of the warehouse's stock when it is short, at its siblings' cost."""
+    over-order to win a larger share of the warehouse's stock when it is short, at its siblings' cost.
+    Supplied by an ample source, stores share nothing, and each gets its own reward (less noise)."""
     n = reward.shape[1] - 2
+    if scenario.upstream == "ample":
+        return reward[:, :n]
     return np.repeat(reward.sum(axis=1, keepdims=True) / n, n, axis=1)
 
 
-def _echelon_share(reward: np.ndarray) -> np.ndarray:
+def _echelon_share(reward: np.ndarray, scenario: Scenario) -> np.ndarray:
     """The warehouse's own reward plus its stores' (its echelon)."""
     return reward[:, : reward.shape[1] - 1].sum(axis=1)
 
 
-def _whole_chain(reward: np.ndarray) -> np.ndarray:
+def _whole_chain(reward: np.ndarray, scenario: Scenario) -> np.ndarray:
     return reward.sum(axis=1)
 
 
@@ -50,7 +53,7 @@ class Role:
     stage: int  # 0 for the stores, 1 for the warehouse, 2 for the supplier: nodes between it and the customers
     action: str  # the field of ``Actions`` it decides
     lead_time_field: str  # the ``LeadTimes`` field of its own orders (production for the supplier)
-    reward_share: Callable[[np.ndarray], np.ndarray]  # ledger rewards (B, N + 2) -> its agents' rewards
+    reward_share: Callable[[np.ndarray, Scenario], np.ndarray]  # ledger rewards (B, N + 2) -> its agents'
     reference_safety_factor: float  # its reference menu entry (``core.agents.menus``)
     holds_prebuild: bool = False  # its order-up-to target includes the pre-build (``Forecast.prebuild``)
 
@@ -118,9 +121,9 @@ class Role:
         return self.pool(np.maximum(forecast.store_demand(day, days) / days, EPS))
 
 
-STORE = Role("store", 0, "store_orders", "warehouse_to_store", _chain_share, 2.25)
-WAREHOUSE = Role("warehouse", 1, "warehouse_order", "supplier_to_warehouse", _echelon_share, 2.5)
-SUPPLIER = Role("supplier", 2, "production", "production", _whole_chain, 2.25, holds_prebuild=True)
+STORE = Role("store", 0, "store_orders", "warehouse_to_store", _chain_share, 2.3)
+WAREHOUSE = Role("warehouse", 1, "warehouse_order", "supplier_to_warehouse", _echelon_share, 2.6)
+SUPPLIER = Role("supplier", 2, "production", "production", _whole_chain, 2.3, holds_prebuild=True)
 ROLES_DOWNSTREAM_FIRST = (STORE, WAREHOUSE, SUPPLIER)
 ROLE = {role.name: role for role in ROLES_DOWNSTREAM_FIRST}
 ROLES = tuple(ROLE)  # role names, downstream first: the keys of every per-role mapping

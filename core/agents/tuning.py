@@ -37,6 +37,8 @@ from core.simulation.twin import reset, step
 
 COARSE_GRID = np.linspace(-2.0, 8.0, 6)
 
+MENU_STRIDE = 5  # the menu tuner's coarse step, in menu entries
+
 
 @dataclass(frozen=True)
 class TunedBaseStock:
@@ -136,21 +138,26 @@ def tune_base_stock(scenario: Scenario, seeds: int = 8, periods: int | None = No
 def tune_menu(scenario: Scenario, seeds: int = 16, seed: int = 777, sweeps: int = 2,
               periods: int | None = None) -> dict[str, object]:
     """The best constant menu entries (forecast base-stock) per role: coordinate search, one role
-    at a time over the whole menu, every candidate on the same ``periods`` days (default: the horizon)
-    of demand paths."""
+    at a time, first over every fifth entry of the menu, then over the entries next to the best;
+    every candidate on the same ``periods`` days (default: the horizon) of demand paths."""
     best = {role: reference_index(role) for role in ROLES}
 
     def mix(indices: dict[str, int]) -> PolicyMix:
         return PolicyMix(*(forecast_base_stock(role, SAFETY_FACTORS[indices[role]]) for role in ROLES))
 
+    def search(role: str, entries: list[int]) -> float:
+        candidates = {i: mix({**best, role: i}) for i in entries}
+        runs = run_mixes(scenario, candidates, seeds, seed, periods)
+        costs = {i: float(k["cost_per_day"].mean()) for i, k in runs.items()}
+        best[role] = min(costs, key=costs.__getitem__)
+        return costs[best[role]]
+
     cost = math.inf
     for _ in range(sweeps):
         for role in ROLES:
-            candidates = {i: mix({**best, role: i}) for i in range(len(SAFETY_FACTORS))}
-            runs = run_mixes(scenario, candidates, seeds, seed, periods)
-            costs = {i: float(k["cost_per_day"].mean()) for i, k in runs.items()}
-            best[role] = min(costs, key=costs.__getitem__)
-            cost = costs[best[role]]
+            search(role, sorted(set(range(0, len(SAFETY_FACTORS), MENU_STRIDE)) | {best[role]}))
+            near = range(max(0, best[role] - MENU_STRIDE + 1), min(len(SAFETY_FACTORS), best[role] + MENU_STRIDE))
+            cost = search(role, list(near))
     return {"safety_factors": {role: SAFETY_FACTORS[i] for role, i in best.items()}, "cost_per_day": cost}
 
 
@@ -189,7 +196,7 @@ def tune_capped_base_stock(scenario: Scenario, seeds: int = 8, periods: int | No
     mean, sd = (float(x[0]) for x in store_demand_stats(scenario))
     lead = scenario.lead_times.warehouse_to_store
     spread = sd * math.sqrt(lead)
-    integer = scenario.stores[0].distribution == "negative_binomial"
+    integer = scenario.whole_units
 
     def steps(scale: float) -> tuple[float, float]:
         """(coarse step, fine step) for a parameter whose natural scale is ``scale`` units."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.agents.observations import PROFILE_DAYS
+
 CURRENCY = "$"
 
 
@@ -77,6 +79,15 @@ FEATURE_WORDS = {  # every observation feature (``core.agents.observations.FEATU
     "in_transit_days": "stock on its way in (days of demand)",
     "in_production_days": "stock in production (days of demand)",
     "backorder_days": "customers waiting for backorders (days of demand)",
+    **{f"arriving_in_{k}_days": f"stock arriving in {k} day{'s' * (k > 1)} (days of demand)"
+       for k in range(1, PROFILE_DAYS + 1)},
+    "expected_stock_at_arrival_days": "stock expected on hand when tonight's order arrives, sales lost before "
+                                      "then counted (days of demand)",
+    "position_safety_factor": "stock on hand and on its way, beyond the lead time's demand (standard deviations "
+                              "of that demand: the menu's unit)",
+    "expected_lost_before_arrival_spreads": "sales expected to be lost before tonight's order arrives (standard "
+                                            "deviations of lead-time demand)",
+    "day_of_demand_spreads": "a day of forecast demand (standard deviations of lead-time demand)",
     "cover_beyond_lead_time_days": "stock on hand and on its way, beyond the lead time's demand (days)",
     "echelon_cover_beyond_lead_time_days": "stock here and everywhere downstream, beyond the lead time's demand "
                                            "(days)",
@@ -109,5 +120,6 @@ FEATURE_WORDS = {  # every observation feature (``core.agents.observations.FEATU
     "extra_supplier_lead_time_weeks": "extra supplier -> warehouse delay planned for a disruption (weeks)",
     "demand_cv": "demand volatility (standard deviation over mean)",
     "critical_ratio": "stockout penalty over stockout penalty plus holding cost",
+    "newsvendor_safety_factor": "the newsvendor's safety factor for that ratio (standard deviations)",
     "backorders_mode": "whether unserved customers wait (1) or are lost (0)",
 }

@@ -63,7 +63,7 @@ class Actor(nn.Module):
             folded.weight.copy_(first.weight / std)
             folded.bias.copy_(first.bias - first.weight @ (mean / std))
         self.features = nn.Sequential(folded, *layers[1:])
-        self.head = model.policy.action_net
+        self.head = model.policy.action_net.as_linear()
 
     def forward(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         clipped = torch.minimum(torch.maximum(observation, self.low), self.high)

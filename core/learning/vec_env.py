@@ -93,7 +93,7 @@ class RoleVecEnv(VecEnv):
         if self.fixed_scenarios is not None:
             scenario = self.fixed_scenarios[index % len(self.fixed_scenarios)].with_num_stores(self.num_stores)
         else:
-            scenario = sample_scenario(self.rng, self.num_stores)
+            scenario = sample_scenario(self.rng, self.num_stores, ample=ROLE[self.role].per_store)
         scenario = dataclasses.replace(scenario, horizon=self.horizon)
         scale = ROLE[self.role].pool(np.array([m.mean for m in scenario.stores]) * scenario.costs.stockout)
         start = reset(scenario, self.chains)
@@ -136,7 +136,7 @@ class RoleVecEnv(VecEnv):
             group.shadow, shadow_flows = step(group.shadow, self._decide(group, group.shadow, self.reference),
                                               group.demand[:, t], group.scenario)
             shadow_reward = reconcile(shadow_flows, group.shadow, group.scenario).reward
-            reward = ROLE[self.role].reward_share(ledger.reward - shadow_reward)
+            reward = ROLE[self.role].reward_share(ledger.reward - shadow_reward, group.scenario)
             rewards[i * rows: (i + 1) * rows] = (reward / group.reward_scale).reshape(-1)
         self.returns += rewards
         obs = self._observe()

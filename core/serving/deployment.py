@@ -48,5 +48,6 @@ def store_rows(state: State, scenario: Scenario, forecast: Forecast) -> dict[str
         "holding_cost_per_unit_day": per_store(scenario.costs.store_holding),
         "stockout_cost_per_unit": per_store(scenario.costs.stockout),
         "backorders_allowed": per_store(float(scenario.unmet_demand == "backorders")),
+        "whole_units": per_store(float(scenario.whole_units)),
     })
     return rows

@@ -82,18 +82,21 @@ def _lost_sales_textbook() -> Scenario:
 
 
 def _thin_margin() -> Scenario:
-    """Where base-stock falls short: four small stores (8, 5, 3 and 2 units a day, whole units) a
-    five-day truck away from their warehouse, lost sales worth only 5 days of holding (a low-margin
-    line: critical ratio 5/6), and production capacity 1.15 times demand, so that the shared
-    warehouse is sometimes short and must share what it has. With lost sales and a long lead time
-    the inventory position misleads an order-up-to rule (sales lost before tonight's order arrives
-    never come back), and Zipkin (2008) puts base-stock several per cent above the optimum here."""
+    """Where base-stock falls short: a low-margin line whose cost sits on the shelf. Four small stores
+    (6, 5, 4 and 3 units a day, Poisson: whole units) a five-day truck away from their warehouse; a lost
+    sale costs 4 days of shelf holding (critical ratio 4/5), while a unit in the warehouse or on a truck
+    costs a fiftieth of that; production capacity is 1.5 times demand, cut by 90 % for 30 days from
+    day 150, when the shared warehouse runs short and must share what it has. With lost sales and a long
+    lead time the inventory position misleads an order-up-to rule (sales lost before tonight's order
+    arrives never come back): each store faces Zipkin's (2008) hard case, where base-stock is about
+    10 % above the optimum (``lost_sales_textbook``)."""
     return Scenario(
         name="thin_margin",
-        stores=tuple(DemandModel(mean=m, dispersion=0.45) for m in (8.0, 5.0, 3.0, 2.0)),
+        stores=tuple(DemandModel(mean=m, dispersion=1.0 / math.sqrt(m)) for m in (6.0, 5.0, 4.0, 3.0)),
         lead_times=LeadTimes(production=2, supplier_to_warehouse=3, warehouse_to_store=5),
-        capacities=Capacities(production=1.15 * 18.0),
-        costs=Costs(store_holding=1.0, warehouse_holding=0.4, supplier_holding=0.2, stockout=5.0),
+        capacities=Capacities(production=1.5 * 18.0),
+        costs=Costs(store_holding=1.0, warehouse_holding=0.02, supplier_holding=0.01, stockout=4.0),
+        disruptions=(Disruption(start_day=150, length=30, capacity_loss=0.9, extra_lead_time=0),),
     )
 
 

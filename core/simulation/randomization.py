@@ -1,9 +1,11 @@
 """Domain randomisation: the ranges the learned policies are trained on (the app's sliders span them,
 ``core.app.live.SLIDERS``), and a sampler of training scenarios inside them.
 
-A training scenario starts from a preset with the whole network upstream (so every such preset's
-neighbourhood is well covered) and redraws its demand level, volatility, seasonality, promotions,
-shocks, disruption, lead times and capacity within ``RANGES``.
+A training scenario starts from a preset (so every preset's neighbourhood is well covered) and redraws
+its demand level, volatility, seasonality, promotions, shocks, disruption, lead times, capacity and
+half the time its cost of a stockout relative to holding (and now and then lost sales for backorders
+or the reverse) within ``RANGES``. Presets with an ample source upstream are drawn only when the stores
+are trained (``ample=True``): upstream roles have no work there.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from core.simulation.presets import PRESETS
-from core.simulation.scenario import Capacities, DemandModel, Disruption, LeadTimes, Promotion, Scenario
+from core.simulation.scenario import Capacities, Costs, DemandModel, Disruption, LeadTimes, Promotion, Scenario
 
 RANGES = {
     "demand_scale": (0.5, 2.0),  # multiplier of the preset's store means
@@ -25,12 +27,16 @@ RANGES = {
     "disruption_length": (10, 45),  # days
     "disruption_capacity_loss": (0.3, 1.0),
     "disruption_extra_lead_time": (0, 5),  # days
-    "warehouse_to_store": (1, 4),  # days
+    "warehouse_to_store": (1, 7),  # days
     "supplier_to_warehouse": (1, 6),  # days
     "production": (1, 4),  # days
     "capacity_factor": (1.15, 2.5),  # production capacity / mean demand
     "num_stores": (1, 50),
+    "stockout_to_holding": (3.0, 60.0),  # a lost sale's (or a day's backorder's) cost / a day's store holding
 }
+PRESET_SHARE = 0.8  # probability that a training scenario is a preset as it is (each is a setting the policies
+# must master; the rest of the time they learn the neighbourhood the sliders span)
+SWITCH_UNMET_DEMAND = 0.15  # probability that a training scenario trades lost sales for backorders (or back)
 
 
 def _uniform(rng: np.random.Generator, key: str) -> float:
@@ -43,18 +49,42 @@ def _integer(rng: np.random.Generator, key: str) -> int:
     return int(rng.integers(lo, hi + 1))
 
 
-def sample_scenario(rng: np.random.Generator, num_stores: int) -> Scenario:
-    """A random training scenario with ``num_stores`` stores."""
-    network = [name for name, preset in PRESETS.items() if preset.upstream == "network"]  # every role has work
-    base = PRESETS[rng.choice(network)].with_num_stores(num_stores)
-    if base.unmet_demand == "backorders":  # the textbook instance: keep its costs, vary demand and lead times
-        scale = _uniform(rng, "demand_scale")
-        stores = tuple(dataclasses.replace(m, mean=m.mean * scale * rng.uniform(0.8, 1.25),
-                                           dispersion=rng.uniform(0.1, 0.4)) for m in base.stores)
-        return dataclasses.replace(base, name="random_textbook", stores=stores, horizon=365,
-                                   lead_times=LeadTimes(production=_integer(rng, "production"),
-                                                        supplier_to_warehouse=rng.integers(1, 3).item(),
-                                                        warehouse_to_store=rng.integers(1, 3).item()))
+def _costs(rng: np.random.Generator, base: Scenario) -> tuple[Costs, str]:
+    """The preset's costs and unmet-demand rule, or (half the time) a stockout cost drawn log-uniformly
+    in ``RANGES`` relative to store holding, now and then with the other unmet-demand rule."""
+    unmet = base.unmet_demand
+    if rng.random() < SWITCH_UNMET_DEMAND:
+        unmet = "backorders" if unmet == "lost_sales" else "lost_sales"
+    if unmet == base.unmet_demand and rng.random() < 0.5:
+        return base.costs, unmet
+    lo, hi = RANGES["stockout_to_holding"]
+    ratio = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    return dataclasses.replace(base.costs, stockout=ratio * base.costs.store_holding), unmet
+
+
+def _textbook(rng: np.random.Generator, base: Scenario) -> Scenario:
+    """A textbook instance (one product, integer or normal demand) with its demand, lead times and costs redrawn."""
+    scale = _uniform(rng, "demand_scale")
+    stores = tuple(dataclasses.replace(m, mean=m.mean * scale * rng.uniform(0.8, 1.25),
+                                       dispersion=float(rng.uniform(0.1, 0.6))) for m in base.stores)
+    costs, unmet = _costs(rng, base)
+    lead = base.lead_times
+    return dataclasses.replace(
+        base, name=f"random_{base.name}", stores=stores, horizon=365, costs=costs, unmet_demand=unmet,
+        lead_times=LeadTimes(production=_integer(rng, "production"),
+                             supplier_to_warehouse=int(rng.integers(1, 3)) if base.upstream == "network"
+                             else lead.supplier_to_warehouse,
+                             warehouse_to_store=_integer(rng, "warehouse_to_store")))
+
+
+def sample_scenario(rng: np.random.Generator, num_stores: int, ample: bool = False) -> Scenario:
+    """A random training scenario with ``num_stores`` stores (from an ample-source preset only if ``ample``)."""
+    names = [name for name, preset in PRESETS.items() if ample or preset.upstream == "network"]
+    base = PRESETS[rng.choice(names)].with_num_stores(num_stores)
+    if rng.random() < PRESET_SHARE:
+        return base
+    if base.name.endswith("_textbook"):
+        return _textbook(rng, base)
     scale = _uniform(rng, "demand_scale")
     amplitude = _uniform(rng, "seasonality_amplitude") if rng.random() < 0.5 else base.stores[0].seasonality_amplitude
     promotions = tuple(
@@ -78,8 +108,9 @@ def sample_scenario(rng: np.random.Generator, num_stores: int) -> Scenario:
                    extra_lead_time=_integer(rng, "disruption_extra_lead_time")),
     ) if rng.random() < 0.3 else base.disruptions
     mean_total = sum(m.mean for m in stores)
+    costs, unmet = _costs(rng, base)
     return dataclasses.replace(
-        base, name=f"random_{base.name}", stores=stores, disruptions=disruptions,
+        base, name=f"random_{base.name}", stores=stores, disruptions=disruptions, costs=costs, unmet_demand=unmet,
         lead_times=LeadTimes(production=_integer(rng, "production"),
                              supplier_to_warehouse=_integer(rng, "supplier_to_warehouse"),
                              warehouse_to_store=_integer(rng, "warehouse_to_store")),

@@ -283,6 +283,11 @@ class Scenario:
         return np.array([demand_cv(m) for m in self.stores])
 
     @property
+    def whole_units(self) -> bool:
+        """Every store's demand comes in whole units (no ``normal`` demand)."""
+        return all(m.distribution != "normal" for m in self.stores)
+
+    @property
     def max_supplier_lead_time(self) -> int:
         """Longest supplier -> warehouse lead time, disruptions included."""
         extra = max((d.extra_lead_time for d in self.disruptions), default=0)
