@@ -1,5 +1,6 @@
-"""The menus' forecast: the supplier's pre-build for planned capacity losses, and demand
-statistics that match the demand model, random shocks included."""
+"""The menus' forecast: the supplier's pre-build for planned capacity losses, the supplier lead time an
+order must cover when a disruption changes it, and demand statistics that match the demand model,
+random shocks included."""
 
 from __future__ import annotations
 
@@ -76,3 +77,32 @@ def test_prebuild_lowers_the_cost_of_the_reference_entries_where_capacity_binds(
     with_prebuild = cost()
     monkeypatch.setattr(Forecast, "prebuild", lambda self, *args, **kwargs: 0.0)
     assert with_prebuild < 0.95 * cost()
+
+
+# Supplier -> warehouse lead time 3 days, 7 on shipments sent on days 50..59.
+LONGER = dataclasses.replace(FLAT, lead_times=LeadTimes(production=1, supplier_to_warehouse=3, warehouse_to_store=1),
+                             disruptions=(Disruption(start_day=50, length=10, capacity_loss=0.0, extra_lead_time=4),))
+
+
+@pytest.mark.parametrize(("day", "expected"), [(48, 3), (49, 7), (50, 7), (55, 7), (56, 6), (57, 5), (58, 4),
+                                               (59, 3), (60, 3)])
+def test_an_order_covers_its_supply_until_the_next_shipment_arrives(day: int, expected: int) -> None:
+    """The last order before the lead time lengthens is the last to arrive before 4 days without arrivals:
+    it covers them; before the lead time shortens, the next orders arrive sooner."""
+    assert Forecast.of(LONGER).supplier_days_to_cover(day) == expected
+    assert Forecast.of(FLAT).supplier_days_to_cover(day) == 1
+
+
+def test_covering_the_gap_before_a_longer_supplier_lead_time_lowers_the_reference_cost(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On ``supply_disruption`` (4 more days from the supplier for 30 days), covering only the planned lead time
+    leaves the warehouse empty for those 4 days: at least 3 % dearer, on the same demand."""
+    scenario = PRESETS["supply_disruption"]
+
+    def cost() -> float:
+        mix = PolicyMix(*(reference_policy(role) for role in ROLES))
+        return float(run_mixes(scenario, {"reference": mix}, 8, EVAL_SEED)["reference"]["cost_per_day"].mean())
+
+    covered = cost()
+    monkeypatch.setattr(Forecast, "supplier_days_to_cover", lambda self, day: int(self.supplier_lead_time[day]))
+    assert covered < 0.97 * cost()

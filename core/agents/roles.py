@@ -106,13 +106,14 @@ class Role:
 
     def protection_days(self, scenario: Scenario, forecast: Forecast, day: int) -> int:
         """Days of demand an order placed before ``day`` must cover: the lead times from this role to the
-        customers, the supplier's as planned for that day (disruptions may lengthen it)."""
+        customers, the supplier's until its next shipment arrives as planned (``Forecast.supplier_days_to_cover``:
+        disruptions may lengthen it)."""
         downstream = ROLES_DOWNSTREAM_FIRST[: self.stage + 1]
         return sum(role._planned_lead_time(scenario, forecast, day) for role in downstream)
 
     def _planned_lead_time(self, scenario: Scenario, forecast: Forecast, day: int) -> int:
         if self.lead_time_field == "supplier_to_warehouse":
-            return int(forecast.supplier_lead_time[min(day, forecast.supplier_lead_time.size - 1)])
+            return forecast.supplier_days_to_cover(day)
         return self.lead_time(scenario)
 
     def daily_forecast(self, scenario: Scenario, forecast: Forecast, day: int) -> np.ndarray:

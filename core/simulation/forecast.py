@@ -66,6 +66,15 @@ class Forecast:
         last = min(day + days, self.cumulative.shape[0] - 1)
         return self.cumulative[last] - self.cumulative[min(day, last)]
 
+    def supplier_days_to_cover(self, day: int) -> int:
+        """Supplier -> warehouse days an order sent before ``day`` must cover: until the next order's shipment
+        arrives, min over k >= 1 of (k + the lead time planned for day + k) - 1. That is the planned lead time,
+        except where a disruption will change it: the last order before a longer lead time must bridge the days
+        no shipment arrives, and before a shorter one the next orders arrive sooner."""
+        lead = self.supplier_lead_time
+        ahead = np.arange(1, int(lead.max()) + 1)
+        return int((ahead + lead[np.minimum(day + ahead, lead.size - 1)]).min() - 1)
+
     def capacity_over(self, day: int, days: int) -> float:
         """Units the supplier can start over the reviews before days [day, day + days)."""
         return float(self.capacity[day: day + days].sum())
