@@ -86,10 +86,12 @@ def _thin_margin() -> Scenario:
     (6, 5, 4 and 3 units a day, Poisson: whole units) a five-day truck away from their warehouse; a lost
     sale costs 4 days of shelf holding (critical ratio 4/5), while a unit in the warehouse or on a truck
     costs a fiftieth of that; production capacity is 1.5 times demand, cut by 90 % for 30 days from
-    day 150, when the shared warehouse runs short and must share what it has. With lost sales and a long
-    lead time the inventory position misleads an order-up-to rule (sales lost before tonight's order
-    arrives never come back): each store faces Zipkin's (2008) hard case, where base-stock is about
-    10 % above the optimum (``lost_sales_textbook``)."""
+    day 150, when the shared warehouse runs short and serves the stores with the least cover first. With
+    lost sales and a long lead time the inventory position misleads an order-up-to rule (sales lost before
+    tonight's order arrives never come back): each store faces Zipkin's (2008) hard case, where base-stock
+    is about 10 % above the optimum (``lost_sales_textbook``). (Were the warehouse's stock shared in
+    proportion to the orders, a tuned rule could keep the warehouse short on purpose and so cap every
+    store's order, much as capped base-stock does; serving the neediest first, it cannot.)"""
     return Scenario(
         name="thin_margin",
         stores=tuple(DemandModel(mean=m, dispersion=1.0 / math.sqrt(m)) for m in (6.0, 5.0, 4.0, 3.0)),
@@ -97,6 +99,7 @@ def _thin_margin() -> Scenario:
         capacities=Capacities(production=1.5 * 18.0),
         costs=Costs(store_holding=1.0, warehouse_holding=0.02, supplier_holding=0.01, stockout=4.0),
         disruptions=(Disruption(start_day=150, length=30, capacity_loss=0.9, extra_lead_time=0),),
+        allocation="lowest_cover_first",
     )
 
 
