@@ -47,8 +47,8 @@ from core.simulation.presets import PRESETS, get_preset
 from core.simulation.rollout import run_mixes, simulate
 from core.simulation.scenario import Scenario
 
-TINY = {"timesteps": 2000, "groups": 2, "chains": 2, "n_steps": 8, "batch_size": 32, "acceptance_seeds": 2,
-        "checkpoint_every": 500, "progress_bar": False, "horizon": 20}
+TINY = {"timesteps": 2000, "store_timesteps": 2000, "groups": 2, "chains": 2, "n_steps": 8, "batch_size": 32,
+        "acceptance_seeds": 2, "checkpoint_every": 500, "progress_bar": False, "horizon": 20}
 ROWS = 2 * 2 * 3  # groups x chains x stores: the same for every role (upstream roles get 3x the chains)
 EPISODE_KEYS = {"reward", "fill_rate", "lost_sales_per_day", "holding_cost_per_day", "cost_per_day", "timesteps"}
 AFTER_FACTOR = 1e-3
@@ -211,7 +211,7 @@ def test_rerunning_skips_the_phases_already_done(run, caplog: pytest.LogCaptureF
 
 def test_rejected_phases_leave_the_roles_rule_based(tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    config = TrainConfig(out=str(tmp_path / "run"), **{**TINY, "timesteps": 200})
+    config = TrainConfig(out=str(tmp_path / "run"), **{**TINY, "timesteps": 200, "store_timesteps": 200})
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(training, "acceptance_cost", biased_acceptance(1e3))
         run_phases(config, [1])
@@ -485,7 +485,7 @@ def test_the_critic_warms_up_with_the_actor_frozen(tmp_path: Path) -> None:
 def test_a_phase_raising_one_preset_beyond_the_tolerance_is_rejected(tmp_path: Path) -> None:
     """Kept only if no preset's held-out cost rises by more than ``TOLERATED_RISE``, however much the others fall."""
     torch.set_num_threads(1)
-    config = TrainConfig(out=str(tmp_path / "run"), **{**TINY, "timesteps": 200})
+    config = TrainConfig(out=str(tmp_path / "run"), **{**TINY, "timesteps": 200, "store_timesteps": 200})
     calls = itertools.count()
     real = training.acceptance_cost
 

@@ -49,7 +49,7 @@ from core.serving.files import remove_temporaries, write_atomic, write_bytes_ato
 from core.simulation.presets import PRESETS
 from core.simulation.scenario import Scenario
 
-TOLERATED_RISE = 0.005  # a phase is rejected if it raises any preset's held-out cost by more than this fraction
+TOLERATED_RISE = 0.01  # a phase is rejected if it raises any preset's held-out cost by more than this fraction
 SAMPLE_SPREAD = 0.5  # safety factors around the start's while the standardisation is measured
 PHASES = {0: "start", 1: "store", 2: "warehouse", 3: "supplier", 4: "joint"}
 LOG = logging.getLogger(__name__)
