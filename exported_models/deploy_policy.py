@@ -10,10 +10,21 @@ the store policy (onnxruntime, one thread, in chunks of ``CHUNK_ROWS``) and turn
     order = max(0, forecast_over_lead_time + z * demand_sd_per_day * sqrt(lead_time_days) - inventory position)
     inventory position = on_hand + sum of pipeline_day_* - backorders
 
+The features are the training's (``core.agents.observations.store_observation``), computed in float64 with the
+same operations, so the policy sees the same float32 observation as in the twin. Stock is in days of forecast
+demand (forecast_over_lead_time / lead_time_days), among them the stock expected on hand when tonight's order
+arrives: on hand less backorders, plus each earlier morning's pipeline, less a day's forecast a day; where sales
+are lost (backorders_allowed 0) what is left each evening cannot go below zero, and its expectation under normal
+demand (variance demand_sd_per_day^2 a day, summed) is carried on, so sales lost before the order arrives are
+counted (``expected_stock_at_arrival``; the normal distribution function by Abramowitz and Stegun 7.1.26, as in
+training). ``expected_lost_before_arrival_spreads`` is the sales expected to be lost before then: how much more
+stock that leaves than the same without lost sales, in standard deviations of lead-time demand.
+
 The input's columns (``STATE_COLUMNS``; units in brackets) are listed below; ``example_states.csv`` beside this
 script is a small example. Extra columns are ignored, except ``store`` and ``product``, which are copied to the
-output. A bad row (a missing column, an empty or non-numeric value, NaN, negative stock, an unknown role) stops
-the run with one line naming the row (1 = the first data row) and the column, and nothing is written (exit 2).
+output. A bad row (a missing column, an empty or non-numeric value, NaN, negative stock, an unknown role, a lead
+time that is fractional or beyond 365 days, ``MAX_LEAD_DAYS``) stops the run with one line naming the row (1 = the
+first data row) and the column, and nothing is written (exit 2).
 The output has one row per input row: store and product (if given), menu_index, safety_factor, order_quantity
 [units]. With ``--ray`` the same decisions run as a Ray Data ``map_batches`` over the (Parquet) dataset, on a
 local Ray or on the cluster in RAY_ADDRESS; the rows are checked before any batch runs.
@@ -240,6 +251,7 @@ PROFILE_DAYS = 7  # arrivals of the next this many mornings are features of thei
 NORMAL = NormalDist()
 NEWSVENDOR_LIMIT = 3.0  # the newsvendor safety factor feature stays within +-this (as in training)
 CHUNK_ROWS = 65_536  # rows per onnxruntime call
+MAX_LEAD_DAYS = 365  # the expected stock at arrival steps through the lead time a day at a time
 MAX_INPUT_BYTES = 2**32
 ROLES = ("store",)  # the roles the batch mode decides
 STATE_COLUMNS = {  # column -> (unit, meaning); every one is required, a number unless said otherwise
@@ -248,15 +260,17 @@ STATE_COLUMNS = {  # column -> (unit, meaning); every one is required, a number 
     "on_hand": ("units", "stock on the shelf at the evening review"),
     "backorders": ("units", "demand waiting to be served (0 where unmet demand is lost)"),
     "pipeline_day_1": ("units", "ordered stock arriving in 1 day; pipeline_day_2, ... arriving later (any number "
-                                "of consecutive columns, summed)"),
-    "lead_time_days": ("days", "days from an order to its arrival at the store (a whole number, 1 or more)"),
+                                "of consecutive columns, summed; a day past the last column brings nothing)"),
+    "lead_time_days": ("days", f"days from an order to its arrival at the store (a whole number, 1 to "
+                               f"{MAX_LEAD_DAYS})"),
     "forecast_over_lead_time": ("units", "expected demand over the next lead_time_days days"),
     "forecast_week_after_lead_time": ("units", "expected demand over the 7 days that start lead_time_days from "
                                                "today"),
     "average_demand_per_day": ("units/day", "the product's mean demand per day over a year (the season level's "
                                             "reference)"),
     "demand_sd_per_day": ("units/day", "standard deviation of a day's demand around the forecast (the forecast "
-                                       "error) at today's forecast level"),
+                                       "error) at today's forecast level; it also spreads the sales lost before "
+                                       "an order arrives"),
     "demand_cv": ("ratio", "coefficient of variation of a day's demand around its forecast"),
     "yesterday_demand": ("units", "customer demand yesterday"),
     "recent_demand_per_day": ("units/day", "recent customer demand: exponentially weighted average, weight 0.25 "
@@ -266,7 +280,8 @@ STATE_COLUMNS = {  # column -> (unit, meaning); every one is required, a number 
     "recent_received_per_day": ("units/day", "recent units shipped to the store"),
     "holding_cost_per_unit_day": ("money/unit/day", "cost of a unit on the shelf for a day"),
     "stockout_cost_per_unit": ("money/unit", "penalty per unit of demand not served on its day"),
-    "backorders_allowed": ("0 or 1", "1 where unmet demand waits (backorders), 0 where it is lost"),
+    "backorders_allowed": ("0 or 1", "1 where unmet demand waits (backorders), 0 where it is lost (the stock "
+                                     "expected at an order's arrival then counts the sales lost before it)"),
     "whole_units": ("0 or 1", "1 where demand comes in whole units: the order-up-to target is rounded to a whole "
                               "unit (as in training)"),
 }
@@ -325,8 +340,8 @@ def checked_states(table: object, offset: int = 0) -> dict[str, np.ndarray]:
     for name in [*NON_NEGATIVE, *pipeline]:
         _bad_row(columns[name] < 0, name, columns[name], "0 or more", offset)
     lead = columns["lead_time_days"]
-    _bad_row((lead < 1) | (lead != np.round(lead)), "lead_time_days", lead, "a whole number of days, 1 or more",
-             offset)
+    _bad_row((lead < 1) | (lead > MAX_LEAD_DAYS) | (lead != np.round(lead)), "lead_time_days", lead,
+             f"a whole number of days, 1 to {MAX_LEAD_DAYS}", offset)
     mean = columns["average_demand_per_day"]
     _bad_row(mean <= 0, "average_demand_per_day", mean, "more than 0", offset)
     for name in ("backorders_allowed", "whole_units"):
@@ -336,17 +351,17 @@ def checked_states(table: object, offset: int = 0) -> dict[str, np.ndarray]:
     return columns
 
 
-def store_features(states: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def store_features(states: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Store observations by feature name (as ``core.agents.observations`` computes them from the twin), and what
     the order quantity needs."""
     lead = states["lead_time_days"]
     f = np.maximum(states["forecast_over_lead_time"] / lead, EPS)
+    sd = states["demand_sd_per_day"]
     pipeline = states["pipeline"]
     inbound = pipeline.sum(axis=1)
     position = states["on_hand"] + inbound - states["backorders"]
-    lost = states["backorders_allowed"] == 0
-    projected = projected_stock(states, f, lost)
-    spread = np.maximum(states["demand_sd_per_day"] * np.sqrt(lead), EPS)
+    expected, promised = expected_stock_at_arrival(states, f, sd, states["backorders_allowed"] == 0)
+    spread = np.maximum(sd * np.sqrt(lead), EPS)
     angle = 2 * np.pi * (states["day"] % 365) / 365.0
     costs = states["stockout_cost_per_unit"], states["holding_cost_per_unit_day"]
     ratio = costs[0] / (costs[0] + costs[1] + EPS)
@@ -355,9 +370,9 @@ def store_features(states: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str,
         "in_transit_days": inbound / f,
         **{f"arriving_in_{k + 1}_days": (pipeline[:, k] if k < pipeline.shape[1] else 0.0) / f
            for k in range(PROFILE_DAYS)},
-        "projected_stock_at_arrival_days": projected / f,
+        "expected_stock_at_arrival_days": expected / f,
         "position_safety_factor": (position - f * lead) / spread,
-        "lost_before_arrival_spreads": (projected - projected_stock(states, f, np.zeros_like(lost))) / spread,
+        "expected_lost_before_arrival_spreads": (expected - promised) / spread,
         "day_of_demand_spreads": f / spread,
         "backorder_days": states["backorders"] / f,
         "cover_beyond_lead_time_days": position / f - lead,
@@ -379,16 +394,50 @@ def store_features(states: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str,
                       "whole_units": states["whole_units"] == 1}
 
 
-def projected_stock(states: dict[str, np.ndarray], f: np.ndarray, lost: np.ndarray) -> np.ndarray:
-    """Stock expected on hand when tonight's order arrives: each morning's arrivals less a day's forecast until
-    then, never below zero where ``lost`` (lost sales). Days past the pipeline's columns bring nothing."""
-    lead, pipeline = states["lead_time_days"], states["pipeline"]
+def normal_cdf(x: np.ndarray) -> np.ndarray:
+    """The standard normal distribution function (Abramowitz and Stegun 7.1.26, error below 1e-7; as in training)."""
+    t = 1.0 / (1.0 + 0.3275911 * np.abs(x) / np.sqrt(2.0))
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    erf = 1.0 - poly * np.exp(-0.5 * x * x)
+    return 0.5 * (1.0 + np.sign(x) * erf)
+
+
+def positive_part_mean(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """E[max(X, 0)] for X normal with ``mean`` and standard deviation ``sd`` (> 0)."""
+    ratio = mean / sd
+    return mean * normal_cdf(ratio) + sd * np.exp(-0.5 * ratio * ratio) / np.sqrt(2.0 * np.pi)
+
+
+def _where(mask: np.ndarray) -> slice | np.ndarray:
+    """The rows of ``mask``: every row as a slice (no copy) when all are in it."""
+    return slice(None) if mask.all() else np.flatnonzero(mask)
+
+
+def expected_stock_at_arrival(states: dict[str, np.ndarray], f: np.ndarray, sd: np.ndarray,
+                              lost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stock expected on hand the morning an order placed tonight arrives, and the same without lost sales (the
+    stock the inventory position promises then). From on hand less backorders, each of the lead_time_days - 1
+    mornings before the arrival adds that morning's pipeline (days past the pipeline's columns bring nothing) and
+    takes a day's forecast ``f``; where sales are ``lost`` the stock left each evening cannot go below zero, and
+    its expectation under normal demand, the variance growing by ``sd`` squared a day, is carried on (as in
+    training). A row takes its own number of days."""
+    pipeline = states["pipeline"]
+    days = states["lead_time_days"] - 1
     stock = states["on_hand"] - states["backorders"]
-    for k in range(pipeline.shape[1]):
-        moved = stock + pipeline[:, k] - f
-        stock = np.where(k < lead - 1, np.where(lost, np.maximum(moved, 0.0), moved), stock)
-    rest = np.maximum(lead - 1 - pipeline.shape[1], 0) * f
-    return np.where(lost, np.maximum(stock - rest, 0.0), stock - rest)
+    promised, arrived = stock.copy(), np.zeros_like(stock)
+    variance = np.zeros_like(stock)
+    for k in range(int(days.max(initial=0))):
+        active = days > k
+        rows = _where(active)
+        arriving = pipeline[rows, k] if k < pipeline.shape[1] else 0.0
+        arrived[rows] = arrived[rows] + arriving
+        stock[rows] = stock[rows] + arriving - f[rows]
+        short = active & lost
+        if short.any():
+            rows = _where(short)
+            variance[rows] = variance[rows] + sd[rows] ** 2
+            stock[rows] = positive_part_mean(stock[rows], np.sqrt(np.maximum(variance[rows], EPS)))
+    return stock, promised + arrived - days * f
 
 
 def newsvendor_safety_factor(ratio: np.ndarray) -> np.ndarray:

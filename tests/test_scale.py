@@ -16,6 +16,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
+from core.agents.observations import FEATURES, observe
 from core.agents.tuning import tune_base_stock
 from core.cli import main
 from core.evaluation.distributed import RayExecutor, SerialExecutor, per_seed, policy_job
@@ -163,6 +164,29 @@ def test_batch_decisions_equal_the_served_store_policy(name: str, tmp_path: Path
     assert orders.column("order_quantity").to_numpy().max() > 0  # real orders, not all zero
 
 
+def test_batch_features_equal_the_twin_observations() -> None:
+    """The script's store features from raw rows are the twin's observations (``observe``), row by row, with
+    lead times (1, 2 and 5 days), lost sales and backorders mixed in one table: the same float64 operations, so
+    equal after the cast to float32 but for a float32 rounding step (rtol 2**-23) where the last float64 bits
+    differ, and atol 1e-9 for features that are zero up to float64 rounding (the sales lost before arrival
+    where demand waits)."""
+    rows, observed = [], []
+    for name in ("thin_margin", "serial_textbook", "seasonal"):
+        for scenario, state, _ in twin_states(name, chains=3, days=(0, 9, 33)):
+            forecast = Forecast.of(scenario)
+            rows.append(store_rows(state, scenario, forecast))
+            observed.append(observe("store", state, scenario, forecast).reshape(-1, len(FEATURES["store"])))
+    widest = max(rows, key=len)  # every row gets the widest pipeline: a day past a row's own lead brings nothing
+    table = pa.concat_tables([pa.table({c: r.get(c, np.zeros(len(r["role"]))) for c in widest}) for r in rows])
+    features, _ = deploy.store_features(deploy.checked_states(table))
+    matrix = deploy.observation_matrix(features, list(FEATURES["store"]))
+    expected = np.concatenate(observed)
+    assert matrix.dtype == np.float32 and matrix.shape == expected.shape
+    lost = FEATURES["store"].index("expected_lost_before_arrival_spreads")
+    assert (expected[:, lost] > 0.1).any()  # sales lost before arrival (which leave stock unsold) are in the sample
+    np.testing.assert_allclose(matrix, expected, rtol=2.0**-23, atol=1e-9)
+
+
 def test_batch_on_ray_data_equals_the_batch_without(ray_run: RayExecutor, tmp_path: Path) -> None:
     states = tmp_path / "states.parquet"
     pq.write_table(pcsv.read_csv(EXPORTED_MODELS / "example_states.csv"), states)
@@ -209,9 +233,11 @@ def _drop(column: str) -> str:
     (_edit("pipeline_day_2", "-1", row=5), "row 5, column pipeline_day_2"),
     (_edit("role", '"shop"', row=2), "row 2, column role: got 'shop'; allowed: store"),
     (_edit("lead_time_days", "1.5"), "row 3, column lead_time_days"),
+    (_edit("lead_time_days", "366", row=4), "row 4, column lead_time_days: got 366.0; allowed: a whole number of days, "
+                                            "1 to 365"),
     (_edit("demand_cv", "abc"), "row 3, column demand_cv: got 'abc'; allowed: a number"),
 ], ids=["no on_hand", "no pipeline", "NaN", "empty", "negative stock", "negative pipeline", "unknown role",
-        "fractional lead time", "text"])
+        "fractional lead time", "lead time beyond a year", "text"])
 def test_bad_rows_are_rejected_by_row_and_column_and_nothing_is_written(text: str, message: str,
                                                                         tmp_path: Path) -> None:
     states, out = tmp_path / "states.csv", tmp_path / "orders.csv"
