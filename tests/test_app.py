@@ -160,6 +160,7 @@ def test_default_page_is_the_live_twin() -> None:
 
 
 def test_about_page_shows_the_chain_the_agents_and_the_results() -> None:
+    from core.agents.menus import NUM_ACTIONS, SAFETY_FACTORS
     from core.agents.observations import FEATURES
     from core.evaluation.glossary import FEATURE_WORDS
 
@@ -173,7 +174,8 @@ def test_about_page_shows_the_chain_the_agents_and_the_results() -> None:
     for names in FEATURES.values():  # every feature in plain words, none as a raw name
         assert all(FEATURE_WORDS[n] in text for n in names)
         assert not any(n in text for n in names if "_" in n)
-    assert "z = -1" in text and "z = 10" in text
+    lowest, highest = f"z = {min(SAFETY_FACTORS):g}", f"z = {max(SAFETY_FACTORS):g}"  # the menu's range, as it is
+    assert lowest in text and highest in text and f"{NUM_ACTIONS} ({lowest} to {highest})" in text
     assert not at.code  # no raw docstring
     assert "learned hierarchy against the best rule" in text
     results = at.dataframe[0].value
@@ -447,11 +449,13 @@ def test_head_to_head_summary_follows_each_sessions_uploaded_policy() -> None:
 
 @needs_models
 def test_policy_inspector_renders_its_charts() -> None:
+    from core.agents.menus import NUM_ACTIONS
+
     at = open_page("policy_inspector.py")
     heatmap, bars = plotly_specs(at)
     assert [t["type"] for t in heatmap["data"]] == ["heatmap"] * 3
     assert plotly_array(heatmap["data"][0]["z"]).shape == (21, 21)
-    assert bars["data"][0]["type"] == "bar" and len(plotly_array(bars["data"][0]["y"])) == 20
+    assert bars["data"][0]["type"] == "bar" and len(plotly_array(bars["data"][0]["y"])) == NUM_ACTIONS
     caption = at.caption[-1].value
     at.select_slider(key="inspect_i").set_value(0)
     at.slider(key="inspect_demand").set_value(120.0)
@@ -464,7 +468,7 @@ def test_policy_inspector_renders_its_charts() -> None:
 
 @needs_models
 def test_policy_inspector_is_readable() -> None:
-    from core.agents.menus import ACTION_LABELS
+    from core.agents.menus import ACTION_LABELS, SAFETY_FACTORS
     from core.agents.observations import FEATURES
     from core.evaluation.glossary import FEATURE_WORDS
 
@@ -483,7 +487,7 @@ def test_policy_inspector_is_readable() -> None:
     assert len(set(bar_positions)) == 3
     assert [heatmap["data"][k]["colorscale"] for k in range(3)] != [heatmap["data"][0]["colorscale"]] * 3
     assert all("days of demand" in layout[a]["title"]["text"] for a in ("xaxis", "xaxis2", "xaxis3", "yaxis"))
-    assert list(bars["data"][0]["x"]) == list(ACTION_LABELS) and ACTION_LABELS[12] == "z = 2.5"
+    assert list(bars["data"][0]["x"]) == list(ACTION_LABELS) and ACTION_LABELS[SAFETY_FACTORS.index(2.5)] == "z = 2.5"
     assert bars["layout"]["yaxis"]["title"]["text"] == "probability"
     assert at.caption[-1].value.startswith("Chosen: z = ")
     words = at.expander[0].markdown[0].value
@@ -496,7 +500,10 @@ def test_policy_inspector_is_readable() -> None:
 @needs_models
 def test_train_and_export_offers_the_shipped_files_for_download() -> None:
     at = open_page("train_and_export.py")
-    expected = [p.name for p in sorted(MODELS.glob("*.onnx"))] + ["manifest.json", "deploy_policy.py"]
+    manifest = json.loads(MANIFEST.read_text())  # the served set (a version folder, or files directly in MODELS)
+    served = [card["file"] for card in [*manifest["roles"].values(), manifest.get("hierarchy") or {}] if "file" in card]
+    assert served and all((MODELS / file).is_file() for file in served)
+    expected = sorted(Path(file).name for file in served) + ["manifest.json", "deploy_policy.py"]
     labels = [b.label for b in at.download_button]
     assert labels == expected
     for name in expected:
@@ -524,13 +531,16 @@ def test_uploading_garbage_is_rejected_and_changes_nothing() -> None:
 
 @needs_models
 def test_uploading_a_valid_policy_serves_the_live_page_of_that_session_only() -> None:
+    from core.agents.menus import SAFETY_FACTORS
+
     at = open_page("live_twin.py")
     step(at, 20)
     shipped = kpis(at)
     other = step(open_page("live_twin.py"), 20)
 
     at.switch_page("pages/train_and_export.py").run()
-    at.file_uploader(key="upload_file_0").upload("always_z_minus_1.onnx", tiny_policy("store", 0)).run()
+    minus_1 = tiny_policy("store", SAFETY_FACTORS.index(-1.0))
+    at.file_uploader(key="upload_file_0").upload("always_z_minus_1.onnx", minus_1).run()
     assert_clean(at)
     assert "always_z_minus_1.onnx" in at.success[0].value
     assert set(at.session_state["uploaded_models"]) == {"store"}
@@ -539,7 +549,7 @@ def test_uploading_a_valid_policy_serves_the_live_page_of_that_session_only() ->
     assert_clean(at)
     assert kpis(at)["Day"] == shipped["Day"]
     assert kpis(at) != shipped  # the learned stores now order up to forecast - 1 sd
-    digest = hashlib.sha256(tiny_policy("store", 0)).hexdigest()[:12]
+    digest = hashlib.sha256(minus_1).hexdigest()[:12]
     marked = f"Uploaded policy in use: stores always_z_minus_1.onnx, sha256 {digest} (instead of the shipped one)."
     assert marked in [c.value for c in at.caption]
     learned = POLICIES["learned"].label
@@ -560,12 +570,17 @@ def test_uploading_a_valid_policy_serves_the_live_page_of_that_session_only() ->
 
 
 def test_a_policy_of_the_wrong_width_is_rejected() -> None:
+    from core.agents.observations import FEATURES
+
+    store, supplier = len(FEATURES["store"]), len(FEATURES["supplier"])
+    assert store != supplier
     at = open_page("train_and_export.py")
     at.selectbox(key="upload_role").set_value("supplier").run()
     at.file_uploader(key="upload_file_0").upload("store_policy.onnx", tiny_policy("store")).run()
     assert not at.exception, _exceptions(at)
     assert len(at.error) == 1 and at.error[0].value.startswith("Rejected store_policy.onnx")
-    assert "input shape" in at.error[0].value and "width 19" in at.error[0].value
+    message = at.error[0].value
+    assert "input shape" in message and f"{store}]" in message and f"width {supplier}" in message
     assert not at.session_state["uploaded_models"]
 
 

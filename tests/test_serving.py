@@ -21,11 +21,11 @@ from torch import nn
 import core.serving.registry as registry
 from core.agents.menus import NUM_ACTIONS, SAFETY_FACTORS, ConstantChooser
 from core.agents.observations import FEATURES
-from core.agents.roles import ROLES
+from core.agents.roles import ROLE, ROLES
 from core.agents.rules import PolicyMix
 from core.cli import main
 from core.learning.export import export_actor, export_run, merge_roles, torch_probabilities
-from core.learning.policies import Standardize, model_chooser, model_mix
+from core.learning.policies import SafetyFactorPolicy, Standardize, model_chooser, model_mix
 from core.learning.training import TrainConfig
 from core.learning.vec_env import RoleVecEnv
 from core.serving.model_sets import set_files
@@ -47,7 +47,10 @@ from core.simulation.rollout import kpis, rollout
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_INDEX = SAFETY_FACTORS.index(2.0)
-PROBABILITY_TOLERANCE = 1e-5  # onnxruntime vs torch, float32 softmax over a 64-wide network
+# onnxruntime vs torch, float32: the exported head folds 1 / sigma^2 (about 11) and the menu (z up to 10, z^2 / 2 up
+# to 50) into one layer, so logits reach about 1,000, where float32 rounds by about 6e-5
+PROBABILITY_TOLERANCE = 1e-4
+WIDTH = {role: len(FEATURES[role]) for role in ROLES}  # each role's observation width
 
 
 def role_env(role: str, groups: int = 2, chains: int = 4, horizon: int = 60, seed: int = 0) -> RoleVecEnv:
@@ -63,9 +66,10 @@ def untrained_model(role: str, seed: int) -> PPO:
     rng = np.random.default_rng(seed)
     width = len(FEATURES[role])
     standardize = {"mean": rng.normal(0.0, 3.0, width).tolist(), "std": rng.uniform(0.2, 5.0, width).tolist()}
-    model = PPO("MlpPolicy", env, n_steps=8, batch_size=32, seed=seed, device="cpu",
+    model = PPO(SafetyFactorPolicy, env, n_steps=8, batch_size=32, seed=seed, device="cpu",
                 policy_kwargs={"net_arch": [64, 64], "features_extractor_class": Standardize,
-                               "features_extractor_kwargs": standardize})
+                               "features_extractor_kwargs": standardize,
+                               "safety_factor": ROLE[role].reference_safety_factor, "spread": 0.3})
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in model.policy.parameters():
@@ -122,7 +126,7 @@ def test_onnx_matches_the_sb3_policy(learned, role: str) -> None:
     assert np.abs(probabilities - expected).max() <= PROBABILITY_TOLERANCE
     top_two = np.sort(expected, axis=1)[:, -2:]
     decided = top_two[:, 1] - top_two[:, 0] > 2 * PROBABILITY_TOLERANCE
-    assert decided.mean() > 0.999
+    assert decided.mean() > 0.95  # where the aim falls between two entries, the head makes them nearly equally likely
     np.testing.assert_array_equal(actions[decided], model_chooser(model)(obs)[decided])
     np.testing.assert_array_equal(actions[decided], expected.argmax(axis=1)[decided])
     chosen = expected[np.arange(len(actions)), actions]
@@ -204,22 +208,24 @@ def test_a_well_formed_tiny_graph_is_accepted() -> None:
 
 def test_wrong_input_width_from_torch_is_rejected(tmp_path: Path) -> None:
     model = torch_onnx(10, tmp_path / "narrow.onnx")
-    with pytest.raises(PolicyLoadError, match=r"store policy: input shape .*width 16") as error:
+    with pytest.raises(PolicyLoadError, match=rf"store policy: input shape .*width {WIDTH['store']}") as error:
         OnnxChooser.checked(model, "store")
     assert "on_hand_days" in str(error.value)  # names the features the role expects
-    OnnxChooser.checked(torch_onnx(16, tmp_path / "right.onnx"), "store")  # while width 16 is fine
+    OnnxChooser.checked(torch_onnx(WIDTH["store"], tmp_path / "right.onnx"), "store")  # while the right width is fine
 
 
 BROKEN = {
     "garbage": (lambda: b"this is not an ONNX model \x00\xff" * 40, "store", r"not a loadable ONNX model"),
     "empty": (lambda: b"", "store", r"not a loadable ONNX model"),
-    "wrong_width": (lambda: tiny_onnx(12), "store", r"store policy: input shape .*width 16"),
-    "store_model_as_warehouse": (lambda: tiny_onnx(16), "warehouse", r"warehouse policy: input shape .*width 18"),
-    "output_names": (lambda: tiny_onnx(16, names=("logits_argmax", "softmax")), "store",
+    "wrong_width": (lambda: tiny_onnx(12), "store", rf"store policy: input shape .*width {WIDTH['store']}"),
+    "store_model_as_warehouse": (lambda: tiny_onnx(WIDTH["store"]), "warehouse",
+                                 rf"warehouse policy: input shape .*width {WIDTH['warehouse']}"),
+    "output_names": (lambda: tiny_onnx(WIDTH["store"], names=("logits_argmax", "softmax")), "store",
                      r"store policy: outputs \('logits_argmax', 'softmax'\); allowed: \('action', 'probabilities'\)"),
-    "menu_size": (lambda: tiny_onnx(19, actions=4), "supplier", r"supplier policy: probabilities of shape \(4,\)"),
-    "fixed_batch": (lambda: tiny_onnx(16, batch=4), "store", r"store policy"),
-    "float64": (lambda: tiny_onnx(16, dtype=TensorProto.DOUBLE), "store", r"store policy"),
+    "menu_size": (lambda: tiny_onnx(WIDTH["supplier"], actions=4), "supplier",
+                  r"supplier policy: probabilities of shape \(4,\)"),
+    "fixed_batch": (lambda: tiny_onnx(WIDTH["store"], batch=4), "store", r"store policy"),
+    "float64": (lambda: tiny_onnx(WIDTH["store"], dtype=TensorProto.DOUBLE), "store", r"store policy"),
 }
 
 
@@ -364,7 +370,7 @@ def test_manifest_problems_raise_policy_load_error(learned, tmp_path: Path, case
 def test_load_policy_errors_name_the_file(learned, tmp_path: Path) -> None:
     """core.serving.models promises: "Any problem raises PolicyLoadError naming the file and what is wrong"."""
     folder = copy_export(learned[0], tmp_path / "models")
-    for model, what in ((tiny_onnx(12), "input shape"), (tiny_onnx(16, names=("a", "p")), "outputs"),
+    for model, what in ((tiny_onnx(12), "input shape"), (tiny_onnx(WIDTH["store"], names=("a", "p")), "outputs"),
                         (b"garbage", "not a loadable ONNX model")):
         (folder / "store_policy.onnx").write_bytes(model)
         edit_manifest(folder, lambda m: m["roles"]["store"].update(sha256=sha256(folder / "store_policy.onnx")))

@@ -22,9 +22,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import core.serving.guard as guard
-from core.agents.menus import NUM_ACTIONS
+from core.agents.menus import NUM_ACTIONS, SAFETY_FACTORS
 from core.agents.observations import FEATURES
 from core.agents.roles import ROLES
+from core.serving.model_sets import set_files
 from core.serving.models import (
     OnnxChooser,
     PolicyLoadError,
@@ -52,8 +53,8 @@ def scalar(name: str, value, dtype) -> onnx.TensorProto:
 
 
 def policy(nodes: list, initializers: list, opsets: tuple = (("", 18),), functions: tuple = ()) -> bytes:
-    """A store policy graph (observation (batch, 16) -> action (batch,), probabilities (batch, 20)) made of
-    ``nodes``; onnx's checker accepts it, so what the guard refuses is its content, not its form."""
+    """A store policy graph (observation (batch, WIDTH) -> action (batch,), probabilities (batch, NUM_ACTIONS))
+    made of ``nodes``; onnx's checker accepts it, so what the guard refuses is its content, not its form."""
     graph = helper.make_graph(
         nodes, "hostile", [helper.make_tensor_value_info("observation", TensorProto.FLOAT, ["batch", WIDTH])],
         [helper.make_tensor_value_info("action", TensorProto.INT64, ["batch"]),
@@ -112,7 +113,7 @@ def constant_of_shape_gigabytes() -> bytes:
 
 
 def expand_gigabytes() -> bytes:
-    """The logits broadcast to (65,536, rows, 20) and averaged back: 5 MB per row."""
+    """The logits broadcast to (65,536, rows, NUM_ACTIONS) and averaged back: 256 KiB per menu entry and row."""
     return policy(linear("z") + [helper.make_node("Expand", ["z", "shape"], ["wide"]),
                                  helper.make_node("ReduceMean", ["wide", "axis"], ["logits"], keepdims=0)] + heads(),
                   [W, numpy_helper.from_array(np.array([2**16, 1, 1], np.int64), "shape"),
@@ -128,13 +129,24 @@ def broadcast_blowup() -> bytes:
 
 
 def shared_weights_work() -> bytes:
-    """A 900 x 900 layer applied four times: 0.8 M parameters, 3.2 M multiply-adds per row."""
+    """A 900 x 900 layer applied four times: under 1 M parameters, but ``SHARED_WORK`` (over 3.2 M) multiply-adds
+    per row."""
     nodes = [helper.make_node("MatMul", ["observation", "up"], ["h0"])]
     for i in range(4):
         nodes.append(helper.make_node("MatMul", [f"h{i}", "square"], [f"h{i + 1}"]))
     nodes.append(helper.make_node("MatMul", ["h4", "down"], ["logits"]))
     return policy(nodes + heads(), [weights("up", (WIDTH, 900)), weights("square", (900, 900)),
                                     weights("down", (900, NUM_ACTIONS))])
+
+
+SHARED_WORK = WIDTH * 900 + 4 * 900 * 900 + 900 * NUM_ACTIONS  # shared_weights_work's multiply-adds per row
+
+
+def about(count: int) -> str:
+    """A pattern for a count of the same magnitude and first two digits as ``count`` (the guard's estimate adds the
+    heads' and the additions' few operations to the multiply-adds)."""
+    shown = f"{count:,}"
+    return re.escape(shown[:3]) + re.sub(r"\d", r"\\d", shown[3:])
 
 
 def action_plus(offset: int) -> bytes:
@@ -199,8 +211,9 @@ HOSTILE = {
     "reshape_from_data": (data_shaped_reshape, r"operator Shape; allowed: "),
     "broadcast_blowup": (broadcast_blowup, r"505,\d{3} tensor values per observation row; allowed: at most 20,000"),
     "shared_weights_work": (shared_weights_work,
-                            r"about 3,2\d\d,\d{3} operations per observation row; allowed: at most 2,000,000"),
-    "too_many_parameters": (lambda: unused_weights(1_100_000), r"1,100,320 parameters; allowed: at most 1,000,000"),
+                            rf"about {about(SHARED_WORK)} operations per observation row; allowed: at most 2,000,000"),
+    "too_many_parameters": (lambda: unused_weights(1_100_000),
+                            rf"{1_100_000 + WIDTH * NUM_ACTIONS:,} parameters; allowed: at most 1,000,000"),
     "oversized_file": (lambda: unused_weights(1_400_000), r"\d{1,3}(,\d{3})+ bytes; allowed: at most 5,242,880"),
     "too_many_nodes": (lambda: many_nodes(300), r"30\d nodes; allowed: at most 256"),
     "custom_domain": (custom_domain, r"operator domain 'com\.evil'; allowed: the standard domain"),
@@ -209,8 +222,9 @@ HOSTILE = {
 }
 MISBEHAVING = {
     "action_plus_99": (lambda: action_plus(99),
-                       r"action 99 on a probe observation; allowed: a menu index from 0 to 19"),
-    "negative_actions": (lambda: action_plus(-20), r"action -\d+ on a probe observation; allowed: a menu index"),
+                       rf"action 99 on a probe observation; allowed: a menu index from 0 to {NUM_ACTIONS - 1}"),
+    "negative_actions": (lambda: action_plus(-NUM_ACTIONS),  # every action negative
+                         r"action -\d+ on a probe observation; allowed: a menu index"),
     "nan_probabilities": (nan_probabilities, r"probabilities not finite on a probe observation"),
     "argmin_on_nonzero_inputs": (argmin_posing_as_argmax, r"action \d+ \(probability .*\) is not the most probable"),
 }
@@ -275,23 +289,32 @@ def test_the_probe_observations_span_the_training_range() -> None:
 
 def test_a_decision_outside_the_menu_at_run_time_is_an_error() -> None:
     """A model may misbehave only on inputs no probe tried: every decision is checked."""
+    obs = np.ones((2, WIDTH), np.float32)
+    (greedy,) = ort.InferenceSession(well_formed(), providers=["CPUExecutionProvider"]).run(["action"],
+                                                                                            {"observation": obs})
     chooser = OnnxChooser(ort.InferenceSession(action_plus(99), providers=["CPUExecutionProvider"]), "observation")
-    with pytest.raises(PolicyLoadError, match=r"chose menu entry (99|1[01]\d); allowed: 0 to 19"):
-        chooser(np.ones((2, WIDTH), np.float32))
-    chooser = OnnxChooser(ort.InferenceSession(action_plus(-20), providers=["CPUExecutionProvider"]), "observation")
-    with pytest.raises(PolicyLoadError, match=r"chose menu entry -\d+; allowed: 0 to 19"):
-        chooser(np.ones((2, WIDTH), np.float32))
+    with pytest.raises(PolicyLoadError, match=rf"chose menu entry {99 + greedy[0]}; allowed: 0 to {NUM_ACTIONS - 1}"):
+        chooser(obs)
+    chooser = OnnxChooser(ort.InferenceSession(action_plus(-NUM_ACTIONS), providers=["CPUExecutionProvider"]),
+                          "observation")
+    with pytest.raises(PolicyLoadError,
+                       match=rf"chose menu entry {greedy[0] - NUM_ACTIONS}; allowed: 0 to {NUM_ACTIONS - 1}"):
+        chooser(obs)
+
+
+BACKDOOR_ENTRY = NUM_ACTIONS + 30  # beyond the menu
 
 
 def band_backdoor() -> bytes:
-    """Decides like its probabilities everywhere except when on_hand_days lies in (30, 30.001]: then menu entry 50
-    of a 100-wide argmax. Only allowed operators, and no probe observation falls in that band."""
-    wide = np.zeros((WIDTH, 100), np.float32)
+    """Decides like its probabilities everywhere except when on_hand_days lies in (30, 30.001]: then entry
+    ``BACKDOOR_ENTRY`` of an argmax wider than the menu. Only allowed operators, and no probe observation falls in
+    that band."""
+    wide = np.zeros((WIDTH, NUM_ACTIONS + 80), np.float32)
     wide[:, :NUM_ACTIONS] = numpy_helper.to_array(W)
-    offset = np.full((1, 100), -1e4, np.float32)
+    offset = np.full((1, NUM_ACTIONS + 80), -1e4, np.float32)
     offset[0, :NUM_ACTIONS] = 0.0
-    trigger = np.zeros((1, 100), np.float32)
-    trigger[0, 50] = 1e9
+    trigger = np.zeros((1, NUM_ACTIONS + 80), np.float32)
+    trigger[0, BACKDOOR_ENTRY] = 1e9
     pick = np.zeros((WIDTH, 1), np.float32)
     pick[0, 0] = 1.0
     return policy(linear() + [
@@ -325,7 +348,7 @@ def test_a_backdoor_no_probe_hits_is_stopped_at_decision_time() -> None:
     obs = np.ones((3, WIDTH), np.float32)
     np.testing.assert_array_equal(chooser(obs), chooser.probabilities(obs).argmax(axis=1))
     obs[1, 0] = 30.0005
-    with pytest.raises(PolicyLoadError, match=r"chose menu entry 50; allowed: 0 to 19"):
+    with pytest.raises(PolicyLoadError, match=rf"chose menu entry {BACKDOOR_ENTRY}; allowed: 0 to {NUM_ACTIONS - 1}"):
         chooser(obs)
 
 
@@ -337,7 +360,7 @@ def test_slow_decisions_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_run_past_its_deadline_is_stopped() -> None:
-    """``RunOptions.terminate`` ends a run that takes a thousand times its deadline (4,096 rows of 2.4 M
+    """``RunOptions.terminate`` ends a run that takes a thousand times its deadline (4,096 rows of about 2.5 M
     multiply-adds each, about 10 G, against a deadline of 1 ms)."""
     nodes = [helper.make_node("MatMul", ["observation", "up"], ["h0"])]
     nodes += [helper.make_node("MatMul", [f"h{i}", "square"], [f"h{i + 1}"]) for i in range(3)]
@@ -370,14 +393,14 @@ def test_shipped_models_decide_exactly_as_an_unguarded_session() -> None:
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    """A copy of the shipped models and manifest."""
+    """A copy of the shipped models and manifest: the served set with its own manifest, its files directly in the
+    folder (``set_files``: the files of the served version folder, or of the first layout)."""
     if not (SHIPPED / "manifest.json").exists():
         pytest.skip("no shipped models")
     target = tmp_path / "models"
     target.mkdir()
-    for path in SHIPPED.iterdir():
-        if path.suffix == ".onnx" or path.name == "manifest.json":
-            shutil.copyfile(path, target / path.name)
+    for path in set_files(SHIPPED):
+        shutil.copyfile(path, target / path.name)
     return target
 
 
@@ -434,7 +457,8 @@ TYPED = {
     "roles_list": (setter("roles", value=[]), r"manifest\.json: no 'roles' object"),
     "kind_number": (setter("roles", "warehouse", "kind", value=5), r"manifest warehouse: kind 5; allowed"),
     "rule_factor_text": (lambda m: m["roles"].update(supplier={"kind": "rule", "safety_factor": "2"}),
-                         r"manifest supplier: safety_factor '2'; allowed: a number from -1 to 10"),
+                         rf"manifest supplier: safety_factor '2'; allowed: a number from {min(SAFETY_FACTORS):g} to "
+                         rf"{max(SAFETY_FACTORS):g}"),
     "rule_factor_huge": (lambda m: m["roles"].update(supplier={"kind": "rule", "safety_factor": 1e300}),
                          r"manifest supplier: safety_factor 1e\+300; allowed"),
     "hierarchy_number": (setter("hierarchy", value=5), r"manifest hierarchy: 5; allowed: an object"),
@@ -583,7 +607,8 @@ def test_fuzzed_onnx_uploads_end_in_policy_load_error_or_a_valid_policy() -> Non
     """Seeded mutations of a shipped policy (flipped, inserted and deleted bytes, truncations, splices of
     another role's file) through the upload check: each one is refused in one line or decides within the menu."""
     rng = np.random.default_rng(20261122)
-    originals = {role: (SHIPPED / f"{role}_policy.onnx").read_bytes() for role in ROLES}
+    manifest = load_manifest(SHIPPED)  # files named relative to SHIPPED (a version folder's, or directly in it)
+    originals = {role: (SHIPPED / manifest["roles"][role]["file"]).read_bytes() for role in ROLES}
     accepted = 0
     for case in range(60):
         role = ROLES[case % len(ROLES)]
@@ -691,8 +716,8 @@ BAD_OBSERVATIONS = {
     "boolean_feature": ({"features": {**store_features(), "on_hand_days": True}}, None, r"feature on_hand_days"),
     "huge_integer": ({"features": {**store_features(), "on_hand_days": 10**400}}, None, r"feature on_hand_days"),
     "beyond_float32": ({"features": {**store_features(), "on_hand_days": 1e39}}, None, r"beyond the float32 range"),
-    "too_few": ({"features": [1.0] * 15}, None, r"observation has 15 features; allowed: 16"),
-    "too_many": ({"features": [1.0] * 17}, None, r"observation has 17 features; allowed: 16"),
+    "too_few": ({"features": [1.0] * (WIDTH - 1)}, None, rf"observation has {WIDTH - 1} features; allowed: {WIDTH}"),
+    "too_many": ({"features": [1.0] * (WIDTH + 1)}, None, rf"observation has {WIDTH + 1} features; allowed: {WIDTH}"),
     "unknown_name": ({"features": {**store_features(), "price": 3.0}}, None,
                      r"observation has unknown features: price"),
     "not_an_object": ([1, 2, 3], None, r"not a JSON object"),
