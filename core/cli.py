@@ -536,9 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_bench)
 
     p = sub.add_parser("screenshots", help="serve the app and write the README's pictures with Chromium")
-    p.add_argument("--out", default="docs", help="folder for live_3_stores.png, live_20_stores.png, head_to_head.png")
+    p.add_argument("--out", default="docs", help="folder for live_twin.png, live_20_stores.png, head_to_head.png")
     p.add_argument("--log", default="artifacts/screenshots_server.log", help="the app server's output")
-    p.add_argument("--preset", choices=list(PRESETS), help="the scenario shown (default: supply_disruption)")
+    p.add_argument("--preset", choices=list(PRESETS), help="the scenario shown (default: thin_margin)")
     p.set_defaults(run=_cmd_screenshots)
     return parser
 

@@ -39,6 +39,7 @@ from core.app.browser import (
     wait_idle,
 )
 from core.app.browser import screenshot as save_screenshot
+from core.serving.model_sets import set_files
 from core.serving.registry import POLICIES
 
 pytestmark = pytest.mark.browser
@@ -216,7 +217,8 @@ def test_policy_inspector_shows_its_heatmap(page) -> None:
 def test_train_and_export_download_and_a_rejected_upload(page, tmp_path: Path) -> None:
     navigate(page, "Train and export")
     downloads = page.get_by_test_id("stDownloadButton")
-    shipped = [p.name for p in sorted(MODELS.glob("*.onnx"))] + ["manifest.json", "deploy_policy.py"]
+    served = {path.name: path for path in set_files(MODELS)}  # the served set's files and its own manifest
+    shipped = [*served, "deploy_policy.py"]
     expect(downloads).to_have_count(len(shipped))
     count_script_runs(page)
     for name in ("manifest.json", *[n for n in shipped if n.endswith(".onnx")][:1]):
@@ -226,7 +228,7 @@ def test_train_and_export_download_and_a_rejected_upload(page, tmp_path: Path) -
         assert download.suggested_filename == name
         target = tmp_path / name
         download.save_as(target)
-        assert target.read_bytes() == (MODELS / name).read_bytes()
+        assert target.read_bytes() == served[name].read_bytes()
     page.wait_for_timeout(500)
     assert page.evaluate("window.scriptRuns") == 0  # a download does not rerun the page
 
@@ -455,7 +457,7 @@ def test_screenshots_command_writes_the_three_pictures(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "core", "screenshots", "--out", str(tmp_path), "--log",
                            str(tmp_path / "server.log")], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
-    names = ["live_3_stores.png", "live_20_stores.png", "head_to_head.png"]
+    names = ["live_twin.png", "live_20_stores.png", "head_to_head.png"]
     assert done.stdout.split() == [str(tmp_path / name) for name in names]
     for name in names:
         data = (tmp_path / name).read_bytes()

@@ -241,14 +241,14 @@ def set_slider(page, key: str, value: int) -> None:
     wait_idle(page, settle_ms=750)
 
 
-SCREENSHOT_PRESET = "supply_disruption"  # a disruption to see, and policies that differ on it
-SCREENSHOT_DAY = 180  # past the disruption (days 121-150)
+SCREENSHOT_PRESET = "thin_margin"  # where the learned policies beat the best rule
+SCREENSHOT_DAY = 185  # past the production cut (days 150-179), when the warehouse was short
 
 
 def take_screenshots(out: Path, log_path: Path, preset: str = SCREENSHOT_PRESET, day: int = SCREENSHOT_DAY
                      ) -> list[Path]:
-    """The README's pictures, from a served app on ``preset``: the Live page with 3 and with 20 stores, ``day``
-    days or a tick more into the year, and head-to-head, each time the learned policies against the preset's
+    """The README's pictures, from a served app on ``preset``: the Live page with the preset's stores and with 20,
+    ``day`` days or a tick more into the year, and head-to-head, each time the learned policies against the preset's
     best rule in the shipped evaluation, on the same customers."""
     best_rule = POLICIES[best_rule_of(preset)].label
     written = []
@@ -258,9 +258,9 @@ def take_screenshots(out: Path, log_path: Path, preset: str = SCREENSHOT_PRESET,
         wait_idle(page, settle_ms=500)
         choose(page, "live_compare", best_rule)
         wait_idle(page, settle_ms=500)
-        set_slider(page, "live_num_stores", 3)
+        set_slider(page, "live_num_stores", PRESETS[preset].num_stores)
         reached = _play_until(page, day)
-        written.append(screenshot(page, out / "live_3_stores.png", full_page=True))
+        written.append(screenshot(page, out / "live_twin.png", full_page=True))
         set_slider(page, "live_num_stores", 20)
         expect(metric(page, "Day")).to_have_text(f"{reached} / 365", timeout=TIMEOUT)
         written.append(screenshot(page, out / "live_20_stores.png", full_page=True))
