@@ -108,11 +108,24 @@ class ConstantChooser:
         return self(obs), probabilities
 
 
+@dataclass(frozen=True)
+class BlockChooser:
+    """Menu entry ``indices[k]`` for every agent of the k-th block of ``block`` chains: constant choices side by side
+    in one batched rollout (the menu tuner's candidates)."""
+
+    indices: np.ndarray  # (blocks,)
+    block: int  # chains per block
+
+
 def choose(chooser: Chooser, role: str, state: State, scenario: Scenario, forecast: Forecast) -> np.ndarray:
-    """Menu indices of the role's agents: (B, N) for stores, (B,) upstream. A constant chooser
-    needs no observation, so none is computed for it."""
+    """Menu indices of the role's agents: (B, N) for stores, (B,) upstream. Constant and block choosers
+    need no observation, so none is computed for them."""
+    shape = ROLE[role].agents_shape(state)
     if isinstance(chooser, ConstantChooser):
-        return np.full(ROLE[role].agents_shape(state), chooser.index, dtype=np.int64)
+        return np.full(shape, chooser.index, dtype=np.int64)
+    if isinstance(chooser, BlockChooser):
+        chains = np.repeat(np.asarray(chooser.indices, dtype=np.int64), chooser.block)
+        return np.broadcast_to(chains.reshape(-1, *[1] * (len(shape) - 1)), shape).copy()
     obs = observe(role, state, scenario, forecast)
     return chooser(obs.reshape(-1, obs.shape[-1])).reshape(obs.shape[:-1])
 

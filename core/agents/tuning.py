@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.agents.menus import SAFETY_FACTORS, forecast_base_stock, reference_index
+from core.agents.menus import SAFETY_FACTORS, BlockChooser, MenuPolicy, reference_index
 from core.agents.roles import ROLES, ROLES_DOWNSTREAM_FIRST
 from core.agents.rules import (
     BaseStock,
@@ -31,7 +31,6 @@ from core.agents.rules import (
 )
 from core.simulation.demand import sample_demand
 from core.simulation.reconcile import reconcile
-from core.simulation.rollout import run_mixes
 from core.simulation.scenario import Scenario, ScenarioError
 from core.simulation.twin import reset, step
 
@@ -141,16 +140,15 @@ def tune_menu(scenario: Scenario, seeds: int = 16, seed: int = 777, sweeps: int 
     at a time, first over every fifth entry of the menu, then over the entries next to the best;
     every candidate on the same ``periods`` days (default: the horizon) of demand paths."""
     best = {role: reference_index(role) for role in ROLES}
-
-    def mix(indices: dict[str, int]) -> PolicyMix:
-        return PolicyMix(*(forecast_base_stock(role, SAFETY_FACTORS[indices[role]]) for role in ROLES))
+    demand = sample_demand(scenario, seeds, np.random.default_rng(seed), periods)
 
     def search(role: str, entries: list[int]) -> float:
-        candidates = {i: mix({**best, role: i}) for i in entries}
-        runs = run_mixes(scenario, candidates, seeds, seed, periods)
-        costs = {i: float(k["cost_per_day"].mean()) for i, k in runs.items()}
-        best[role] = min(costs, key=costs.__getitem__)
-        return costs[best[role]]
+        """Every entry of ``role`` (the others at their best so far) as a block of one batched rollout."""
+        choices = {r: entries if r == role else [best[r]] * len(entries) for r in ROLES}
+        mix = PolicyMix(*(MenuPolicy(r, BlockChooser(np.array(choices[r]), seeds)) for r in ROLES))
+        costs = block_costs(scenario, mix, demand, len(entries))
+        best[role] = entries[int(np.argmin(costs))]
+        return float(costs.min())
 
     cost = math.inf
     for _ in range(sweeps):

@@ -45,7 +45,7 @@ def tuned_mix(scenario: Scenario) -> PolicyMix:
 
 @functools.lru_cache(maxsize=32)
 def tuned_menu(scenario: Scenario) -> dict[str, float]:
-    """Each role's best constant menu entry (safety factor) on ``scenario`` (about 10 s)."""
+    """Each role's best constant menu entry (safety factor) on ``scenario`` (about 2 s)."""
     return tune_menu(scenario, seeds=8)["safety_factors"]
 
 
