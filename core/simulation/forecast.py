@@ -23,6 +23,7 @@ class Forecast:
     total_cumulative: np.ndarray  # (T + LOOKAHEAD + 1,) the same, summed over stores
     capacity: np.ndarray  # (T + LOOKAHEAD,) units the supplier can start before each day
     supplier_lead_time: np.ndarray  # (T + LOOKAHEAD,) days, for shipments sent before each day
+    supplier_days_covered: np.ndarray  # (T + LOOKAHEAD,) days an order sent before each day must cover (see below)
     periods: int  # days of a run this forecast serves (see ``of``)
 
     @staticmethod
@@ -39,13 +40,15 @@ class Forecast:
         reach = lead.warehouse_to_store + scenario.max_supplier_lead_time + lead.production
         days = np.arange(min(periods + reach, max(periods, scenario.horizon)) + LOOKAHEAD)
         daily = expected_demand_matrix(scenario, days)
+        lead_time = np.array([supplier_lead_time(scenario, int(d)) for d in days])
         cumulative = np.concatenate([np.zeros((1, scenario.num_stores)), np.cumsum(daily, axis=0)])
         return Forecast(
             base_mean=np.array([m.mean for m in scenario.stores]),
             cumulative=cumulative,
             total_cumulative=cumulative.sum(axis=1),
             capacity=np.array([production_capacity(scenario, int(d)) for d in days]),
-            supplier_lead_time=np.array([supplier_lead_time(scenario, int(d)) for d in days]),
+            supplier_lead_time=lead_time,
+            supplier_days_covered=_days_covered(lead_time),
             periods=periods,
         )
 
@@ -71,9 +74,7 @@ class Forecast:
         arrives, min over k >= 1 of (k + the lead time planned for day + k) - 1. That is the planned lead time,
         except where a disruption will change it: the last order before a longer lead time must bridge the days
         no shipment arrives, and before a shorter one the next orders arrive sooner."""
-        lead = self.supplier_lead_time
-        ahead = np.arange(1, int(lead.max()) + 1)
-        return int((ahead + lead[np.minimum(day + ahead, lead.size - 1)]).min() - 1)
+        return int(self.supplier_days_covered[min(day, self.supplier_days_covered.size - 1)])
 
     def capacity_over(self, day: int, days: int) -> float:
         """Units the supplier can start over the reviews before days [day, day + days)."""
@@ -89,3 +90,10 @@ class Forecast:
         capacity = np.minimum(self.capacity[day + 1: day + 1 + demand.size], 1e12)
         excess = np.cumsum(demand[: capacity.size] - capacity)
         return max(float(excess.max(initial=0.0)), 0.0)
+
+
+def _days_covered(lead_time: np.ndarray) -> np.ndarray:
+    """``Forecast.supplier_days_to_cover`` for every day of ``lead_time`` (the planned lead time per day), at once."""
+    ahead = np.arange(1, int(lead_time.max()) + 1)
+    later = np.minimum(np.arange(lead_time.size)[:, None] + ahead, lead_time.size - 1)
+    return (ahead + lead_time[later]).min(axis=1) - 1
