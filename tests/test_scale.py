@@ -295,7 +295,8 @@ def test_training_runs_on_ray_equal_the_serial_runs_and_the_best_is_the_cheapest
     from core.learning.training import TrainConfig
 
     tiny = {"timesteps": 256, "store_timesteps": 256, "groups": 1, "chains": 2, "n_steps": 8, "batch_size": 32,
-            "acceptance_seeds": 1, "checkpoint_every": 10_000, "progress_bar": False, "horizon": 10, "seed": 3}
+            "acceptance_seeds": 1, "acceptance_days": 10, "checkpoint_every": 10_000, "progress_bar": False,
+            "horizon": 10, "seed": 3}
     serial = train_runs(TrainConfig(out=str(tmp_path / "serial"), **tiny), 2, [1], SerialExecutor())
     on_ray = train_runs(TrainConfig(out=str(tmp_path / "ray"), **tiny), 2, [1], ray_run)
     assert list(serial["runs"].values()) == list(on_ray["runs"].values())

@@ -10,6 +10,7 @@ import itertools
 import json
 import logging
 import math
+import types
 import zipfile
 from pathlib import Path
 
@@ -48,7 +49,7 @@ from core.simulation.rollout import run_mixes, simulate
 from core.simulation.scenario import Scenario
 
 TINY = {"timesteps": 2000, "store_timesteps": 2000, "groups": 2, "chains": 2, "n_steps": 8, "batch_size": 32,
-        "acceptance_seeds": 2, "checkpoint_every": 500, "progress_bar": False, "horizon": 20}
+        "acceptance_seeds": 2, "acceptance_days": 20, "checkpoint_every": 500, "progress_bar": False, "horizon": 20}
 ROWS = 2 * 2 * 3  # groups x chains x stores: the same for every role (upstream roles get 3x the chains)
 EPISODE_KEYS = {"reward", "fill_rate", "lost_sales_per_day", "holding_cost_per_day", "cost_per_day", "timesteps"}
 AFTER_FACTOR = 1e-3
@@ -107,6 +108,27 @@ def test_config_rejects_non_positive_integers(field: str, value: object) -> None
 def test_config_rejects_a_critic_warmup_outside_its_range(share: float) -> None:
     with pytest.raises(ValueError, match="critic_warmup"):
         TrainConfig(critic_warmup=share)
+
+
+@pytest.mark.parametrize("share", [0.0, -0.5, 1.5])
+def test_config_rejects_a_learning_rate_end_outside_its_range(share: float) -> None:
+    with pytest.raises(ValueError, match="learning_rate_end"):
+        TrainConfig(learning_rate_end=share)
+
+
+@pytest.mark.parametrize("first", [0, 500, 6_000])
+def test_learning_rate_falls_linearly_over_the_phase_whatever_came_before(first: int) -> None:
+    """A phase starts at the full rate and ends at ``end_share`` of it, halfway at the mean of the two, counted from
+    the phase's first transition (a continued model has earlier ones); the schedule left on the model is SB3's."""
+    phase = 1_000
+    decay = training.LearningRateDecay(1e-3, 0.1, first, phase)
+    rates = []
+    for done in (0, phase // 2, phase, 2 * phase):
+        decay.model = types.SimpleNamespace(num_timesteps=first + done, lr_schedule=None)
+        decay.on_rollout_end()
+        assert type(decay.model.lr_schedule).__module__.startswith("stable_baselines3.")
+        rates.append(decay.model.lr_schedule(1.0))
+    assert rates == pytest.approx([1e-3, 0.55e-3, 0.1e-3, 0.1e-3])
 
 
 # --- a full tiny run ------------------------------------------------------------------------------
