@@ -462,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def training_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--timesteps", type=int, default=None,
-                       help="agent transitions per phase (default: 10M for the stores, 3M for the others)")
+                       help="agent transitions per phase (default: 7M for the stores, 3M for the others)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
