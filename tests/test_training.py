@@ -523,6 +523,48 @@ def test_a_phase_raising_one_preset_beyond_the_tolerance_is_rejected(tmp_path: P
     assert record.relative_cost < 1.0 and not record.kept
 
 
+def test_a_rejected_phase_keeps_its_latest_checkpoint_that_passes(tmp_path: Path) -> None:
+    """Rejected at its end, a role phase tries its checkpoints nearest below 90, 80 and 70 % of its budget, latest
+    first, and keeps the first that passes; the record and the hierarchy name that checkpoint."""
+    torch.set_num_threads(1)
+    config = TrainConfig(out=str(tmp_path / "run"), **TINY)  # checkpoints every 492 transitions of a 2,000 budget
+    returned: list[dict[str, float]] = []  # 0: before, 1: the end, 2 and 3: checkpoints
+    real = training.acceptance_cost
+
+    def acceptance(config: TrainConfig, models: dict) -> dict[str, float]:
+        costs, call = real(config, models), len(returned)
+        if call == 0:
+            returned.append(costs)
+        else:
+            returned.append({name: returned[0][name] * (0.9 if call == 3 else 1.0 + 2 * TOLERATED_RISE
+                                                        if name == "steady" else 0.5) for name in costs})
+        return returned[-1]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "acceptance_cost", acceptance)
+        hierarchy = run_phases(config, [1])
+    assert len(returned) == 4
+    (record,) = hierarchy.phases
+    assert record.kept and record.checkpoint == 984 and record.cost_after == returned[3]
+    assert record.relative_cost == pytest.approx(0.9)
+    assert hierarchy.roles["store"] == "phase1_store/checkpoints/store_984_steps.zip"
+    assert PPO.load(hierarchy.model_path(tmp_path / "run", "store"), device="cpu").num_timesteps == 984
+    assert Hierarchy.load(tmp_path / "run").phases[0].checkpoint == 984
+
+
+def test_fallback_checkpoints_skip_damaged_ones(tmp_path: Path) -> None:
+    """Nearest intact checkpoint below each share of the budget, each once, latest first."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for steps in (100, 300, 500, 700, 900):
+        with zipfile.ZipFile(folder / f"store_{steps}_steps.zip", "w") as archive:
+            for member in training.CHECKPOINT_MEMBERS:
+                archive.writestr(member, b"x")
+    (folder / "store_700_steps.zip").write_bytes(b"truncated")
+    chosen = training.fallback_checkpoints(tmp_path, 1000)  # 900, 800, 700 -> 900, 500 (700 is damaged), 500
+    assert [path.name for path in chosen] == ["store_900_steps.zip", "store_500_steps.zip"]
+
+
 def test_menu_tuner_is_never_worse_than_the_reference_entries() -> None:
     scenario = dataclasses.replace(get_preset("high_volatility"), horizon=60)
     tuned = tune_menu(scenario, seeds=3, sweeps=1)

@@ -16,7 +16,8 @@ FILE = "hierarchy.json"
 
 @dataclass(frozen=True)
 class PhaseRecord:
-    """One training phase's outcome: kept only if it lowered the mean held-out system cost."""
+    """One training phase's outcome: kept only if it lowered the mean held-out system cost (at its end, or else at one
+    of its later checkpoints: ``training.fallback_checkpoints``)."""
 
     phase: int
     role: str  # the role trained, or "joint"
@@ -25,6 +26,7 @@ class PhaseRecord:
     cost_after: dict[str, float]
     relative_cost: float  # mean over presets of after / before
     seconds: float
+    checkpoint: int | None = None  # kept at this checkpoint's transitions, not the phase's end (its end was rejected)
 
 
 @dataclass
