@@ -170,6 +170,16 @@ def _damage(checkpoint: Path) -> str | None:
     return f"lacks {', '.join(sorted(missing))}" if missing else None
 
 
+def checkpoint_steps(checkpoint: Path) -> int:
+    """The transitions a checkpoint was saved at (``ROLE_<steps>_steps.zip``)."""
+    return int(checkpoint.stem.split("_")[-2])
+
+
+def saved_checkpoints(phase_dir: Path) -> list[Path]:
+    """A phase's checkpoints, in order of steps."""
+    return sorted((phase_dir / "checkpoints").glob("*_steps.zip"), key=checkpoint_steps)
+
+
 def latest_intact(checkpoints: list[Path]) -> Path | None:
     """The last of ``checkpoints`` (in order of steps) that is intact; those skipped are logged."""
     for checkpoint in reversed(checkpoints):
@@ -293,9 +303,7 @@ def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str
     for folder in (phase_dir, checkpoint_dir):  # what an interrupted write left
         if folder.is_dir():
             remove_temporaries(folder)
-    # Checkpoints are named ROLE_<steps>_steps.zip: resume from the intact one with the most steps.
-    checkpoints = sorted(checkpoint_dir.glob("*_steps.zip"), key=lambda p: int(p.stem.split("_")[-2]))
-    resume = latest_intact(checkpoints)
+    resume = latest_intact(saved_checkpoints(phase_dir))  # the intact one with the most steps
     origin = phase_dir / "origin.json"  # steps the phase started from (phase 4 continues a model)
     fresh = True
     if resume is not None:
@@ -375,13 +383,26 @@ def fallback_checkpoints(phase_dir: Path, budget: int) -> list[Path]:
     """The phase's intact checkpoints nearest below each of ``FALLBACK_SHARES`` of its budget, latest first: what a
     rejected phase tries before giving up (measured: a store phase rejected for one preset's +1.3 % at its end passed
     at 6 M of its 7 M transitions, the last million having pushed that preset's noisy cost up)."""
-    checkpoints = sorted((phase_dir / "checkpoints").glob("*_steps.zip"), key=lambda p: int(p.stem.split("_")[-2]))
+    newest_first = saved_checkpoints(phase_dir)[::-1]
     chosen: list[Path] = []
-    for share in FALLBACK_SHARES:
-        intact = [c for c in checkpoints if int(c.stem.split("_")[-2]) <= share * budget and _damage(c) is None]
-        if intact and intact[-1] not in chosen:
-            chosen.append(intact[-1])
+    for share in FALLBACK_SHARES:  # only the checkpoints walked past are opened and checked
+        below = next((c for c in newest_first if checkpoint_steps(c) <= share * budget and _damage(c) is None), None)
+        if below is not None and below not in chosen:
+            chosen.append(below)
     return chosen
+
+
+def _kept_checkpoint(config: TrainConfig, trained: dict[str, PPO], role: str, candidates: list[Path],
+                     before: dict[str, float]) -> tuple[Path, PPO, dict[str, float]] | None:
+    """The first of ``candidates`` (checkpoints of ``role``'s rejected phase) that passes acceptance, with its model
+    and held-out costs; None if none does."""
+    for candidate in candidates:
+        model = PPO.load(candidate, device="cpu")
+        cost = acceptance_cost(config, {**trained, role: model})
+        LOG.info("%s: its checkpoint %s: held-out cost x%.3f", role, candidate.name, _relative(cost, before))
+        if _accepted(cost, before):
+            return candidate, model, cost
+    return None
 
 
 def phase_folder(out: Path, phase: int) -> Path:
@@ -435,23 +456,17 @@ def run_phases(config: TrainConfig, phases: list[int], progress: Callable[[Train
             worst = max(before, key=lambda k: after[k] / before[k])
             LOG.info("phase %d (%s): rejected at its end (held-out cost x%.3f, %s %+.1f %%); trying its checkpoints",
                      phase, PHASES[phase], _relative(after, before), worst, 100 * (after[worst] / before[worst] - 1))
-            for candidate in fallback_checkpoints(phase_dir, budget):
-                model = PPO.load(candidate, device="cpu")
-                cost = acceptance_cost(config, {**trained, role: model})
-                LOG.info("phase %d (%s): its checkpoint %s: held-out cost x%.3f", phase, PHASES[phase],
-                         candidate.name, _relative(cost, before))
-                if _accepted(cost, before):
-                    kept, checkpoint, after = True, model.num_timesteps, cost
-                    trained[role] = model
-                    paths[role] = str(candidate.relative_to(out))
-                    break
+            fallback = _kept_checkpoint(config, trained, role, fallback_checkpoints(phase_dir, budget), before)
+            if fallback is not None:
+                candidate, trained[role], after = fallback
+                kept, checkpoint, paths[role] = True, trained[role].num_timesteps, str(candidate.relative_to(out))
         record = PhaseRecord(phase=phase, role=PHASES[phase], kept=kept, cost_before=before, cost_after=after,
                              relative_cost=_relative(after, before), seconds=time.perf_counter() - started,
                              checkpoint=checkpoint)
         LOG.info("phase %d (%s): %.0f s, held-out cost x%.3f -> %s; cost per day %s", phase, PHASES[phase],
                  record.seconds, record.relative_cost,
-                 ("kept" if checkpoint is None else f"kept at its checkpoint of {checkpoint:,} transitions") if kept
-                 else "rejected: the roles keep their previous policies",
+                 "rejected: the roles keep their previous policies" if not kept
+                 else "kept" if checkpoint is None else f"kept at its checkpoint of {checkpoint:,} transitions",
                  ", ".join(f"{name} {after[name]:.2f}" for name in after))
         if kept:
             models = trained
