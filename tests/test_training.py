@@ -105,6 +105,12 @@ def test_config_rejects_non_positive_integers(field: str, value: object) -> None
 
 
 @pytest.mark.parametrize("share", [-0.1, 1.0])
+def test_config_rejects_an_anchor_pull_outside_its_range(share: float) -> None:
+    with pytest.raises(ValueError, match="anchor_pull"):
+        TrainConfig(anchor_pull=share)
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.0])
 def test_config_rejects_a_critic_warmup_outside_its_range(share: float) -> None:
     with pytest.raises(ValueError, match="critic_warmup"):
         TrainConfig(critic_warmup=share)
@@ -129,6 +135,30 @@ def test_learning_rate_falls_linearly_over_the_phase_whatever_came_before(first:
         assert type(decay.model.lr_schedule).__module__.startswith("stable_baselines3.")
         rates.append(decay.model.lr_schedule(1.0))
     assert rates == pytest.approx([1e-3, 0.55e-3, 0.1e-3, 0.1e-3])
+
+
+def test_the_start_anchor_pulls_the_aims_its_share_of_the_way_back(tmp_path: Path) -> None:
+    """After an update, ``StartAnchor`` moves the aims about pull x the learning rate's share of the way back to
+    ``start_aims``, and no further (a policy aiming one safety factor above its start)."""
+    torch.set_num_threads(1)
+    config = TrainConfig(out=str(tmp_path), **TINY)
+    model = train_role(config, "store", tmp_path / "phase1_store", {}, 0, config.learning_rate, seed=1)
+    env = RoleVecEnv("store", frozen_choosers({}, "store"), groups=2, chains=4, num_stores=3, horizon=60, seed=3)
+    sample = training.observation_sample(env, seed=3, days=40).astype(np.float32)
+    start = training.start_aims(sample, "store")
+    model.policy.aim_at(sample, start + 1.0, seed=1)
+
+    def gap() -> float:
+        with torch.no_grad():
+            return float(np.sqrt(np.mean((model.policy.aims(torch.as_tensor(sample)).numpy() - start) ** 2)))
+
+    before = gap()
+    anchor = training.StartAnchor("store", pull=0.04, share=lambda: 0.5, seed=0)
+    anchor.model = types.SimpleNamespace(policy=model.policy,
+                                         rollout_buffer=types.SimpleNamespace(observations=sample[None]))
+    anchor.on_rollout_end()
+    anchor.on_rollout_start()
+    assert 1.0 - gap() / before == pytest.approx(0.02, rel=0.5)
 
 
 # --- a full tiny run ------------------------------------------------------------------------------

@@ -85,14 +85,17 @@ class SafetyFactorPolicy(ActorCriticPolicy):
         latent = self.mlp_extractor.forward_actor(self.extract_features(observations, self.pi_features_extractor))
         return self.action_net.aim(latent)[:, 0]
 
+    def actor_parameters(self) -> list[nn.Parameter]:
+        """What decides the aims: the actor's layers and the head's aim."""
+        return [*self.mlp_extractor.policy_net.parameters(), *self.action_net.aim.parameters()]
+
     def aim_at(self, observations: np.ndarray, targets: np.ndarray, steps: int = 2000, seed: int = 0) -> float:
         """Fit the actor so that it aims at ``targets`` (M,) on ``observations`` (M, F) (least squares, Adam):
         a start from a rule that differs by situation. Returns the root-mean-square miss."""
         generator = torch.Generator().manual_seed(seed)
         x = torch.as_tensor(observations, dtype=torch.float32)
         y = torch.as_tensor(targets, dtype=torch.float32)
-        actor = [*self.mlp_extractor.policy_net.parameters(), *self.action_net.aim.parameters()]
-        optimizer = torch.optim.Adam(actor, lr=3e-3)
+        optimizer = torch.optim.Adam(self.actor_parameters(), lr=3e-3)
         for _ in range(steps):
             rows = torch.randint(0, len(x), (min(4096, len(x)),), generator=generator)
             loss = torch.mean((self.aims(x[rows]) - y[rows]) ** 2)
