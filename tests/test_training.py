@@ -137,14 +137,6 @@ def test_learning_rate_falls_linearly_over_the_phase_whatever_came_before(first:
     assert rates == pytest.approx([1e-3, 0.55e-3, 0.1e-3, 0.1e-3])
 
 
-def test_the_anchor_pull_is_per_update_of_the_default_runs_size() -> None:
-    """The default run's updates take the full ``anchor_pull``; one scenario of single stores (a third of the rows,
-    one batch of the three per epoch) a third of it."""
-    config = TrainConfig()
-    assert training.anchor_scale(config, config.groups * config.chains * config.num_stores) == 1.0
-    assert training.anchor_scale(config, config.groups * config.chains) == pytest.approx(1 / 3)
-
-
 def test_the_start_anchor_pulls_the_aims_its_share_of_the_way_back(tmp_path: Path) -> None:
     """After an update, ``StartAnchor`` moves the aims about pull x the learning rate's share of the way back to
     ``start_aims``, and no further (a policy aiming one safety factor above its start)."""

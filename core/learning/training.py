@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import time
 import zipfile
 import zlib
@@ -54,7 +53,6 @@ from core.simulation.scenario import Scenario
 TOLERATED_RISE = 0.01  # a phase is rejected if it raises any preset's held-out cost by more than this fraction
 FALLBACK_SHARES = (0.9, 0.8, 0.7)  # a rejected role phase tries its checkpoints at these shares of its budget
 ANCHOR_SAMPLE, ANCHOR_STEPS, ANCHOR_RATE = 4096, 10, 1e-4  # how ``StartAnchor`` fits its pull (Adam)
-ANCHOR_REFERENCE_STEPS = 15  # gradient steps per update in the default run (5 epochs x 3 batches): anchor_pull's unit
 SAMPLE_SPREAD = 0.5  # safety factors around the start's while the standardisation is measured
 PHASES = {0: "start", 1: "store", 2: "warehouse", 3: "supplier", 4: "joint"}
 LOG = logging.getLogger(__name__)
@@ -85,7 +83,7 @@ class TrainConfig:
     net_arch: tuple[int, ...] = (64, 64)
     exploration_spread: float = 0.3  # the policy's exploration around the safety factor it aims at
     learning_rate_end: float = 0.02  # the learning rate at a phase's end, as a share of its start (linear decay)
-    anchor_pull: float = 1 / 150  # share of the way back to the start's aims after an update of the default size
+    anchor_pull: float = 1 / 150  # share of the way back to the start's aims after every update (``StartAnchor``)
     critic_warmup: float = 0.1  # share of a fresh policy's phase at its start in which only the value function learns
     acceptance_seeds: int = 24  # held-out seeds per preset for the phase acceptance check
     acceptance_days: int | None = None  # days of each preset in the acceptance check (None: its horizon, as evaluated)
@@ -281,13 +279,6 @@ class LearningRateDecay(BaseCallback):
         self.model.lr_schedule = FloatSchedule(self.rate * self.share())
 
 
-def anchor_scale(config: TrainConfig, rows: int) -> float:
-    """The pull's share of ``anchor_pull`` in a run with ``rows`` rows: its updates' gradient steps over
-    ``ANCHOR_REFERENCE_STEPS``, as the updates move the policy that much more or less (one scenario of single stores:
-    a third of the rows, a third of the steps)."""
-    return config.n_epochs * math.ceil(config.n_steps * rows / config.batch_size) / ANCHOR_REFERENCE_STEPS
-
-
 class StartAnchor(BaseCallback):
     """A pull toward the rule a policy started from: after every update the actor's aims move ``pull`` x the learning
     rate's share (``share``) of the way back to ``start_aims``, fitted on ``ANCHOR_SAMPLE`` of the last rollout's
@@ -405,8 +396,7 @@ def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str
         left = timesteps - (model.num_timesteps - start)
         if left > 0:  # the critic's warm-up keeps the start rate; from there it falls as if it had from the start
             decay = LearningRateDecay(learning_rate, config.learning_rate_end, start, timesteps)
-            anchor = [StartAnchor(role, config.anchor_pull * anchor_scale(config, env.num_envs), decay.share, seed)
-                      ] if config.anchor_pull else []
+            anchor = [StartAnchor(role, config.anchor_pull, decay.share, seed)] if config.anchor_pull else []
             model.learn(left, callback=[*callbacks, decay, *anchor], progress_bar=config.progress_bar,
                         reset_num_timesteps=reset)
     _save_model(model, phase_dir / "model.zip")
