@@ -6,7 +6,9 @@ warehouse with the stores frozen; phase 3 the supplier with stores and warehouse
 the learned roles in turn (round robin, each with the others frozen at their latest version) at a lower
 learning rate. A role without a kept phase acts by its reference menu entry (forecast base-stock with
 ``Role.reference_safety_factor``). Every phase begins with the critic's warm-up: for its first
-``critic_warmup`` share of transitions only the value function learns (``actor_frozen``).
+``critic_warmup`` share of transitions only the value function learns (``actor_frozen``). After it the learning rate
+falls over the phase (``LearningRateDecay``), and after every update the actor is pulled a little back toward its
+start (``StartAnchor``), so that it leaves the rule only where the cost says to.
 
 After each phase the new hierarchy and the previous one are evaluated on held-out seeds of every
 preset; the phase is kept only if it lowers the mean system cost and raises no preset's by more than
