@@ -1,4 +1,5 @@
-"""Standalone deployment: numpy and onnxruntime only (pyarrow for the batch files; no torch, no project code).
+"""Standalone deployment: numpy, onnx and onnxruntime only (pyarrow for the batch files; no torch, no project code),
+with ``onnx_checks.py`` beside this script (a copy of the project's model checks).
 
 Batch mode, from raw business data (one row per store and product):
 
@@ -47,32 +48,59 @@ max(0, target - inventory_position), target = forecast_per_day * protection_days
 with prebuild (optional, the supplier's stock for planned capacity shortfalls) 0 if absent, and the target
 rounded to a whole unit if whole_units (optional, false if absent: true where demand comes in whole units).
 --models defaults to this script's folder, from whatever folder it is run. Every input is checked:
-a bad one ends in a one-line "error: ..." and exit code 2. The model file must be a plain name inside
-the models folder (no absolute path, no "..", no symlink out of it), at most 5 MB, with the manifest's
-sha256; a decision is stopped after 1 s.
+a bad one ends in a one-line "error: ..." and exit code 2.
+
+Both modes load a role's policy the same way (``RolePolicy``). Its manifest card has a list of distinct feature
+names, a safety_factor_menu of finite numbers within +-``MAX_SAFETY_FACTOR`` and one action text per menu entry.
+A rule card (kind "rule") picks its safety_factor's entry. A learned card's model file must be a plain name inside
+the models folder (no absolute path, no "..", no symlink out of it) with the manifest's sha256, and passes the
+checks of ``onnx_checks`` before it decides anything: at most 5 MB, allowed operators only (no loops, no outputs
+sized from data), bounded nodes, weights, values and operations per row, one float input of the card's width,
+int64 actions and probabilities over the card's menu, then timed probes on edge rows and rows uniform over
++-``CLIP``. Every run after that is stopped past four times ``onnx_checks.MAX_SECONDS_PER_ROW`` a row plus
+``RUN_FLOOR_SECONDS``, and its decisions are checked: int64 menu indices, probabilities finite in [0, 1] summing to
+1, each action a most probable entry.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import math
 import os
 import re
 import stat
 import sys
-import threading
 from pathlib import Path
 from statistics import NormalDist
+from types import ModuleType
 
 import numpy as np
 import onnxruntime as ort
 
 MAX_JSON_BYTES = 2**20
-MAX_MODEL_BYTES = 5 * 2**20
 FILE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}(/[A-Za-z0-9_.-]{1,128}){0,3}")
-DECISION_SECONDS = 1.0
+MAX_SAFETY_FACTOR = 10.0  # a menu entry beyond +-this many standard deviations is refused (training's: -2 to 4.3)
+MAX_FEATURE_NAME = 80  # characters
+RUN_FLOOR_SECONDS = 0.5  # a run may take this long besides its rows' allowance (onnx_checks.MAX_SECONDS_PER_ROW)
+
+
+def sibling_module(name: str) -> ModuleType:
+    """``name``.py from this script's folder, loaded by path: the same file whether this script runs as a script
+    or is itself loaded by path (as the project's tests and ``core.bench`` do)."""
+    path = Path(__file__).resolve().with_name(f"{name}.py")
+    if not path.is_file():
+        print(f"error: {path} is missing; keep {name}.py beside {Path(__file__).name}", file=sys.stderr)
+        raise SystemExit(2)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+checks = sibling_module("onnx_checks")  # the model checks of the project's serving (a byte-identical copy)
 
 
 class InputError(ValueError):
@@ -138,7 +166,7 @@ def observation_row(features: object, names: list[str]) -> np.ndarray:
         missing = [n for n in names if n not in features]
         if missing:
             raise InputError(f"observation lacks features: {', '.join(missing)}")
-        unknown = [str(n)[:40] for n in features if n not in names]
+        unknown = [checks.printable(str(n)[:40]) for n in features if n not in names]
         if unknown:
             raise InputError(f"observation has unknown features: {', '.join(unknown[:5])}")
         values = features
@@ -150,68 +178,109 @@ def observation_row(features: object, names: list[str]) -> np.ndarray:
     return row.astype(np.float32)
 
 
-def decide(model: Path, card: dict, obs: np.ndarray) -> tuple[int, float]:
-    """The menu index and its probability, from the role's ONNX model checked against the manifest."""
-    data = read_file(model, MAX_MODEL_BYTES)
-    if hashlib.sha256(data).hexdigest() != card.get("sha256"):
-        raise InputError(f"{model} does not match the manifest's sha256")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.enable_cpu_mem_arena = False
-    try:
-        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises several types for graphs it cannot load
-        raise InputError(f"{model}: not a loadable ONNX model ({type(exc).__name__})") from None
-    inputs = session.get_inputs()
-    if len(inputs) != 1 or inputs[0].shape[-1] != obs.shape[1]:
-        raise InputError(f"{model}: input shape {[i.shape for i in inputs]}; "
-                         f"the manifest lists {obs.shape[1]} features")
-    run_options = ort.RunOptions()
-    timer = threading.Timer(DECISION_SECONDS, lambda: setattr(run_options, "terminate", True))
-    timer.start()
-    try:
-        action, probabilities = session.run(None, {inputs[0].name: obs}, run_options)[:2]
-    except Exception as exc:  # a stopped run, a broken graph
-        raise InputError(f"{model}: cannot decide ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})") from None
-    finally:
-        timer.cancel()
-    action, probabilities = np.asarray(action).reshape(-1), np.asarray(probabilities).reshape(1, -1)
-    index = int(action[0]) if action.size == 1 and np.issubdtype(action.dtype, np.integer) else -1
-    if not 0 <= index < probabilities.shape[1] or not np.isfinite(probabilities).all():
-        raise InputError(f"{model}: an unusable decision (action {action[:3].tolist()}, probabilities not "
-                         f"finite or of the wrong size)")
-    return index, float(probabilities[0, index])
+def shown(value: object) -> str:
+    """A value from a file for a message: its repr (control characters escaped), cut to 60 characters."""
+    return checks.printable(repr(value)[:60])
+
+
+def card_fields(card: dict, role: str) -> tuple[list[str], np.ndarray, list[str]]:
+    """The role card's feature names, safety factor menu and the menu entries' descriptions, checked."""
+    where = f"manifest {role}"
+    names, menu, actions = card.get("features"), card.get("safety_factor_menu"), card.get("actions")
+    if not isinstance(names, list) or not names or len(set(map(str, names))) != len(names) \
+            or not all(isinstance(n, str) and n.isprintable() and 0 < len(n) <= MAX_FEATURE_NAME for n in names):
+        raise InputError(f"{where}: features {shown(names)}; allowed: a list of distinct names of 1 to "
+                         f"{MAX_FEATURE_NAME} printable characters")
+    if not isinstance(menu, list) or not menu:
+        raise InputError(f"{where}: safety_factor_menu {shown(menu)}; allowed: a list of numbers")
+    values = np.array([number(z, f"{where} safety_factor_menu entry {i}") for i, z in enumerate(menu)])
+    beyond = np.flatnonzero(np.abs(values) > MAX_SAFETY_FACTOR)
+    if beyond.size:
+        raise InputError(f"{where} safety_factor_menu entry {beyond[0]}: {values[beyond[0]]:g}; allowed: "
+                         f"{-MAX_SAFETY_FACTOR:g} to {MAX_SAFETY_FACTOR:g}")
+    if not isinstance(actions, list) or len(actions) != len(menu) or not all(isinstance(a, str) for a in actions):
+        raise InputError(f"{where}: actions {shown(actions)}; allowed: a list of {len(menu)} texts, one per "
+                         f"safety_factor_menu entry")
+    return names, values, actions
+
+
+class RolePolicy:
+    """A role's policy from an export folder, read and checked once, the same way in both modes: its manifest card
+    (``card_fields``) and, for a learned role, an onnxruntime session that passed every check of ``onnx_checks``
+    (static checks, then timed probes on edge rows and rows uniform over +-CLIP) for the card's features and
+    menu. Every later run is timed and its decisions checked (``choose``); a rule card needs no model."""
+
+    def __init__(self, models: Path, role: str) -> None:
+        manifest = read_json(models / "manifest.json")
+        roles = manifest.get("roles") if isinstance(manifest, dict) else None
+        card = roles.get(role) if isinstance(roles, dict) else None
+        if not isinstance(card, dict):
+            raise InputError(f"{models / 'manifest.json'}: no entry for role {role!r}")
+        self.names, self.menu, self.actions = card_fields(card, role)
+        self.constant: int | None = None
+        self.session: ort.InferenceSession | None = None
+        kind = card.get("kind")
+        if kind == "rule":
+            factor = number(card.get("safety_factor"), f"manifest {role} safety_factor")
+            if factor not in self.menu:
+                raise InputError(f"manifest {role}: safety_factor {factor:g} is not on the menu")
+            self.constant = int(np.flatnonzero(self.menu == factor)[0])
+            return
+        if kind != "learned":
+            raise InputError(f"manifest {role}: kind {shown(kind)}; allowed: 'learned' or 'rule'")
+        path = model_path(models, card.get("file"))
+        data = read_file(path, checks.MAX_MODEL_BYTES)
+        if hashlib.sha256(data).hexdigest() != card.get("sha256"):
+            raise InputError(f"{path} does not match the manifest's sha256")
+        self.label = f"{role} policy {path}"
+        probes = checks.range_rows(len(self.names), CLIP).astype(np.float32)
+        try:
+            self.session, inputs = checks.checked_session(data, {role: self.names}, self.menu.size,
+                                                          lambda _role: probes, self.label,
+                                                          max_seconds_per_row=checks.MAX_SECONDS_PER_ROW)
+        except checks.PolicyLoadError as exc:
+            raise InputError(checks.printable(str(exc))) from None
+        self.input = inputs[role]
+
+    def choose(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Menu indices (int64) of float32 observation rows and their probabilities, ``CHUNK_ROWS`` rows a run."""
+        if self.session is None:
+            return np.full(obs.shape[0], self.constant, np.int64), np.ones(obs.shape[0])
+        indices, chosen = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
+        for start in range(0, obs.shape[0], CHUNK_ROWS):
+            action, probabilities = self._run(obs[start:start + CHUNK_ROWS])
+            indices.append(action)
+            chosen.append(probabilities[np.arange(action.size), action])
+        return np.concatenate(indices), np.concatenate(chosen)
+
+    def _run(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One timed run (stopped after ``len(rows)`` times four times the per-row allowance plus
+        ``RUN_FLOOR_SECONDS``), its actions and probabilities checked as the probes' are."""
+        deadline = rows.shape[0] * checks.MAX_SECONDS_PER_ROW * 4 + RUN_FLOOR_SECONDS
+        try:
+            outputs, _ = checks.timed_run(self.session, {self.input: rows}, deadline, self.label)
+            if outputs is None:
+                raise InputError(f"{self.label}: a run of {rows.shape[0]:,} rows was stopped after {deadline:.2f} s; "
+                                 f"allowed: {1e3 * checks.MAX_SECONDS_PER_ROW:g} ms a row (four times that, plus "
+                                 f"{RUN_FLOOR_SECONDS:g} s, before it is stopped)")
+            action, probabilities = outputs
+            checks.check_decisions(action, probabilities, rows.shape[0], self.label, self.menu.size,
+                                   where="on an input row")
+        except checks.PolicyLoadError as exc:
+            raise InputError(checks.printable(str(exc))) from None
+        return action, probabilities
 
 
 def run(args: argparse.Namespace) -> None:
-    models = Path(args.models)
-    manifest = read_json(models / "manifest.json")
-    roles = manifest.get("roles") if isinstance(manifest, dict) else None
-    card = roles.get(args.role) if isinstance(roles, dict) else None
-    if not isinstance(card, dict):
-        raise InputError(f"{models / 'manifest.json'}: no entry for role {args.role!r}")
-    names, menu, actions = card.get("features"), card.get("safety_factor_menu"), card.get("actions")
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or not isinstance(menu, list) \
-            or not isinstance(actions, list) or len(actions) != len(menu):
-        raise InputError(f"manifest {args.role}: features, actions and safety_factor_menu must be lists")
-    menu = [number(z, f"manifest {args.role} safety_factor_menu") for z in menu]
+    policy = RolePolicy(Path(args.models), args.role)
     data = read_json(Path(args.observation))
     if not isinstance(data, dict):
         raise InputError(f"{args.observation}: not a JSON object")
-    obs = observation_row(data.get("features"), names)
-
-    if card.get("kind") == "rule":
-        factor = number(card.get("safety_factor"), f"manifest {args.role} safety_factor")
-        if factor not in menu:
-            raise InputError(f"manifest {args.role}: safety_factor {factor:g} is not on the menu")
-        index, probability = menu.index(factor), 1.0
-    else:
-        index, probability = decide(model_path(models, card.get("file")), card, obs)
-        if index >= len(menu):
-            raise InputError(f"model chose menu entry {index}; the manifest's menu has {len(menu)}")
-    quantity = order_quantity(data.get("order"), menu[index])
-    meaning = actions[index] if isinstance(actions[index], str) and actions[index].isprintable() else "?"
-    print(f"{args.role}: {meaning[:200]} (menu entry {index}, probability {probability:.3f})")
+    indices, probabilities = policy.choose(observation_row(data.get("features"), policy.names))
+    index, probability = int(indices[0]), float(probabilities[0])
+    quantity = order_quantity(data.get("order"), float(policy.menu[index]))
+    print(f"{args.role}: {checks.printable(policy.actions[index][:200])} (menu entry {index}, "
+          f"probability {probability:.3f})")
     if quantity is not None:
         print(f"order quantity: {quantity:.2f} units")
 
@@ -467,47 +536,14 @@ def order_quantities(order: dict[str, np.ndarray], z: np.ndarray, sd: np.ndarray
     return np.maximum(target - order["position"], 0.0)
 
 
-class StoreDecider:
-    """The store policy of an export folder: menu indices for observation rows (one onnxruntime thread)."""
+class StoreDecider(RolePolicy):
+    """The store policy of an export folder (``RolePolicy``): menu indices, safety factors and orders."""
 
     def __init__(self, models: Path) -> None:
-        manifest = read_json(models / "manifest.json")
-        roles = manifest.get("roles") if isinstance(manifest, dict) else None
-        card = roles.get("store") if isinstance(roles, dict) else None
-        if not isinstance(card, dict) or not isinstance(card.get("features"), list) \
-                or not isinstance(card.get("safety_factor_menu"), list):
-            raise InputError(f"{models / 'manifest.json'}: no usable entry for role 'store'")
-        self.names = [str(n) for n in card["features"]]
-        self.menu = np.array([number(z, "manifest store safety_factor_menu") for z in card["safety_factor_menu"]])
-        self.constant = None
-        self.session = None
-        if card.get("kind") == "rule":
-            factor = number(card.get("safety_factor"), "manifest store safety_factor")
-            if factor not in self.menu:
-                raise InputError(f"manifest store: safety_factor {factor:g} is not on the menu")
-            self.constant = int(np.flatnonzero(self.menu == factor)[0])
-            return
-        path = model_path(models, card.get("file"))
-        data = read_file(path, MAX_MODEL_BYTES)
-        if hashlib.sha256(data).hexdigest() != card.get("sha256"):
-            raise InputError(f"{path} does not match the manifest's sha256")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises several types for graphs it cannot load
-            raise InputError(f"{path}: not a loadable ONNX model ({type(exc).__name__})") from None
-        self.input = self.session.get_inputs()[0].name
+        super().__init__(models, "store")
 
     def indices(self, obs: np.ndarray) -> np.ndarray:
-        if self.constant is not None:
-            return np.full(obs.shape[0], self.constant, dtype=np.int64)
-        parts = [self.session.run(["action"], {self.input: obs[i:i + CHUNK_ROWS]})[0].reshape(-1)
-                 for i in range(0, obs.shape[0], CHUNK_ROWS)]
-        index = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-        if index.size and (index.min() < 0 or index.max() >= self.menu.size):
-            raise InputError(f"the store policy chose menu entries outside its menu of {self.menu.size}")
-        return index.astype(np.int64)
+        return self.choose(obs)[0]
 
     def decide(self, states: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Menu index, safety factor and order quantity (units) of every row of checked ``states``."""

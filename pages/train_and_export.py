@@ -17,6 +17,7 @@ from core.serving.models import EXPORTED_MODELS, PolicyLoadError
 from pages.common import KEEP, ROLE_LABELS, uploaded_chooser, uploaded_label, uploaded_models, uploaded_names
 
 DEPLOY_SCRIPT = EXPORTED_MODELS / "deploy_policy.py"
+CHECKS_SCRIPT = EXPORTED_MODELS / "onnx_checks.py"  # deploy_policy.py imports it from its own folder
 
 
 def download(column, path: Path, key: str, label: str | None = None) -> None:
@@ -28,7 +29,7 @@ def download(column, path: Path, key: str, label: str | None = None) -> None:
 st.title("Train and export")
 
 st.header("Download the shipped policies")
-shipped = [p for p in set_files(EXPORTED_MODELS) + [DEPLOY_SCRIPT] if p.exists()]
+shipped = [p for p in set_files(EXPORTED_MODELS) + [DEPLOY_SCRIPT, CHECKS_SCRIPT] if p.exists()]
 for row in range(0, len(shipped), 3):  # three to a row: the file names stay readable
     for col, path in zip(st.columns(3), shipped[row: row + 3], strict=False):
         download(col, path, f"download_{path.name}")

@@ -503,7 +503,7 @@ def test_train_and_export_offers_the_shipped_files_for_download() -> None:
     manifest = json.loads(MANIFEST.read_text())  # the served set (a version folder, or files directly in MODELS)
     served = [card["file"] for card in [*manifest["roles"].values(), manifest.get("hierarchy") or {}] if "file" in card]
     assert served and all((MODELS / file).is_file() for file in served)
-    expected = sorted(Path(file).name for file in served) + ["manifest.json", "deploy_policy.py"]
+    expected = sorted(Path(file).name for file in served) + ["manifest.json", "deploy_policy.py", "onnx_checks.py"]
     labels = [b.label for b in at.download_button]
     assert labels == expected
     for name in expected:
