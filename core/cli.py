@@ -415,6 +415,38 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_generalise(args: argparse.Namespace) -> int:
+    from core.evaluation.generalisation import (
+        DEFAULT_SEEDS,
+        MAX_SCENARIOS,
+        MIN_SEEDS,
+        generalise,
+        held_out_scenarios,
+        markdown,
+        write,
+    )
+    from core.serving.models import learned_mix
+
+    seeds = DEFAULT_SEEDS if args.demand_paths is None else args.demand_paths
+    for name, value, (low, high) in (("scenarios", args.scenarios, (1, MAX_SCENARIOS)),
+                                     ("seeds", seeds, (MIN_SEEDS, MAX_SEEDS))):
+        if not low <= value <= high:
+            raise ScenarioError(f"--{name}: got {value}; allowed: an integer from {low} to {high:,}")
+    for scenario in held_out_scenarios(args.scenarios, args.seed):
+        _check_run(scenario, seeds, scenario.horizon)
+    learned_mix(Path(args.models))  # a missing or damaged model set fails here, before any scenario is evaluated
+    run = None
+    if args.ray is not None:
+        from core.evaluation.distributed import executor
+
+        run = executor(args.ray)
+    report = generalise(args.scenarios, args.seed, seeds, Path(args.models), run)
+    if args.out:
+        write(report, Path(args.out))
+    print(report.to_json() if args.json else markdown(report))
+    return 0
+
+
 def ray_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="run the (scenario, policy, block of seeds) tasks on Ray: a local instance (2 CPUs) without "
@@ -512,6 +544,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", default=None, help="the plotly figure (default: the table's name with .html)")
     ray_option(p)
     p.set_defaults(run=_cmd_sweep)
+
+    p = sub.add_parser("generalise", help="the learned policies against each scenario's best rule on held-out "
+                                          "scenarios of the app's slider ranges")
+    p.add_argument("--scenarios", type=int, default=32, help="held-out scenarios, 1 to 256")
+    p.add_argument("--seed", type=int, default=0, help="which held-out set (drawn from seeds training, phase "
+                                                       "acceptance and evaluate never use)")
+    # not ARGUMENT_RANGES' "seeds" (from 1): from 2, checked by _cmd_generalise
+    p.add_argument("--seeds", type=int, dest="demand_paths", metavar="SEEDS", default=None,
+                   help="common demand paths per scenario, 2 to 10,000 (default: 16)")
+    p.add_argument("--models", default=str(EXPORTED_MODELS), help="folder of exported policies")
+    p.add_argument("--out", default=None, help="also write generalisation.md and generalisation.json to this folder")
+    ray_option(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_cmd_generalise)
 
     p = sub.add_parser("pipeline", help="validate, train all phases, export, evaluate")
     p.add_argument("--out", default="runs/pipeline", help="training run folder")

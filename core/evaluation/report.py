@@ -73,8 +73,8 @@ class PresetResult:
     policies: dict[str, dict[str, Interval]]  # policy -> KPI -> mean and interval
     differences: dict[str, dict[str, dict[str, Difference]]]  # policy -> "vs_<reference>" -> KPI -> difference
     best_rule: str  # the cheapest rule-based policy here
-    bound: Interval  # clairvoyant bound, cost per day
-    gap_to_bound: dict[str, Difference]  # policy -> its cost minus the bound, path by path
+    bound: Interval | None  # clairvoyant bound, cost per day (None: not computed)
+    gap_to_bound: dict[str, Difference]  # policy -> its cost minus the bound, path by path (empty without the bound)
     optimum: float | None  # exact optimal cost per day, where it can be computed
 
 
@@ -100,7 +100,7 @@ class EvaluationReport:
                 policies={p: {k: Interval(**v) for k, v in kpis.items()} for p, kpis in entry["policies"].items()},
                 differences={p: {ref: {k: Difference(**v) for k, v in diffs.items()} for ref, diffs in refs.items()}
                              for p, refs in entry["differences"].items()},
-                best_rule=entry["best_rule"], bound=Interval(**entry["bound"]),
+                best_rule=entry["best_rule"], bound=Interval(**entry["bound"]) if entry["bound"] else None,
                 gap_to_bound={p: Difference(**v) for p, v in entry["gap_to_bound"].items()},
                 optimum=entry["optimum"])
 
@@ -108,10 +108,14 @@ class EvaluationReport:
                                 presets={name: preset(entry) for name, entry in data["presets"].items()})
 
 
+def rule_policies(scenario: Scenario) -> dict[str, dict[str, str]]:
+    """Every applicable rule of the registry on ``scenario``, every role on it."""
+    return {key: uniform(key) for key in applicable(scenario) if POLICIES[key].rule}
+
+
 def evaluated_policies(scenario: Scenario) -> dict[str, dict[str, str]]:
     """Report rows on ``scenario``: every applicable rule of the registry, then each phase's mix."""
-    rules = {key: uniform(key) for key in applicable(scenario) if POLICIES[key].rule}
-    return {**rules, **LEARNED}
+    return {**rule_policies(scenario), **LEARNED}
 
 
 def optimum_cost(scenario: Scenario) -> float | None:
@@ -125,19 +129,24 @@ def optimum_cost(scenario: Scenario) -> float | None:
 
 def evaluate_preset(scenario: Scenario, seeds: int, models: Path, seed: int = EVAL_SEED,
                     policies: dict[str, dict[str, str]] | None = None, run: Executor | None = None,
-                    periods: int | None = None, per_block: int | None = None) -> PresetResult:
-    """Every policy on ``seeds`` demand paths of ``scenario`` (common random numbers), with the references;
-    ``run`` runs the (policy, block of ``per_block`` seeds) tasks (default: here, one after another)."""
+                    periods: int | None = None, per_block: int | None = None, references: bool = True
+                    ) -> PresetResult:
+    """Every policy on ``seeds`` demand paths of ``scenario`` (common random numbers), with the references (without
+    ``references``, neither the clairvoyant bound nor the exact optimum: the result has None for both); ``run`` runs
+    the (policy, block of ``per_block`` seeds) tasks (default: here, one after another)."""
     policies = evaluated_policies(scenario) if policies is None else policies
     jobs = {name: policy_job(scenario, choices, seeds, seed, models, periods) for name, choices in policies.items()}
-    results = per_seed(run or SerialExecutor(), {**jobs, BOUND: bound_job(scenario, seeds, seed, periods)}, per_block)
-    bound = results.pop(BOUND)
+    if references:
+        jobs[BOUND] = bound_job(scenario, seeds, seed, periods)
+    results = per_seed(run or SerialExecutor(), jobs, per_block)
+    bound = results.pop(BOUND, None)
     return summarised(scenario, policies, results, bound)
 
 
 def summarised(scenario: Scenario, policies: dict[str, dict[str, str]], per_seed_kpis: dict[str, dict[str, np.ndarray]],
-               bound: np.ndarray) -> PresetResult:
-    """The preset's result from every policy's per-seed KPIs and the per-seed clairvoyant bound."""
+               bound: np.ndarray | None) -> PresetResult:
+    """The preset's result from every policy's per-seed KPIs and the per-seed clairvoyant bound (None: the result
+    has neither the bound nor the exact optimum)."""
     rules = [name for name, choices in policies.items() if all(POLICIES[k].rule for k in choices.values())]
     best = min(rules, key=lambda name: float(per_seed_kpis[name]["cost_per_day"].mean()))
     references = {"reorder_point": per_seed_kpis.get("reorder_point"), "best_rule": per_seed_kpis[best]}
@@ -147,10 +156,10 @@ def summarised(scenario: Scenario, policies: dict[str, dict[str, str]], per_seed
         differences={name: {f"vs_{ref}": {k: Difference(**paired(values[k], base[k])) for k in COMPARED}
                             for ref, base in references.items() if base is not None and base is not values}
                      for name, values in per_seed_kpis.items()},
-        best_rule=best, bound=Interval(**mean_ci(bound)),
-        gap_to_bound={name: Difference(**paired(values["cost_per_day"], bound))
-                      for name, values in per_seed_kpis.items()},
-        optimum=optimum_cost(scenario),
+        best_rule=best, bound=None if bound is None else Interval(**mean_ci(bound)),
+        gap_to_bound={} if bound is None else {name: Difference(**paired(values["cost_per_day"], bound))
+                                               for name, values in per_seed_kpis.items()},
+        optimum=None if bound is None else optimum_cost(scenario),
     )
 
 
