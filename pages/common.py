@@ -1,4 +1,5 @@
-"""What the pages share: cached onnxruntime sessions, cached runs, and the policy pickers.
+"""What the pages share: cached onnxruntime sessions, cached runs, and the policy pickers (offering what applies
+to the scenario shown, and saying so when a kept choice no longer does).
 
 The caches are bounded in entries and time (``CACHE_SECONDS``): an uploaded model's session (at most
 ``guard.MAX_MODEL_BYTES`` of file, ``guard.MAX_PARAMETERS`` weights) is held for at most
@@ -15,7 +16,7 @@ import streamlit as st
 from core.agents.roles import ROLES
 from core.app.live import run_year, year_references
 from core.serving.models import OnnxChooser, PolicyLoadError, learned_policy
-from core.serving.registry import POLICIES, Sources, mix_of
+from core.serving.registry import POLICIES, PolicyChoiceError, Sources, mix_of
 from core.simulation.rollout import Rollout
 from core.simulation.scenario import Scenario
 
@@ -98,12 +99,29 @@ def run_for(scenario: Scenario, choices: dict[str, str], seed: int) -> Rollout |
     except PolicyLoadError as exc:
         st.error(f"The learned policy cannot be loaded: {exc}. Choose a rule-based policy for that echelon.")
         return None
+    except PolicyChoiceError as exc:
+        st.error(f"That policy cannot run here: {exc}. Choose another for that echelon.")
+        return None
+
+
+def valid_choice(key: str, options: list[str], default: str, what: str, container=st.sidebar) -> str:
+    """The policy picker ``key``'s default among ``options`` (``default``, or the first option). A kept choice
+    that ``options`` no longer has (it does not apply to the scenario now shown) is put back to it, with a
+    message in ``container`` saying why."""
+    default = default if default in options else options[0]
+    kept = st.session_state.get(key)
+    if kept is not None and kept not in options:
+        st.session_state[key] = default
+        kind = POLICIES.get(kept)
+        why = f"{kind.label} does not apply to this scenario ({kind.description})" if kind else f"{kept!r} is unknown"
+        container.info(f"{what}: {why}; now {POLICIES[default].label}.")
+    return default
 
 
 def policy_pickers(key: str, defaults: dict[str, str] | None = None, container=st.sidebar,
                    options: list[str] | None = None) -> dict[str, str]:
-    """One selectbox per echelon over ``options`` (default: the whole policy registry), kept for the session;
-    the registry keys of the choices."""
+    """One selectbox per echelon over ``options`` (default: the whole policy registry; pass
+    ``registry.applicable(scenario)``), kept for the session; the registry keys of the choices."""
     defaults = defaults or {}
     options = list(POLICIES) if options is None else options
     uploaded = uploaded_models()
@@ -111,10 +129,13 @@ def policy_pickers(key: str, defaults: dict[str, str] | None = None, container=s
     def label(role: str) -> Callable[[str], str]:
         return lambda k: POLICIES[k].label + (" - uploaded" if k == "learned" and role in uploaded else "")
 
-    return {role: container.selectbox(f"{ROLE_LABELS[role]} policy", options, format_func=label(role),
-                                      index=options.index(defaults.get(role, "learned")), key=f"{key}_{role}",
-                                      persist_state=KEEP)
-            for role in ROLES}
+    def picker(role: str) -> str:
+        default = valid_choice(f"{key}_{role}", options, defaults.get(role, "learned"),
+                               f"{ROLE_LABELS[role]} policy", container)
+        return container.selectbox(f"{ROLE_LABELS[role]} policy", options, format_func=label(role),
+                                   index=options.index(default), key=f"{key}_{role}", persist_state=KEEP)
+
+    return {role: picker(role) for role in ROLES}
 
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl=CACHE_SECONDS)

@@ -15,6 +15,7 @@ from core.app.live import (
     change_label,
     compared_kpis,
     controls_of,
+    no_optimum_note,
     outside_training,
     year_summary,
 )
@@ -23,7 +24,7 @@ from core.evaluation.plots import cost_difference_figure, ledger_rows, network_f
 from core.serving.registry import POLICIES, applicable, uniform
 from core.simulation.presets import PRESETS
 from core.simulation.scenario import ScenarioError
-from pages.common import KEEP, cached_references, policy_pickers, run_for, uploaded_in_use
+from pages.common import KEEP, cached_references, policy_pickers, run_for, uploaded_in_use, valid_choice
 
 st.title("Live twin")
 side = st.sidebar
@@ -43,26 +44,31 @@ for group in dict.fromkeys(slider.group for slider in SLIDERS):
             low, high = slider.bounds(st.session_state.get(key, slider.low))
             values[slider.field] = st.slider(slider.label, low, high, step=slider.step, help=slider.help, key=key,
                                              persist_state=KEEP)
-choices = policy_pickers("live")
-comparable = [k for k in applicable(PRESETS[preset]) if k != "random"]
+controls = Controls(**values)
+try:
+    scenario, invalid = apply_controls(preset, controls), None
+except ScenarioError as exc:
+    scenario, invalid = None, exc
+options = applicable(PRESETS[preset] if scenario is None else scenario)  # what applies to the scenario shown
+choices = policy_pickers("live", options=options)
+comparable = [k for k in options if k != "random"]
 compare = side.selectbox("Compare with (same customers)", comparable, format_func=lambda k: POLICIES[k].label,
-                         index=comparable.index("forecast_base_stock"), key="live_compare", persist_state=KEEP,
+                         index=comparable.index(valid_choice("live_compare", comparable, "forecast_base_stock",
+                                                             "Compare with")),
+                         key="live_compare", persist_state=KEEP,
                          help="every echelon on this policy, run on exactly the same daily demand")
 seed = side.number_input("Demand seed", 0, 10_000, 0, key="live_seed", persist_state=KEEP)
 show_references = side.toggle("Show what no policy can beat", value=False, key="live_references", persist_state=KEEP,
                               help="the clairvoyant bound (the best plan knowing every day's demand in advance: a "
                                    "linear programme, about half a second at 20 stores) and, for one store with an "
                                    "ample source, the exact optimum")
-controls = Controls(**values)
 in_use = uploaded_in_use(choices)
 if in_use:
     st.caption(in_use)
 for setting in outside_training(controls):
     side.info(f"Outside the learned policies' training range: {setting}.")
-try:
-    scenario = apply_controls(preset, controls)
-except ScenarioError as exc:
-    st.error(f"These settings do not make a valid scenario: {exc}")
+if scenario is None:
+    st.error(f"These settings do not make a valid scenario: {invalid}")
     st.stop()
 run = run_for(scenario, choices, int(seed))
 baseline = run_for(scenario, uniform(compare), int(seed))
@@ -75,6 +81,8 @@ st.session_state.live_day = min(st.session_state.live_day, horizon)
 
 references = cached_references(scenario.to_json(), int(seed)) if show_references else None
 year_line = year_summary(run, baseline, compare_label, references)
+if note := no_optimum_note(references):
+    st.info(note)
 ticking = bool(st.session_state.get("live_play", False))  # the animation's timer runs from this page run on
 
 

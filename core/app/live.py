@@ -15,7 +15,7 @@ from core.agents.observations import observe
 from core.agents.rules import PolicyMix, RolePolicy
 from core.evaluation.bound import clairvoyant_bound
 from core.evaluation.glossary import CURRENCY
-from core.evaluation.report import optimum_cost
+from core.evaluation.optimum import MAX_TRANSITIONS, optimum_or_reason
 from core.simulation.demand import sample_demand
 from core.simulation.forecast import Forecast
 from core.simulation.presets import STORE_MEANS, WEEKLY_RETAIL, get_preset
@@ -186,11 +186,22 @@ def change_label(change: float, versus: str, points: bool = False) -> tuple[str 
     return f"{shown}{' pts' if points else '%'} vs {versus}", "normal"
 
 
-def year_references(scenario: Scenario, seed: int) -> dict[str, float | None]:
+def year_references(scenario: Scenario, seed: int) -> dict[str, float | str | None]:
     """What no policy can beat on the year's customers of ``seed``: the clairvoyant bound on this demand path,
-    and the exact optimum (long-run cost per day) where it can be computed; both per day."""
+    and the exact optimum (long-run cost per day) where it can be computed, else None and ``no_optimum``, why not."""
     demand = sample_demand(scenario, 1, np.random.default_rng(seed))
-    return {"bound": float(clairvoyant_bound(scenario, demand)[0]), "optimum": optimum_cost(scenario)}
+    optimum, why_not = optimum_or_reason(scenario)
+    return {"bound": float(clairvoyant_bound(scenario, demand)[0]),
+            "optimum": None if optimum is None else optimum.cost_per_day, "no_optimum": why_not}
+
+
+def no_optimum_note(references: dict[str, float | str | None] | None) -> str | None:
+    """Why the Live page shows no exact optimum with the references it asked for (None: it shows one, or none
+    was asked for)."""
+    if references is None or references["optimum"] is not None:
+        return None
+    return (f"No exact optimum for these settings: {references['no_optimum']}. The dynamic programme covers one "
+            f"store with an ample source and stationary demand, in at most {MAX_TRANSITIONS:,} transitions.")
 
 
 def year_summary(run: Rollout, baseline: Rollout, baseline_label: str,

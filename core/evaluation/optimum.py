@@ -3,7 +3,8 @@
 Scope: one store, ``upstream == "ample"`` (every order is shipped in full, the goods in transit are
 the source's and cost nothing), stationary integer demand (``negative_binomial``; a negative
 binomial whose variance is at most its mean is drawn as Poisson, as ``core.simulation.demand``
-does), no shelf limit. Anything else raises ``ScenarioError``.
+does), no shelf limit. Anything else, or a programme of more than ``MAX_TRANSITIONS`` transitions,
+raises ``NoOptimum`` (a ``ScenarioError``); ``optimum_or_reason`` returns None and that reason instead.
 
 The cost is the twin's, per day: holding ``store_holding`` on the stock on hand overnight (the
 stock left after the day's sales), ``stockout`` per lost sale or per unit backordered at the end
@@ -58,6 +59,10 @@ MAX_ITERATIONS = 100_000
 BOUND_GROWTH = 1.5  # factor applied to a binding bound
 
 
+class NoOptimum(ScenarioError):
+    """The exact optimum does not apply to the scenario, or its programme is too large to solve."""
+
+
 @dataclass(frozen=True)
 class Optimum:
     """The optimal (or an evaluated) stationary policy and its long-run cost per day."""
@@ -87,29 +92,29 @@ class Optimum:
 # --- the scenario ---------------------------------------------------------------------------------
 
 def check_scenario(scenario: Scenario) -> None:
-    """Raise ``ScenarioError`` unless the exact optimum applies to ``scenario``."""
+    """Raise ``NoOptimum`` unless the exact optimum applies to ``scenario``."""
     why = " for the exact optimum (one store, ample source, stationary integer demand)"
     if scenario.num_stores != 1:
-        raise ScenarioError(f"stores: got {scenario.num_stores} stores; allowed: 1{why}")
+        raise NoOptimum(f"stores: got {scenario.num_stores} stores; allowed: 1{why}")
     if scenario.upstream != "ample":
-        raise ScenarioError(f"upstream: got {scenario.upstream!r}; allowed: 'ample'{why}")
+        raise NoOptimum(f"upstream: got {scenario.upstream!r}; allowed: 'ample'{why}")
     model = scenario.stores[0]
     if model.distribution != "negative_binomial":
-        raise ScenarioError(f"stores[0].distribution: got {model.distribution!r}; allowed: "
-                            f"'negative_binomial' (integer demand){why}")
+        raise NoOptimum(f"stores[0].distribution: got {model.distribution!r}; allowed: "
+                        f"'negative_binomial' (integer demand){why}")
     varying = {"weekly_pattern": model.weekly_pattern != (1.0,) * 7,
                "seasonality_amplitude": model.seasonality_amplitude != 0.0, "trend": model.trend != 0.0,
                "promotions": bool(model.promotions),
                "shock_probability": model.shock_probability > 0.0 and model.shock_size > 0.0}
     for name, bad in varying.items():
         if bad:
-            raise ScenarioError(f"stores[0].{name}: got {getattr(model, name)!r}; allowed: stationary demand "
-                                f"(no weekly pattern, season, trend, promotion or shock){why}")
+            raise NoOptimum(f"stores[0].{name}: got {getattr(model, name)!r}; allowed: stationary demand "
+                            f"(no weekly pattern, season, trend, promotion or shock){why}")
     if scenario.capacities.store_shelf != math.inf:
-        raise ScenarioError(f"capacities.store_shelf: got {scenario.capacities.store_shelf!r}; "
-                            f"allowed: null (unlimited){why}")
+        raise NoOptimum(f"capacities.store_shelf: got {scenario.capacities.store_shelf!r}; "
+                        f"allowed: null (unlimited){why}")
     if scenario.costs.store_holding <= 0.0:
-        raise ScenarioError(f"costs.store_holding: got {scenario.costs.store_holding!r}; allowed: > 0{why}")
+        raise NoOptimum(f"costs.store_holding: got {scenario.costs.store_holding!r}; allowed: > 0{why}")
 
 
 def demand_distribution(scenario: Scenario, days: int = 1) -> stats.rv_discrete:
@@ -326,7 +331,7 @@ def _model(scenario: Scenario, bound: int, lower: int) -> _Model:
     size = _size(scenario, bound, lower)
     if size > MAX_TRANSITIONS:
         lead = scenario.lead_times.warehouse_to_store
-        raise ScenarioError(
+        raise NoOptimum(
             f"scenario {scenario.name}: the exact optimum needs {size:,} transitions (lead time {lead} days, "
             f"inventory position up to {bound}); allowed: at most {MAX_TRANSITIONS:,}")
     if scenario.unmet_demand == "lost_sales":
@@ -356,6 +361,15 @@ def solve(scenario: Scenario) -> Optimum:
             bound = math.ceil(bound * BOUND_GROWTH) + 1
         if too_low:
             lower = math.floor(lower * BOUND_GROWTH) - 1
+
+
+def optimum_or_reason(scenario: Scenario) -> tuple[Optimum | None, str | None]:
+    """``solve(scenario)`` and None, or None and why there is no exact optimum (``NoOptimum``: the scenario is
+    outside the programme's scope, or the programme is too large)."""
+    try:
+        return solve(scenario), None
+    except NoOptimum as exc:
+        return None, str(exc)
 
 
 def evaluate_policy(scenario: Scenario, level: int, cap: int | None = None) -> Optimum:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from core.evaluation.distributed import Executor, SerialExecutor, bound_job, per_seed, policy_job
-from core.evaluation.optimum import check_scenario, solve
+from core.evaluation.optimum import optimum_or_reason
 from core.evaluation.plots import comparison_figure
 from core.evaluation.statistics import EVAL_SEED, REPORTED, mean_ci, paired
 from core.serving import model_sets
@@ -29,7 +29,7 @@ from core.serving.files import write_bytes_atomic
 from core.serving.models import EXPORTED_MODELS
 from core.serving.registry import POLICIES, applicable, uniform
 from core.simulation.presets import PRESETS
-from core.simulation.scenario import Scenario, ScenarioError
+from core.simulation.scenario import Scenario
 
 LEARNED = {  # report row -> each role's policy, besides one row per applicable rule of the registry
     "phase1_stores": {**uniform("forecast_base_stock"), "store": "learned"},
@@ -119,12 +119,9 @@ def evaluated_policies(scenario: Scenario) -> dict[str, dict[str, str]]:
 
 
 def optimum_cost(scenario: Scenario) -> float | None:
-    """The exact optimal cost per day, or None where the dynamic programme does not apply."""
-    try:
-        check_scenario(scenario)
-    except ScenarioError:
-        return None
-    return solve(scenario).cost_per_day
+    """The exact optimal cost per day, or None where the dynamic programme does not apply or is too large."""
+    optimum, _ = optimum_or_reason(scenario)
+    return None if optimum is None else optimum.cost_per_day
 
 
 def evaluate_preset(scenario: Scenario, seeds: int, models: Path, seed: int = EVAL_SEED,
