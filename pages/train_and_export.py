@@ -4,8 +4,6 @@ and uploading an ONNX policy to use on the Live page."""
 from __future__ import annotations
 
 import hashlib
-import tempfile
-from pathlib import Path
 
 import streamlit as st
 
@@ -20,10 +18,10 @@ DEPLOY_SCRIPT = EXPORTED_MODELS / "deploy_policy.py"
 CHECKS_SCRIPT = EXPORTED_MODELS / "onnx_checks.py"  # deploy_policy.py imports it from its own folder
 
 
-def download(column, path: Path, key: str, label: str | None = None) -> None:
-    """A button that downloads ``path``; the page does not rerun (a rerun would redraw it under a person's next
-    click)."""
-    column.download_button(label or path.name, path.read_bytes(), file_name=path.name, key=key, on_click="ignore")
+def download(column, name: str, data: bytes, key: str, label: str | None = None) -> None:
+    """A button that downloads ``data`` as file ``name``; the page does not rerun (a rerun would redraw it under a
+    person's next click)."""
+    column.download_button(label or name, data, file_name=name, key=key, on_click="ignore")
 
 
 st.title("Train and export")
@@ -32,7 +30,7 @@ st.header("Download the shipped policies")
 shipped = [p for p in set_files(EXPORTED_MODELS) + [DEPLOY_SCRIPT, CHECKS_SCRIPT] if p.exists()]
 for row in range(0, len(shipped), 3):  # three to a row: the file names stay readable
     for col, path in zip(st.columns(3), shipped[row: row + 3], strict=False):
-        download(col, path, f"download_{path.name}")
+        download(col, path.name, path.read_bytes(), f"download_{path.name}")
 
 st.header("Train a store policy")
 st.caption("Phase 1 only (the store policy, shared by every store), on randomised scenarios; the warehouse and "
@@ -40,12 +38,9 @@ st.caption("Phase 1 only (the store policy, shared by every store), on randomise
 budget = st.select_slider("Budget (agent transitions)", [50_000, 100_000, 200_000, 400_000, 800_000], 400_000,
                           key="train_budget", persist_state=KEEP)
 if st.button("Train, evaluate and export", key="train_go"):
-    from core.evaluation.report import LEARNED, evaluate, markdown
-    from core.learning.in_app import curve_note, train_store_policy
+    from core.learning.in_app import TRAINED_FILE, RunInProgress, curve_note, run_in_app
     from core.learning.training import TrainConfig, TrainingProgress
-    from core.serving.registry import uniform
 
-    folder = Path(st.session_state.setdefault("train_dir", tempfile.mkdtemp(prefix="hmarl_")))
     bar = st.progress(0.0, text="training the store policy")
     live_curve = st.empty()
     drawn = {"points": 0}
@@ -60,21 +55,21 @@ if st.button("Train, evaluate and export", key="train_go"):
                                                            "Learning curves of the store policy, so far"),
                                     width="stretch")
 
-    with st.spinner("training, then checking the policy on held-out demand and exporting it"):
-        config = TrainConfig(out=str(folder / f"run_{budget}"), timesteps=budget, store_timesteps=budget,
-                             progress_bar=False, acceptance_seeds=4)
-        trained = train_store_policy(config, progress=show)
-    bar.progress(1.0, text="trained")
-    live_curve.empty()
-    with st.spinner("evaluating"):
-        policies = {key: uniform(key) for key in ("reorder_point", "tuned_base_stock", "forecast_base_stock")}
-        policies["phase1_stores"] = LEARNED["phase1_stores"]
-        report = evaluate(["steady"], 10, trained.export, policies=policies)
-    st.session_state.trained_run = {"verdict": trained.verdict, "kept": trained.record.kept,
-                                    "curve_note": curve_note(config, trained),
-                                    "export": str(trained.export), "policy": str(trained.trained_policy),
-                                    "episodes": trained.episodes, "updates": trained.updates,
-                                    "report": markdown(report)}
+    config = TrainConfig(timesteps=budget, store_timesteps=budget, progress_bar=False, acceptance_seeds=4)
+    try:
+        with st.spinner("training, then checking the policy on held-out demand, exporting and evaluating it"):
+            trained = run_in_app(config, progress=show)  # in a temporary folder, removed afterwards
+    except RunInProgress as exc:
+        bar.empty()
+        st.warning(f"Not started: {exc}.")
+    else:
+        bar.progress(1.0, text="trained")
+        live_curve.empty()
+        st.session_state.trained_run = {"verdict": trained.verdict, "kept": trained.record.kept,
+                                        "curve_note": curve_note(config, trained), "export": trained.export,
+                                        "policy": trained.trained_policy, "policy_name": TRAINED_FILE,
+                                        "episodes": trained.episodes, "updates": trained.updates,
+                                        "report": trained.evaluation}
 
 if "trained_run" in st.session_state:
     trained_run = st.session_state.trained_run
@@ -86,23 +81,22 @@ if "trained_run" in st.session_state:
     st.caption(trained_run["curve_note"])
     st.markdown(trained_run["report"])
     st.caption("phase1_stores: the run's export, which serves the trained policy only if it was kept.")
-    policy = Path(trained_run["policy"])
+    name, data = trained_run["policy_name"], trained_run["policy"]
     kept = "kept" if trained_run["kept"] else "not kept"
     left, right = st.columns(2)
-    download(left, policy, "trained_policy_download", label=f"{policy.name} ({kept})")
+    download(left, name, data, "trained_policy_download", label=f"{name} ({kept})")
     if right.button("Use this store policy on the other pages (this session)", key="trained_policy_use"):
-        data = policy.read_bytes()
         try:
             uploaded_chooser("store", data, hashlib.sha256(data).hexdigest())
         except PolicyLoadError as exc:
             st.error(f"The trained policy cannot be used: {exc}.")
         else:
             uploaded_models()["store"] = data
-            uploaded_names()["store"] = f"{policy.name} ({kept})"
+            uploaded_names()["store"] = f"{name} ({kept})"
     st.markdown("**The run's export** (the hierarchy it ended with)")
-    files = set_files(Path(trained_run["export"]))
-    for col, path in zip(st.columns(len(files)), files, strict=True):
-        download(col, path, f"trained_{path.name}")
+    files = trained_run["export"]
+    for col, (file_name, contents) in zip(st.columns(len(files)), files.items(), strict=True):
+        download(col, file_name, contents, f"trained_{file_name}")
 
 st.header("Upload a policy")
 st.caption("An ONNX file exported by this project (input: the role's observation features; outputs: action, "

@@ -223,11 +223,12 @@ def test_what_a_killed_export_left_is_ignored_then_deleted(sets, cached_actors, 
     assert same(decisions(out), sets["new"])
 
 
-def _report() -> EvaluationReport:
+def _report(model_set: dict | None) -> EvaluationReport:
+    """An evaluation of ``model_set`` (``model_sets.served_set``)."""
     kpis = {"cost_per_day": Interval(12.5, 12.0, 13.0), "fill_rate": Interval(0.97, 0.96, 0.98)}
     entry = PresetResult(policies={"learned_hierarchy": kpis}, differences={"learned_hierarchy": {}},
                          best_rule="tuned_base_stock", bound=Interval(8.0, 7.5, 8.5), gap_to_bound={}, optimum=None)
-    return EvaluationReport(seeds=2, first_seed=0, models="models", presets={"steady": entry})
+    return EvaluationReport(seeds=2, first_seed=0, models="models", presets={"steady": entry}, model_set=model_set)
 
 
 def test_record_evaluation_rewrites_both_manifests_atomically(sets, tmp_path: Path) -> None:
@@ -237,6 +238,7 @@ def test_record_evaluation_rewrites_both_manifests_atomically(sets, tmp_path: Pa
     shutil.copytree(sets["layouts"]["versioned"], out)
     version = versions(out)[0]
     before = (out / "manifest.json").read_bytes()
+    report = _report(model_sets.served_set(out)[1])
     steady = {"best_rule": "tuned_base_stock", "bound": 8.0, "optimum": None,
               "policies": {"learned_hierarchy": {"cost_per_day": 12.5, "fill_rate": 0.97}}}
     expected = {"command": "", "seeds": 2, "presets": {"steady": steady}}
@@ -245,7 +247,7 @@ def test_record_evaluation_rewrites_both_manifests_atomically(sets, tmp_path: Pa
         with pytest.MonkeyPatch.context() as mp:
             done = interrupt_at(mp, step)
             try:
-                record_evaluation(out, _report())
+                record_evaluation(out, report)
             except Interrupted:
                 outcomes.append("old" if (out / "manifest.json").read_bytes() == before else "new")
                 if outcomes[-1] == "new":

@@ -86,6 +86,7 @@ class EvaluationReport:
     first_seed: int
     models: str
     presets: dict[str, PresetResult]
+    model_set: dict | None = None  # which set of ``models`` it loaded (``model_sets.served_set``); None: none
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -105,7 +106,8 @@ class EvaluationReport:
                 optimum=entry["optimum"])
 
         return EvaluationReport(seeds=data["seeds"], first_seed=data["first_seed"], models=data["models"],
-                                presets={name: preset(entry) for name, entry in data["presets"].items()})
+                                presets={name: preset(entry) for name, entry in data["presets"].items()},
+                                model_set=data.get("model_set"))
 
 
 def rule_policies(scenario: Scenario) -> dict[str, dict[str, str]]:
@@ -162,9 +164,12 @@ def summarised(scenario: Scenario, policies: dict[str, dict[str, str]], per_seed
 
 def evaluate(scenarios: list[str], seeds: int, models: Path = EXPORTED_MODELS, seed: int = EVAL_SEED,
              policies: dict[str, dict[str, str]] | None = None, run: Executor | None = None) -> EvaluationReport:
-    """Every policy (default: ``evaluated_policies``) on every named preset."""
-    return EvaluationReport(seeds=seeds, first_seed=seed, models=str(models),
-                            presets={name: evaluate_preset(PRESETS[name], seeds, models, seed, policies, run)
+    """Every policy (default: ``evaluated_policies``) on every named preset, with the model set that ``models``
+    serves as it starts (loaded from its version folder: one set throughout, even if an export switches sets
+    meanwhile); the report names that set (``model_set``)."""
+    served, model_set = model_sets.served_set(models)
+    return EvaluationReport(seeds=seeds, first_seed=seed, models=str(models), model_set=model_set,
+                            presets={name: evaluate_preset(PRESETS[name], seeds, served, seed, policies, run)
                                      for name in scenarios})
 
 
@@ -242,7 +247,9 @@ def write(report: EvaluationReport, out: Path) -> None:
 
 def record_evaluation(out: Path, report: EvaluationReport, command: str = "") -> None:
     """Put the evaluation summary in the manifest: per preset, its best rule, clairvoyant bound and exact
-    optimum, and every policy's cost per day and fill rate."""
+    optimum, and every policy's cost per day and fill rate. Only into the set the evaluation loaded: refused
+    (``model_sets.ModelSetChanged``, nothing written) if ``out`` serves another set by now, and while another
+    writer changes ``out`` (``FolderBusy``)."""
     evaluation = {
         "command": command,
         "seeds": report.seeds,
@@ -251,4 +258,5 @@ def record_evaluation(out: Path, report: EvaluationReport, command: str = "") ->
                                           for policy, values in entry.policies.items()}}
                     for preset, entry in report.presets.items()},
     }
-    model_sets.update_manifest(out, lambda manifest: manifest.update(evaluation=evaluation))
+    model_sets.update_manifest(out, lambda manifest: manifest.update(evaluation=evaluation), report.model_set,
+                               command)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -105,12 +104,12 @@ def _versions() -> dict[str, str]:
 
 def export_run(run: Path, out: Path, command: str = "") -> dict:
     """Export every role of a training run (``run/hierarchy.json``) as a new model set in ``out``
-    (``core.serving.model_sets``: a version folder, then one atomic switch); returns the manifest."""
+    (``core.serving.model_sets``: a version folder, then one atomic switch, holding ``out``'s writer
+    lock throughout: ``FolderBusy`` names the writer that keeps it); returns the manifest."""
     run, out = Path(run), Path(out)
     hierarchy = Hierarchy.load(run)
     config = json.loads((run / "config.json").read_text())
-    staging = model_sets.stage(out)
-    try:
+    with model_sets.new_set(out, command) as staging:
         learned: dict[str, Path] = {}  # role -> its ONNX file
         cards = {}
         for role in ROLES:
@@ -138,8 +137,6 @@ def export_run(run: Path, out: Path, command: str = "") -> dict:
             "roles": {role: card.to_dict() for role, card in cards.items()}, "hierarchy": joint,
         }
         return model_sets.publish(out, staging, manifest)
-    finally:  # after a failure: the half-built set; after a success the folder was renamed
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def torch_probabilities(model: PPO, obs: np.ndarray) -> np.ndarray:
