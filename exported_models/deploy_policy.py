@@ -57,9 +57,9 @@ the models folder (no absolute path, no "..", no symlink out of it) with the man
 checks of ``onnx_checks`` before it decides anything: at most 5 MB, allowed operators only (no loops, no outputs
 sized from data), bounded nodes, weights, values and operations per row, one float input of the card's width,
 int64 actions and probabilities over the card's menu, then timed probes on edge rows and rows uniform over
-+-``CLIP``. Every run after that is stopped past four times ``onnx_checks.MAX_SECONDS_PER_ROW`` a row plus
-``RUN_FLOOR_SECONDS``, and its decisions are checked: int64 menu indices, probabilities finite in [0, 1] summing to
-1, each action a most probable entry.
++-``CLIP``. Every run after that (of at most ``RUN_ROWS`` rows) is stopped past four times
+``onnx_checks.MAX_SECONDS_PER_ROW`` a row plus ``RUN_FLOOR_SECONDS``, and its decisions are checked: int64 menu
+indices, probabilities finite in [0, 1] summing to 1, each action a most probable entry.
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ FILE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}(/[A-Za-z0-9_.-]{1,128}){0,3}")
 MAX_SAFETY_FACTOR = 10.0  # a menu entry beyond +-this many standard deviations is refused (training's: -2 to 4.3)
 MAX_FEATURE_NAME = 80  # characters
 RUN_FLOOR_SECONDS = 0.5  # a run may take this long besides its rows' allowance (onnx_checks.MAX_SECONDS_PER_ROW)
+RUN_ROWS = 16_384  # rows per onnxruntime run: its buffers stay small (the checked session has no memory arena)
 
 
 def sibling_module(name: str) -> ModuleType:
@@ -243,12 +244,12 @@ class RolePolicy:
         self.input = inputs[role]
 
     def choose(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Menu indices (int64) of float32 observation rows and their probabilities, ``CHUNK_ROWS`` rows a run."""
+        """Menu indices (int64) of float32 observation rows and their probabilities, ``RUN_ROWS`` rows a run."""
         if self.session is None:
             return np.full(obs.shape[0], self.constant, np.int64), np.ones(obs.shape[0])
         indices, chosen = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
-        for start in range(0, obs.shape[0], CHUNK_ROWS):
-            action, probabilities = self._run(obs[start:start + CHUNK_ROWS])
+        for start in range(0, obs.shape[0], RUN_ROWS):
+            action, probabilities = self._run(obs[start:start + RUN_ROWS])
             indices.append(action)
             chosen.append(probabilities[np.arange(action.size), action])
         return np.concatenate(indices), np.concatenate(chosen)

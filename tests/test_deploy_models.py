@@ -250,10 +250,10 @@ def test_runs_past_the_per_row_limit_are_stopped(folder: Path, monkeypatch: pyte
         deploy.StoreDecider(folder)
     monkeypatch.undo()
     decider = deploy.StoreDecider(folder)
-    obs = np.random.default_rng(3).uniform(-5, 30, (2 * deploy.CHUNK_ROWS, WIDTH)).astype(np.float32)
+    obs = np.random.default_rng(3).uniform(-5, 30, (2 * deploy.RUN_ROWS, WIDTH)).astype(np.float32)
     monkeypatch.setattr(deploy.checks, "MAX_SECONDS_PER_ROW", 1e-12)
     monkeypatch.setattr(deploy, "RUN_FLOOR_SECONDS", 0.0)
-    with pytest.raises(deploy.InputError, match=rf"a run of {deploy.CHUNK_ROWS:,} rows was stopped after 0\.00 s"):
+    with pytest.raises(deploy.InputError, match=rf"a run of {deploy.RUN_ROWS:,} rows was stopped after 0\.00 s"):
         decider.indices(obs)
 
 
