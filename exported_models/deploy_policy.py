@@ -188,8 +188,9 @@ def card_fields(card: dict, role: str) -> tuple[list[str], np.ndarray, list[str]
     """The role card's feature names, safety factor menu and the menu entries' descriptions, checked."""
     where = f"manifest {role}"
     names, menu, actions = card.get("features"), card.get("safety_factor_menu"), card.get("actions")
-    if not isinstance(names, list) or not names or len(set(map(str, names))) != len(names) \
-            or not all(isinstance(n, str) and n.isprintable() and 0 < len(n) <= MAX_FEATURE_NAME for n in names):
+    if not isinstance(names, list) or not names \
+            or not all(isinstance(n, str) and n.isprintable() and 0 < len(n) <= MAX_FEATURE_NAME for n in names) \
+            or len(set(names)) != len(names):
         raise InputError(f"{where}: features {shown(names)}; allowed: a list of distinct names of 1 to "
                          f"{MAX_FEATURE_NAME} printable characters")
     if not isinstance(menu, list) or not menu:

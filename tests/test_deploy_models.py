@@ -228,6 +228,22 @@ def test_hostile_model_folders_are_refused_in_one_line(folder: Path, tmp_path: P
         assert files(tmp_path) == before
 
 
+@pytest.mark.parametrize("mode", ["single", "batch"])
+def test_a_rule_card_decides_without_a_model(folder: Path, tmp_path: Path, mode: str, capsys: pytest.CaptureFixture,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    edit(folder, lambda manifest: manifest["roles"]["store"].update(kind="rule", safety_factor=1.5, file="gone.onnx"))
+    (folder / "store_policy.onnx").unlink()
+    (tmp_path / "out").mkdir()
+    code, out, err = in_process(arguments(mode, folder, tmp_path), capsys, monkeypatch)
+    assert code == 0 and err == "", err
+    index = json.loads((folder / "manifest.json").read_text())["roles"]["store"]["safety_factor_menu"].index(1.5)
+    if mode == "single":
+        assert out == expected_single(folder) and f"(menu entry {index}, probability 1.000)" in out
+    else:
+        check_batch(folder, tmp_path / "out" / "orders.csv")
+        assert set(pcsv.read_csv(tmp_path / "out" / "orders.csv").column("safety_factor").to_pylist()) == {1.5}
+
+
 def test_a_backdoor_no_probe_hits_is_stopped_when_it_fires(folder: Path, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
