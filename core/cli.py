@@ -1,38 +1,55 @@
 """Command line: ``python -m core COMMAND ...`` (``--help`` on any command for its options).
 
-Bad input (an argument, a scenario file, a policy SPEC, a demand CSV) prints one line naming the
-field, the value and what is allowed, and exits with code 2. Every count, size and run length is
-bounded by ``core.simulation.limits`` and checked before anything large is allocated.
+Bad input (an argument, a scenario file, a policy SPEC, a demand CSV, a path that cannot be read or
+written, a ``--ray`` address that is malformed or does not answer) prints one line naming the field, the
+value and what is allowed, and exits with code 2. Every count, size and run length is bounded by
+``core.simulation.limits`` and checked before anything large is allocated; output paths are checked (their
+folders made, a file created and removed in each) before the work starts, and every file the command line
+writes is written atomically (``core.serving.files``).
+
+Stopping: Ctrl-C (SIGINT) prints ``interrupted`` and exits with 130, SIGTERM ``terminated`` and 143 (128 +
+the signal, as a shell reports them); files being written are left as they were or complete, never half
+written. A closed standard output (``python -m core validate | head -1``) ends the command quietly with
+141, what a shell reports for a program that SIGPIPE stopped, so ``set -o pipefail`` scripts see it as usual.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import logging
+import os
+import signal
 import statistics
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
 
+from core.serving.files import write_bytes_atomic
 from core.serving.models import EXPORTED_MODELS, PolicyLoadError
 from core.serving.policy_spec import PolicySpecError, parse_policy
 from core.simulation.demand import DemandFileError, load_demand_csv, sample_demand, scenario_for_history
-from core.simulation.limits import MAX_AGENT_DAYS, MAX_DAYS, MAX_SEED, MAX_SEEDS, MAX_TIMESTEPS
+from core.simulation.limits import MAX_AGENT_DAYS, MAX_DAYS, MAX_SCENARIO_BYTES, MAX_SEED, MAX_SEEDS, MAX_TIMESTEPS
 from core.simulation.presets import PRESETS, load_scenario
 from core.simulation.rollout import kpis, rollout, summarise
 from core.simulation.scenario import Scenario, ScenarioError
-from core.simulation.untrusted import one_line
+from core.simulation.untrusted import InputFileError, one_line, read_text, shown_path
 
 VALIDATION_CHAINS = 16  # chains of ``validate``'s random-action runs
 VALIDATION_DAYS = 365  # default days of a ``validate`` run (at most the horizon)
 ARGUMENT_RANGES = {"periods": (1, MAX_DAYS), "seeds": (1, MAX_SEEDS), "warmup": (0, MAX_DAYS - 1),
                    "seed": (0, MAX_SEED), "timesteps": (1, MAX_TIMESTEPS), "repeats": (1, 20),
                    "runs": (1, 64)}
+BAD_INPUT, CLOSED_PIPE, INTERRUPTED, TERMINATED = 2, 141, 130, 143  # exit codes (see the module docstring)
+MAX_CONFIG_BYTES = 2 * MAX_SCENARIO_BYTES  # a training run's config.json: its settings and at most one scenario
 
 
 class _ArgumentError(Exception):
@@ -42,6 +59,107 @@ class _ArgumentError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise _ArgumentError(f"{self.prog}: {message} (see --help)")
+
+
+class _CommandError(Exception):
+    """A path the command cannot read or write, or a Ray it cannot use; ``main`` prints it as one line."""
+
+
+def _in_main_thread() -> bool:
+    """Only the main thread may set signal handlers (``main`` may be called from another)."""
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[list[int]]:
+    """While a command runs, SIGINT and SIGTERM (unless ignored) raise ``KeyboardInterrupt``, so ``finally`` blocks
+    clean up and Ray's ``ray.get`` stops, and are recorded in the list yielded: an exception that follows one is
+    its doing (an extension module interrupted while it loads raises ``ImportError``)."""
+    received: list[int] = []
+    if not _in_main_thread():
+        yield received
+        return
+
+    def interrupt(number: int, frame: object) -> NoReturn:
+        received.append(number)
+        raise KeyboardInterrupt
+
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(number) != signal.SIG_IGN}
+    try:
+        yield received
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block ends, then act: files written together are all written or none."""
+    if not _in_main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    previous = {number: signal.signal(number, lambda number, frame: arrived.append(number))
+                for number in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(number) != signal.SIG_IGN}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+    if arrived:
+        signal.raise_signal(arrived[0])
+
+
+def _cannot_write(option: str, path: Path, exc: OSError) -> _CommandError:
+    reason = "not a folder" if isinstance(exc, FileExistsError) else exc.strerror or type(exc).__name__
+    return _CommandError(f"{option}: {shown_path(path)}: cannot write ({reason})")
+
+
+def _writable(path: Path, option: str, folder: bool = False) -> None:
+    """Before any work: ``path`` (a folder if ``folder``, else a file) can be written. Its folder is made if
+    missing, and a file is created in it and removed; ``_CommandError`` otherwise."""
+    try:
+        if not folder and path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        where = path if folder else path.parent
+        where.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=where, prefix=".writable.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise _cannot_write(option, path, exc) from None
+
+
+@contextlib.contextmanager
+def _writing(path: Path, option: str) -> Iterator[None]:
+    """An ``OSError`` while writing ``path`` (the option's value) becomes a one-line ``_CommandError``."""
+    try:
+        yield
+    except OSError as exc:
+        raise _cannot_write(option, path, exc) from None
+
+
+def _check_ray_address(args: argparse.Namespace) -> None:
+    """A ``--ray ADDRESS`` must be well formed before any folder is made or anything starts."""
+    address = getattr(args, "ray", None)
+    if address not in (None, "local"):
+        from core.evaluation.distributed import RayStartError, parse_address
+
+        try:
+            parse_address(address)
+        except RayStartError as exc:
+            raise _CommandError(str(exc)) from None
+
+
+def _executor(ray: str | None):
+    """``--ray [ADDRESS]``'s executor (``core.evaluation.distributed.executor``); a Ray that cannot be started
+    or joined (a malformed address, nothing answering there) is a one-line ``_CommandError``."""
+    from core.evaluation.distributed import RayStartError, executor
+
+    try:
+        return executor(ray)
+    except RayStartError as exc:
+        raise _CommandError(str(exc)) from None
 
 
 def _check_run(scenario: Scenario, seeds: int, periods: int, warmup: int = 0) -> None:
@@ -131,9 +249,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         return 0
     costs_of = None
     if args.ray is not None:
-        from core.evaluation.distributed import candidate_costs_on, executor
+        from core.evaluation.distributed import candidate_costs_on
 
-        costs_of = candidate_costs_on(executor(args.ray))
+        costs_of = candidate_costs_on(_executor(args.ray))
     tuned = tune_base_stock(scenario, seeds=args.seeds, periods=args.periods, costs_of=costs_of)
     if args.json:
         print(json.dumps(tuned.__dict__, indent=2))
@@ -153,13 +271,17 @@ def _cmd_optimum(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     if args.cap is not None and args.level is None:
         raise ScenarioError("--cap: allowed only with --level")
+    out = Path(args.policy_out) if args.policy_out else None
+    if out is not None:
+        _writable(out, "--policy-out")
     start = time.perf_counter()
     result = solve(scenario) if args.level is None else evaluate_policy(scenario, args.level, args.cap)
     seconds = time.perf_counter() - start
     what = "optimal policy" if args.level is None else (
         f"base-stock {args.level}" + ("" if args.cap is None else f" capped at {args.cap}"))
-    if args.policy_out:
-        Path(args.policy_out).write_text(result.table_csv())
+    if out is not None:
+        with _writing(out, "--policy-out"):
+            write_bytes_atomic(out, result.table_csv().encode())
     low, high = result.cost_bounds
     if args.json:
         print(json.dumps({"scenario": scenario.name, "policy": what, "cost_per_day": result.cost_per_day,
@@ -285,8 +407,11 @@ def _print_page_bench(args: argparse.Namespace) -> int:
 def _cmd_screenshots(args: argparse.Namespace) -> int:
     from core.app.browser import BrowserError, take_screenshots
 
+    out, log = Path(args.out), Path(args.log)
+    _writable(out, "--out", folder=True)
+    _writable(log, "--log")
     try:
-        written = take_screenshots(Path(args.out), Path(args.log), *([args.preset] if args.preset else []))
+        written = take_screenshots(out, log, *([args.preset] if args.preset else []))
     except BrowserError as exc:
         print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 1
@@ -311,23 +436,49 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from core.learning.training import PHASES, run_phases
 
     phases = list(PHASES) if args.phase == "all" else [int(args.phase)]
+    config = _train_config(args, args.out, args.scenario)
+    _writable(Path(args.out), "--out", folder=True)
     if args.runs == 1 and args.ray is None:
-        run_phases(_train_config(args, args.out, args.scenario), phases)
+        run_phases(config, phases)
         return 0
-    from core.evaluation.distributed import executor
     from core.learning.runs import train_runs
 
-    summary = train_runs(_train_config(args, args.out, args.scenario), args.runs, phases, executor(args.ray))
+    summary = train_runs(config, args.runs, phases, _executor(args.ray))
     for folder, cost in summary["runs"].items():
         print(f"{folder}: held-out cost per day {cost:.3f}{'  <- best' if folder == summary['best'] else ''}")
     print(f"export the best with: python -m core export --from {summary['best']}")
     return 0
 
 
+def _training_run(folder: Path) -> None:
+    """``export --from``: ``folder`` holds a training run, a readable ``config.json`` holding a JSON object and, if
+    present, a readable ``hierarchy.json``; ``_CommandError`` otherwise, before anything is exported."""
+    from core.learning.hierarchy import FILE, Hierarchy
+
+    config = folder / "config.json"
+    try:
+        settings = json.loads(read_text(config, MAX_CONFIG_BYTES))
+    except InputFileError as exc:
+        raise _CommandError(f"--from: {shown_path(config)}: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
+        raise _CommandError(f"--from: {shown_path(config)}: not JSON ({one_line(str(exc), 100)})") from None
+    if not isinstance(settings, dict):
+        raise _CommandError(f"--from: {shown_path(config)}: got a JSON {type(settings).__name__}; allowed: an "
+                            "object (a training run's settings)")
+    try:
+        Hierarchy.load(folder)
+    except (OSError, ValueError, RecursionError, KeyError, TypeError) as exc:
+        raise _CommandError(f"--from: {shown_path(folder / FILE)}: not a training record ({type(exc).__name__}: "
+                            f"{one_line(str(exc), 100)})") from None
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from core.learning.export import export_run
 
-    manifest = export_run(Path(args.source), Path(args.out), command=_command())
+    source, out = Path(args.source), Path(args.out)
+    _training_run(source)
+    _writable(out, "--out", folder=True)
+    manifest = export_run(source, out, command=_command())
     for role, card in manifest["roles"].items():
         rule = f"rule-based: forecast + {card.get('safety_factor', 0):g} standard deviations"
         print(f"{role}: {card.get('file', rule)}")
@@ -343,21 +494,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if name not in PRESETS:
             raise ScenarioError(f"--scenario: got {name!r}; allowed: {', '.join(PRESETS)}")
         _check_run(PRESETS[name], args.seeds, PRESETS[name].horizon)
-    run = None
-    if args.ray is not None:
-        from core.evaluation.distributed import executor
-
-        run = executor(args.ray)
-    report = evaluate(names, args.seeds, Path(args.models), run=run)
-    write(report, Path(args.out))
+    out = Path(args.out)
+    _writable(out, "--out", folder=True)
     if args.record:
-        record_evaluation(Path(args.models), report, command=_command())
+        _writable(Path(args.models), "--models", folder=True)
+    run = None if args.ray is None else _executor(args.ray)
+    report = evaluate(names, args.seeds, Path(args.models), run=run)
+    with _signals_held():  # the report's files and the record: all written, or none
+        with _writing(out, "--out"):
+            write(report, out)
+        if args.record:
+            record_evaluation(Path(args.models), report, command=_command())
     print(report.to_json() if args.json else markdown(report))
     return 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from core.evaluation.distributed import SerialExecutor, executor
     from core.evaluation.plots import sweep_figure
     from core.evaluation.sweep import (
         DEFAULT_GRID,
@@ -366,7 +518,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         learned_versus_best_rule,
         parse_values,
         sweep,
-        write_table,
+        table_bytes,
     )
 
     if args.base not in PRESETS:
@@ -374,19 +526,24 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     out, figure = Path(args.out), Path(args.figure) if args.figure else Path(args.out).with_suffix(".html")
     if out.suffix not in (".csv", ".parquet"):
         raise ScenarioError(f"--out: got {args.out!r}; allowed: a file name ending in .csv or .parquet")
-    grid = {name: parse_values(name, getattr(args, name)) if getattr(args, name) else DEFAULT_GRID[name]
+    grid = {name: DEFAULT_GRID[name] if getattr(args, name) is None else parse_values(name, getattr(args, name))
             for name in PARAMETERS}
     points = grid_points(grid)
     for point in points:
         _check_run(PRESETS[args.base].with_num_stores(int(point["num_stores"])), args.seeds,
                    args.periods or PRESETS[args.base].horizon)
-    run = SerialExecutor() if args.ray is None else executor(args.ray)
+    _writable(out, "--out")
+    _writable(figure, "--figure")
+    run = _executor(args.ray)
     start = time.perf_counter()
     rows = sweep(grid, args.base, args.seeds, args.seed, args.periods, Path(args.models), args.bound, run)
     seconds = time.perf_counter() - start
-    write_table(rows, out)
-    figure.parent.mkdir(parents=True, exist_ok=True)
-    figure.write_text(sweep_figure(learned_versus_best_rule(rows)).to_html(include_plotlyjs="cdn"))
+    page = sweep_figure(learned_versus_best_rule(rows)).to_html(include_plotlyjs="cdn")
+    files = {"--out": (out, table_bytes(rows, out.suffix)), "--figure": (figure, page.encode())}  # both made first
+    with _signals_held():  # the table and its figure: both written, or neither
+        for option, (path, data) in files.items():
+            with _writing(path, option):
+                write_bytes_atomic(path, data)
     print(f"{len(points)} scenarios x {len({r['policy'] for r in rows})} policies x {args.seeds} seeds in "
           f"{seconds:.1f} s ({'serial' if args.ray is None else f'Ray, {run.workers} workers'})")
     for point in learned_versus_best_rule(rows):
@@ -400,6 +557,8 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     from core.learning.training import PHASES, run_phases
     for scenario in PRESETS.values():
         _check_run(scenario, args.seeds, scenario.horizon)
+    _writable(Path(args.out), "--out", folder=True)
+    _writable(Path(args.models), "--models", folder=True)
     print("== 1/4 validate every preset", flush=True)
     if _cmd_validate(argparse.Namespace(scenario=None, periods=None)):
         return 1
@@ -409,8 +568,10 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     _cmd_export(argparse.Namespace(source=args.out, out=args.models))
     print("== 4/4 evaluate", flush=True)
     report = evaluate(list(PRESETS), args.seeds, Path(args.models))
-    write(report, Path(args.out) / "evaluation")
-    record_evaluation(Path(args.models), report, command=_command())
+    with _signals_held():
+        with _writing(Path(args.out) / "evaluation", "--out"):
+            write(report, Path(args.out) / "evaluation")
+        record_evaluation(Path(args.models), report, command=_command())
     print(markdown(report))
     return 0
 
@@ -435,14 +596,13 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
     for scenario in held_out_scenarios(args.scenarios, args.seed):
         _check_run(scenario, seeds, scenario.horizon)
     learned_mix(Path(args.models))  # a missing or damaged model set fails here, before any scenario is evaluated
-    run = None
-    if args.ray is not None:
-        from core.evaluation.distributed import executor
-
-        run = executor(args.ray)
+    if args.out:
+        _writable(Path(args.out), "--out", folder=True)
+    run = None if args.ray is None else _executor(args.ray)
     report = generalise(args.scenarios, args.seed, seeds, Path(args.models), run)
     if args.out:
-        write(report, Path(args.out))
+        with _signals_held(), _writing(Path(args.out), "--out"):
+            write(report, Path(args.out))
     print(report.to_json() if args.json else markdown(report))
     return 0
 
@@ -611,16 +771,67 @@ def _show_progress() -> None:
         logger.setLevel(logging.INFO)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _stderr(line: str, code: int) -> int:
+    print(line, file=sys.stderr)
+    return code
+
+
+def _os_error(exc: OSError) -> str:
+    """An ``OSError`` that no command turned into its own message, as one line: the path and the reason."""
+    reason = exc.strerror or one_line(str(exc), 200) or type(exc).__name__
+    return reason if exc.filename is None else f"{shown_path(exc.filename)}: {reason}"
+
+
+def _stdout_closed() -> int:
+    """Standard output's reader has gone (``| head``): what is still buffered, and the interpreter's last flush,
+    go to /dev/null, and the command ends quietly with ``CLOSED_PIPE``."""
+    with contextlib.suppress(OSError, ValueError):  # no file descriptor: a test's captured output
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    return CLOSED_PIPE
+
+
+def _run(argv: list[str] | None) -> int:
+    """Parse and run one command line; bad input, a closed standard output or an unreadable or unwritable path
+    give their exit codes (see the module docstring)."""
     try:
         args = build_parser().parse_args(argv)
         _show_progress()
         run: Callable[[argparse.Namespace], int] = args.run
         _in_range(args)
-        return run(args)
-    except (_ArgumentError, ScenarioError, PolicySpecError, DemandFileError, PolicyLoadError) as exc:
-        print(f"error: {one_line(str(exc))}", file=sys.stderr)
-        return 2
+        _check_ray_address(args)
+        code = run(args)
+        sys.stdout.flush()  # a closed pipe fails here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
+    except (_ArgumentError, _CommandError, ScenarioError, PolicySpecError, DemandFileError, PolicyLoadError) as exc:
+        return _stderr(f"error: {one_line(str(exc))}", BAD_INPUT)
+    except OSError as exc:  # a file read or written past the commands' own checks
+        return _stderr(f"error: {_os_error(exc)}", BAD_INPUT)
+
+
+def _stopped(received: list[int]) -> int:
+    """Ctrl-C or SIGTERM stopped the command: one line, and 128 + the signal."""
+    if received and received[0] == signal.SIGTERM:
+        return _stderr("terminated", TERMINATED)
+    return _stderr("interrupted", INTERRUPTED)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command line and return its exit code (see the module docstring)."""
+    with _stop_signals() as received:
+        try:
+            return _run(argv)
+        except KeyboardInterrupt:
+            return _stopped(received)
+        except Exception:
+            if not received:
+                raise
+            return _stopped(received)  # what the signal broke on its way (an ImportError, Ray's SystemError)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,18 @@ results are put back together in seed order before any mean is taken.
 
 ``SerialExecutor`` runs the blocks one after another; ``RayExecutor`` runs them as Ray tasks (``ray.init``
 locally, or ``ray.init(address=...)`` to join a cluster started with ``ray start --head``). Ray is imported
-only when a ``RayExecutor`` is made.
+only when a ``RayExecutor`` is made. A cluster address is checked before Ray is imported (``probe``: a gRPC
+server must answer there within ``PROBE_SECONDS``), and ``ray.init`` must return within its deadline
+(``bounded``), so a wrong address fails in seconds with one line (``RayStartError``) instead of hanging.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import signal
+import socket
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +33,15 @@ from core.serving.registry import Sources, mix_of
 from core.simulation.demand import sample_demand
 from core.simulation.rollout import kpis, rollout
 from core.simulation.scenario import Scenario
+from core.simulation.untrusted import one_line, shown
 
 LOCAL_CPUS = 2  # a local Ray instance's CPUs (this machine's cores)
+PROBE_SECONDS = 5.0  # to connect to a cluster address and hear its gRPC server's first frame
+JOIN_SECONDS = 20.0  # for ray.init to join a cluster that answered the probe
+START_SECONDS = 120.0  # for ray.init to start a local instance
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # what a gRPC client sends first
+HTTP2_SETTINGS = 4  # frame type of the SETTINGS frame a gRPC server sends first
+ADDRESS_FORMS = "HOST:PORT or ray://HOST:PORT with a port from 1 to 65535 (no ADDRESS: a local instance)"
 
 Task = TypeVar("Task")
 
@@ -50,20 +63,100 @@ class SerialExecutor:
         return [function(task) for task in tasks]
 
 
+class RayStartError(ValueError):
+    """Ray cannot be used: ``--ray ADDRESS`` is malformed or nothing there answers as a Ray cluster, or
+    ``ray.init`` failed or did not return in time."""
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """(host, port) of ``HOST:PORT`` or ``ray://HOST:PORT`` (an IPv6 host in brackets)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not (host and host.isprintable() and "/" not in host and port.isascii() and port.isdigit()
+            and len(port) <= 5 and 1 <= int(port) <= 65535):
+        raise RayStartError(f"--ray: got {shown(address)}; allowed: {ADDRESS_FORMS}")
+    return host, int(port)
+
+
+def probe(address: str) -> None:
+    """Connect to ``address`` and wait for the SETTINGS frame every gRPC server (a Ray head's GCS, a Ray
+    client server) sends first; ``RayStartError`` if nothing answers so within ``PROBE_SECONDS``."""
+    host, port = parse_address(address)
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_SECONDS) as connection:
+            connection.sendall(HTTP2_PREFACE)
+            first = connection.recv(9)  # a frame header: length (3 bytes), type, flags, stream (4)
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a host name that cannot be encoded (IDNA)
+        reason = (f"no answer within {PROBE_SECONDS:g} s" if isinstance(exc, TimeoutError)
+                  else getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+        raise RayStartError(f"--ray: nothing answers at {shown(address)} ({one_line(reason, 120)})") from None
+    if len(first) < 4 or first[3] != HTTP2_SETTINGS:
+        raise RayStartError(f"--ray: {shown(address)} answers, but not as a Ray cluster (no gRPC server there; a "
+                            "head listens on 6379, its Ray client server on 10001, unless `ray start --head` chose "
+                            "other ports)")
+
+
+def bounded(call: Callable[[], Any], seconds: float, what: str) -> Any:
+    """``call()`` in a daemon thread: its result, or its exception as ``RayStartError``, also when it has not
+    returned within ``seconds``. The thread then stays parked for the life of the process: Ray gives the processes
+    of a local instance the death signal of the thread that started them (PR_SET_PDEATHSIG), so it must not end."""
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome["error"] = exc
+        done.set()
+        threading.Event().wait()  # parked; a daemon does not keep the process alive
+
+    threading.Thread(target=target, name="ray-init", daemon=True).start()
+    if not done.wait(seconds):
+        raise RayStartError(f"--ray: {what} did not finish within {seconds:g} s")
+    if "error" in outcome:
+        raise RayStartError(f"--ray: {what} failed: {one_line(str(outcome['error']), 300)}")
+    return outcome["value"]
+
+
+def _without_sigterm_warning(record: logging.LogRecord) -> bool:
+    """Ray's warning that ``ray.init`` outside the main thread leaves SIGTERM alone: the caller handles it."""
+    return "SIGTERM handler" not in record.getMessage()
+
+
 class RayExecutor:
     """Every task as a Ray task: on a local Ray instance (``address`` None: ``num_cpus`` CPUs) or on the
-    cluster at ``address``. An instance that is already running (a test's, a notebook's) is used as is."""
+    cluster at ``address`` (probed first). An instance that is already running (a test's, a notebook's) is
+    used as is. ``ray.init`` runs in a thread with a deadline (``bounded``)."""
 
     def __init__(self, address: str | None = None, num_cpus: int = LOCAL_CPUS) -> None:
+        if address is not None:
+            probe(address)
         import ray
 
         if not ray.is_initialized():
             if address is None:
-                ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+                self._init(lambda: ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False),
+                           START_SECONDS, "starting a local Ray instance")
             else:
-                ray.init(address=address, log_to_driver=False)
+                self._init(lambda: ray.init(address=address, log_to_driver=False), JOIN_SECONDS,
+                           f"joining the Ray cluster at {shown(address)}")
         self._ray = ray
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    @staticmethod
+    def _init(call: Callable[[], Any], seconds: float, what: str) -> None:
+        """``bounded(call)``; then the SIGTERM handler from before is put back (Ray's core installs one that
+        aborts with a stack dump), where this thread may set it."""
+        worker_log = logging.getLogger("ray._private.worker")
+        worker_log.addFilter(_without_sigterm_warning)
+        sigterm = signal.getsignal(signal.SIGTERM)
+        try:
+            bounded(call, seconds, what)
+        finally:
+            worker_log.removeFilter(_without_sigterm_warning)
+            if sigterm is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, sigterm)
 
     def map(self, function: Callable[[Task], Any], tasks: Sequence[Task]) -> list[Any]:
         remote = self._ray.remote(num_cpus=1)(function)
@@ -72,7 +165,7 @@ class RayExecutor:
 
 def executor(ray: str | None) -> Executor:
     """The CLI's ``--ray [ADDRESS]``: None runs serially, ``"local"`` starts a local Ray, anything else is a
-    cluster address."""
+    cluster address (``parse_address``; ``RayStartError`` when it is malformed or does not answer)."""
     if ray is None:
         return SerialExecutor()
     return RayExecutor(None if ray == "local" else ray)

@@ -52,6 +52,7 @@ from scipy import sparse, stats
 
 from core.simulation.scenario import Scenario, ScenarioError
 from core.simulation.twin import State
+from core.simulation.untrusted import shown
 
 MAX_TRANSITIONS = 10_000_000  # (state, order, demand) triples the solver may build: memory and time
 TOLERANCE = 1e-7  # relative width of the bounds on the average cost when iteration stops
@@ -372,6 +373,24 @@ def optimum_or_reason(scenario: Scenario) -> tuple[Optimum | None, str | None]:
         return None, str(exc)
 
 
+def largest_level(scenario: Scenario) -> int | None:
+    """The largest base-stock level ``evaluate_policy`` can take on ``scenario`` within ``MAX_TRANSITIONS``
+    (None: not even the starting truncation fits). A truncation at position b has at least (b + 1)(b + 2) / 2
+    transitions, so no level reaches sqrt(2 MAX_TRANSITIONS): the search asks ``_size`` about no more."""
+    bound, lower = _bounds(scenario)
+    low, high = 0, math.isqrt(2 * MAX_TRANSITIONS)  # high never fits
+
+    def fits(level: int) -> bool:
+        return _size(scenario, max(bound, level), lower) <= MAX_TRANSITIONS
+
+    if bound >= high or not fits(low):
+        return None
+    while high - low > 1:  # fits(low), not fits(high)
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+
 def evaluate_policy(scenario: Scenario, level: int, cap: int | None = None) -> Optimum:
     """The exact cost per day of (capped) base-stock: every evening order
     min(cap, level - inventory position), nothing when the position is at or above ``level``."""
@@ -383,6 +402,14 @@ def evaluate_policy(scenario: Scenario, level: int, cap: int | None = None) -> O
             raise ScenarioError(f"cap: got {cap!r}; allowed: an integer >= 1")
         if scenario.unmet_demand == "backorders":
             raise ScenarioError("cap: allowed only with lost sales (a capped backlog can grow without bound)")
+    most = largest_level(scenario)  # checked before any loop over the units up to the level
+    if most is None:
+        raise NoOptimum(f"scenario {scenario.name}: the exact programme needs more than {MAX_TRANSITIONS:,} "
+                        "transitions at any level")
+    for name, value, least in (("level", level, 0), ("cap", cap, 1)):
+        if value is not None and value > most:
+            raise ScenarioError(f"{name}: got {shown(value)}; allowed: an integer from {least} to {most:,} (at most "
+                                f"{MAX_TRANSITIONS:,} transitions on {scenario.name})")
     bound, lower = _bounds(scenario)
     bound = max(bound, int(level))
     model = _model(scenario, bound, lower)

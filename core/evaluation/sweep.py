@@ -11,6 +11,7 @@ Ray run gives the same table. The table is tidy: one row per point and policy.
 from __future__ import annotations
 
 import dataclasses
+import io
 import itertools
 import math
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 
 from core.evaluation.distributed import Executor, SerialExecutor, bound_job, per_seed, policy_job
 from core.evaluation.statistics import EVAL_SEED, mean_ci, paired
+from core.serving.files import write_bytes_atomic
 from core.serving.models import EXPORTED_MODELS
 from core.serving.registry import POLICIES, applicable, uniform
 from core.simulation.presets import PRESETS
@@ -117,16 +119,23 @@ def sweep(grid: dict[str, tuple[float, ...]] | None = None, base: str = DEFAULT_
     return rows
 
 
-def write_table(rows: list[dict[str, object]], out: Path) -> None:
-    """The table as CSV, or Parquet when ``out`` ends in ``.parquet``."""
+def table_bytes(rows: list[dict[str, object]], suffix: str) -> bytes:
+    """The table as CSV, or Parquet when ``suffix`` is ``.parquet``."""
     import pandas as pd
 
     frame = pd.DataFrame(rows)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".parquet":
-        frame.to_parquet(out, index=False)
+    buffer = io.BytesIO()
+    if suffix == ".parquet":
+        frame.to_parquet(buffer, index=False)
     else:
-        frame.to_csv(out, index=False)
+        frame.to_csv(buffer, index=False)
+    return buffer.getvalue()
+
+
+def write_table(rows: list[dict[str, object]], out: Path) -> None:
+    """The table (``table_bytes``, by ``out``'s suffix) written atomically: a reader sees the old file or the new."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(out, table_bytes(rows, out.suffix))
 
 
 def read_table(path: Path) -> list[dict[str, object]]:
