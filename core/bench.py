@@ -9,6 +9,9 @@ several repeats, so a busy moment on a shared machine moves it little.
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -357,16 +360,16 @@ def twin_store_table(rows: int, stores: int = 50, chains: int = 2000) -> Any:
     return pa.concat_tables(tables).slice(0, rows)
 
 
+IN_MEMORY_ROWS = 1_000_000  # at most this many rows are decided in memory by ``deploy_rate``
+
+
 def deploy_rate(rows: int = 1_000_000, repeats: int = 3) -> dict[str, float]:
-    """Store decisions per second of the batch deployment on ``rows`` twin rows: in memory (checks, features,
-    onnxruntime on one thread, quantities; median of repeats), and end to end from a Parquet file to the
-    orders CSV (once)."""
-    import tempfile
-
-    import pyarrow.parquet as pq
-
+    """Store decisions per second of the batch deployment. In memory: checks, features, onnxruntime on one thread
+    and quantities on ``min(rows, IN_MEMORY_ROWS)`` twin rows (median of ``repeats``). End to end: the script run
+    as a process on a Parquet file of ``rows`` rows (``write_twin_parquet``) to the orders CSV, once, with its
+    wall-clock seconds and peak resident memory."""
     deploy = deploy_module()
-    table = twin_store_table(rows)
+    table = twin_store_table(min(rows, IN_MEMORY_ROWS))
     decider = deploy.StoreDecider(EXPORTED_MODELS)
     seconds = []
     for _ in range(repeats):
@@ -375,12 +378,50 @@ def deploy_rate(rows: int = 1_000_000, repeats: int = 3) -> dict[str, float]:
         seconds.append(time.perf_counter() - begin)
     with tempfile.TemporaryDirectory() as folder:
         states, out = Path(folder) / "states.parquet", Path(folder) / "orders.csv"
-        pq.write_table(table, states)
-        begin = time.perf_counter()
-        deploy.write_orders(deploy.decide_table(deploy.read_states(states), EXPORTED_MODELS), out)
-        end_to_end = time.perf_counter() - begin
-    return {"rows": rows, "decisions_per_s": rows / statistics.median(seconds),
-            "end_to_end_decisions_per_s": rows / end_to_end, "end_to_end_seconds": end_to_end}
+        write_twin_parquet(table, rows, states)
+        end_to_end, peak_kb = process_run([sys.executable, str(EXPORTED_MODELS / "deploy_policy.py"),
+                                           "--input", str(states), "--output", str(out)])
+    return {"rows": rows, "in_memory_rows": table.num_rows,
+            "decisions_per_s": table.num_rows / statistics.median(seconds),
+            "end_to_end_decisions_per_s": rows / end_to_end, "end_to_end_seconds": end_to_end,
+            "end_to_end_peak_rss_mb": peak_kb / 1024}
+
+
+def write_twin_parquet(table: Any, rows: int, path: Path) -> None:
+    """``rows`` rows to Parquet at ``path``: ``table`` written again and again (the last time cut), a row group a
+    time, so a file of any size is written without holding more than ``table``."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetWriter(path, table.schema) as writer:
+        for start in range(0, rows, table.num_rows):
+            writer.write_table(table.slice(0, rows - start))
+
+
+PEAK_OF_CHILD = """import os, subprocess, sys, time
+begin = time.perf_counter()
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+print(time.perf_counter() - begin, usage.ru_maxrss)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""  # run by a small Python process: see ``process_run``
+
+
+def process_run(command: list[str]) -> tuple[float, int]:
+    """Wall-clock seconds and peak resident memory (kB, Linux's ``ru_maxrss``) of ``command`` run as a process.
+    A small Python process starts it and reads its figures (``PEAK_OF_CHILD``, ``os.wait4``): Linux carries a
+    parent's peak into its child's ``ru_maxrss`` across fork and exec, so a child of this process (which holds
+    the twin tables) would report this process's peak, and ``RUSAGE_CHILDREN`` is the largest over every child
+    ever waited for. Raises ``RuntimeError`` with the last line on stderr if the command fails."""
+    with tempfile.TemporaryFile() as errors:
+        result = subprocess.run([sys.executable, "-c", PEAK_OF_CHILD, *command], stdout=subprocess.PIPE,
+                                stderr=errors, text=True)
+        if result.returncode:
+            errors.seek(0)
+            lines = errors.read().decode(errors="replace").strip().splitlines() or ["(nothing on stderr)"]
+            raise RuntimeError(f"{one_line(' '.join(command), 200)} exited {result.returncode}: "
+                               f"{one_line(lines[-1], 300)}")
+    seconds, peak_kb = result.stdout.split()
+    return float(seconds), int(peak_kb)
 
 
 SPEEDUP_GRID = {"dispersion": (0.2, 0.8), "warehouse_to_store": (1, 3), "num_stores": (3,), "capacity_factor": (1.5,),

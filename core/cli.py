@@ -346,18 +346,25 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_DEPLOY_ROWS = 100_000_000  # bench --deploy --rows: about 4 GB of Parquet and orders on disk at most
+
+
 def _print_scale_bench(args: argparse.Namespace) -> int:
     from core.bench import deploy_rate, sweep_speedup
 
-    deploy = deploy_rate()
+    if not 1 <= args.rows <= MAX_DEPLOY_ROWS:
+        raise ScenarioError(f"--rows: got {args.rows}; allowed: an integer from 1 to {MAX_DEPLOY_ROWS:,}")
+    deploy = deploy_rate(args.rows)
     speedup = None if args.no_sweep else sweep_speedup()
     if args.json:
         print(json.dumps({"deploy": deploy, "sweep": speedup}, indent=2))
         return 0
     print(f"batch deployment, {deploy['rows']:,} store rows (checks, features, onnxruntime on 1 thread, quantities):")
-    print(f"  in memory:  {deploy['decisions_per_s']:12,.0f} store decisions/s")
-    print(f"  end to end: {deploy['end_to_end_decisions_per_s']:12,.0f} store decisions/s (Parquet in, CSV out, "
-          f"{deploy['end_to_end_seconds']:.2f} s)")
+    print(f"  in memory:  {deploy['decisions_per_s']:12,.0f} store decisions/s (median of 3 runs on "
+          f"{deploy['in_memory_rows']:,} rows)")
+    print(f"  end to end: {deploy['end_to_end_decisions_per_s']:12,.0f} store decisions/s (the script as a process, "
+          f"Parquet in, CSV out, {deploy['end_to_end_seconds']:.2f} s, peak memory "
+          f"{deploy['end_to_end_peak_rss_mb']:,.0f} MB)")
     if speedup is not None:
         print(f"sweep (8 scenarios x 5 policies x 8 seeds x 120 days): serial {speedup['serial_seconds']:.1f} s, "
               f"local Ray with {speedup['workers']} workers {speedup['ray_seconds']:.1f} s "
@@ -734,8 +741,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time every app page's first load and interactions (server-side script runs)")
     p.add_argument("--repeats", type=int, default=3, help="with --pages: repeats per figure (the median is printed)")
     p.add_argument("--deploy", action="store_true",
-                   help="store decisions per second of the batch deployment (1,000,000 rows) and the speed-up of a "
-                        "4-worker local Ray sweep over the serial one")
+                   help="store decisions per second of the batch deployment (in memory, and the script end to end "
+                        "with its peak memory) and the speed-up of a 4-worker local Ray sweep over the serial one")
+    p.add_argument("--rows", type=int, default=1_000_000,
+                   help=f"with --deploy: rows of the end-to-end run (1 to {MAX_DEPLOY_ROWS:,}; in memory at most "
+                        "1,000,000)")
     p.add_argument("--no-sweep", action="store_true", help="with --deploy: leave the sweep speed-up out")
     p.add_argument("--browser", action="store_true",
                    help="with --pages: also measure, in Chromium, how far the Live page plays after Pause")
