@@ -6,7 +6,7 @@ Batch mode, from raw business data (one row per store and product):
     python deploy_policy.py --input states.csv|states.parquet --output orders.csv [--ray] [--models DIR]
 
 computes every row's store features in numpy (vectorised, ``store_features``), decides the safety factor with
-the store policy (onnxruntime, one thread, in chunks of ``CHUNK_ROWS``) and turns it into an order quantity:
+the store policy (onnxruntime, one thread, ``RUN_ROWS`` rows a run) and turns it into an order quantity:
 
     order = max(0, forecast_over_lead_time + z * demand_sd_per_day * sqrt(lead_time_days) - inventory position)
     inventory position = on_hand + sum of pipeline_day_* - backorders
@@ -22,13 +22,30 @@ training). ``expected_lost_before_arrival_spreads`` is the sales expected to be 
 stock that leaves than the same without lost sales, in standard deviations of lead-time demand.
 
 The input's columns (``STATE_COLUMNS``; units in brackets) are listed below; ``example_states.csv`` beside this
-script is a small example. Extra columns are ignored, except ``store`` and ``product``, which are copied to the
-output. A bad row (a missing column, an empty or non-numeric value, NaN, negative stock, an unknown role, a lead
-time that is fractional or beyond 365 days, ``MAX_LEAD_DAYS``) stops the run with one line naming the row (1 = the
-first data row) and the column, and nothing is written (exit 2).
-The output has one row per input row: store and product (if given), menu_index, safety_factor, order_quantity
-[units]. With ``--ray`` the same decisions run as a Ray Data ``map_batches`` over the (Parquet) dataset, on a
-local Ray or on the cluster in RAY_ADDRESS; the rows are checked before any batch runs.
+script is a small example. Extra columns are ignored (not even read), except ``store`` and ``product`` (numbers or
+text), which are copied to the output. The output has one row per input row: store and product (if given),
+menu_index, safety_factor, order_quantity [units].
+
+Memory is bounded by a block, whatever the number of rows: the file is read, checked, decided and written a block
+at a time, ``BLOCK_ROWS`` rows of Parquet (its columns read ``READ_BUFFER`` bytes at a time) or ``BLOCK_BYTES``
+bytes of CSV, each block's orders appended to the output's temporary file. The header is checked before any row
+is decided: each column once, none missing, numbers of an integer or floating-point type (not text, lists,
+structs or maps), role text, pipeline_day_1 to pipeline_day_K with none missing in between and K at most
+``MAX_LEAD_DAYS``. Every row then has a finite number in every number column (no empty cell, no NaN); quantities,
+forecasts, demands, costs and the day from 0 to ``MAX_VALUE`` (1e12: far beyond any store, exact in float64 for
+whole numbers, and no order can overflow), average_demand_per_day above 0, a whole lead time of 1 to
+``MAX_LEAD_DAYS`` days, flags 0 or 1 and a known role. The first bad row stops the run with one line naming the
+row (1 = the first data row, counted across blocks) and the column (exit 2); text from the file is shown with
+control characters escaped. Nothing is written then: the orders go to a new file of random name in the output's
+folder (created exclusively, never through a symlink), removed on any error and on Ctrl-C or SIGTERM (one line,
+"interrupted", exit 130 or 143), and renamed onto --output only once complete. --output must be a .csv file in an
+existing folder and not the input (nor a link to it); a symlink at --output is replaced, not followed. A closed
+stdout ends the run quietly (exit 141).
+
+With ``--ray`` every row is checked first (the same streaming pass), then the decisions run as a Ray Data
+``map_batches`` over the file (read with the same column types), in order, on a local Ray or on the cluster in
+RAY_ADDRESS, whose port must answer within ``RAY_PROBE_SECONDS`` and which must connect within
+``RAY_INIT_SECONDS``; a file without rows gives a header-only output without starting Ray.
 
 Single-observation mode (engineered features, any role):
 
@@ -47,6 +64,7 @@ max(0, target - inventory_position), target = forecast_per_day * protection_days
     + z * demand_sd_per_day * sqrt(protection_days) + prebuild,
 with prebuild (optional, the supplier's stock for planned capacity shortfalls) 0 if absent, and the target
 rounded to a whole unit if whole_units (optional, false if absent: true where demand comes in whole units).
+Every field of "order" is a finite number from 0 to ``MAX_VALUE`` (inventory_position from -MAX_VALUE).
 --models defaults to this script's folder, from whatever folder it is run. Every input is checked:
 a bad one ends in a one-line "error: ..." and exit code 2.
 
@@ -73,9 +91,11 @@ import os
 import re
 import stat
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from statistics import NormalDist
 from types import ModuleType
+from typing import NoReturn
 
 import numpy as np
 import onnxruntime as ort
@@ -288,7 +308,8 @@ def run(args: argparse.Namespace) -> None:
 
 
 def order_quantity(order: object, z: float) -> float | None:
-    """The order for safety factor ``z`` (None without an "order" object)."""
+    """The order for safety factor ``z`` (None without an "order" object). Every field is a finite number within
+    its bounds (``bounded``), so with a menu's z the quantity is finite."""
     if not order:
         return None
     if not isinstance(order, dict):
@@ -297,21 +318,25 @@ def order_quantity(order: object, z: float) -> float | None:
     missing = [f for f in fields if f not in order]
     if missing:
         raise InputError(f"order lacks: {', '.join(missing)}")
-    days = number(order["protection_days"], "order protection_days")
-    if days < 0:
-        raise InputError(f"order protection_days: {days:g}; allowed: 0 or more")
-    target = number(order["forecast_per_day"], "order forecast_per_day") * days \
-        + z * number(order["demand_sd_per_day"], "order demand_sd_per_day") * math.sqrt(days) \
-        + number(order.get("prebuild", 0.0), "order prebuild")
+    days = bounded(order["protection_days"], "order protection_days", 0.0)
+    target = bounded(order["forecast_per_day"], "order forecast_per_day", 0.0) * days \
+        + z * bounded(order["demand_sd_per_day"], "order demand_sd_per_day", 0.0) * math.sqrt(days) \
+        + bounded(order.get("prebuild", 0.0), "order prebuild", 0.0)
     whole = order.get("whole_units", False)
     if not isinstance(whole, bool):
-        raise InputError(f"order whole_units: got {str(whole)[:30]!r}; allowed: true or false")
-    if whole and math.isfinite(target):
+        raise InputError(f"order whole_units: got {shown(whole)}; allowed: true or false")
+    if whole:
         target = float(round(target))
-    quantity = max(0.0, target - number(order["inventory_position"], "order inventory_position"))
-    if not math.isfinite(quantity):
-        raise InputError("order: the quantity overflows")
-    return quantity
+    return max(0.0, target - bounded(order["inventory_position"], "order inventory_position", -MAX_VALUE))
+
+
+def bounded(value: object, name: str, low: float) -> float:
+    """A finite number from ``low`` to ``MAX_VALUE``."""
+    result = number(value, name)
+    if not low <= result <= MAX_VALUE:
+        allowed = f"{low:g} or more" if result < low else f"at most {MAX_VALUE:.0e} (MAX_VALUE)"
+        raise InputError(f"{name}: {result:g}; allowed: {allowed}")
+    return result
 
 
 # --- batch mode: raw store states -> order quantities ---------------------------------------------------------
@@ -321,17 +346,22 @@ CLIP = 60.0  # every feature is clipped to +-CLIP (as in training)
 PROFILE_DAYS = 7  # arrivals of the next this many mornings are features of their own (as in training)
 NORMAL = NormalDist()
 NEWSVENDOR_LIMIT = 3.0  # the newsvendor safety factor feature stays within +-this (as in training)
-CHUNK_ROWS = 65_536  # rows per onnxruntime call
 MAX_LEAD_DAYS = 365  # the expected stock at arrival steps through the lead time a day at a time
-MAX_INPUT_BYTES = 2**32
+MAX_VALUE = 1e12  # every number of a row is at most this: units, units a day, money, the day (then no order overflows)
+BLOCK_ROWS = 65_536  # Parquet rows read, checked, decided and written at a time
+BLOCK_BYTES = 2**22  # CSV bytes read at a time, about 23,000 rows (the reader holds about 15 times this)
+READ_BUFFER = 2**20  # bytes of a Parquet column read from the file at a time
+RAY_PROBE_SECONDS = 5.0  # the port in RAY_ADDRESS must answer within this
+RAY_INIT_SECONDS = 20.0  # ray.init must connect to the cluster in RAY_ADDRESS within this
 ROLES = ("store",)  # the roles the batch mode decides
 STATE_COLUMNS = {  # column -> (unit, meaning); every one is required, a number unless said otherwise
     "role": ("text", "the row's role: store"),
     "day": ("days", "today, counted from the first day of the demand year (the season is day mod 365)"),
     "on_hand": ("units", "stock on the shelf at the evening review"),
     "backorders": ("units", "demand waiting to be served (0 where unmet demand is lost)"),
-    "pipeline_day_1": ("units", "ordered stock arriving in 1 day; pipeline_day_2, ... arriving later (any number "
-                                "of consecutive columns, summed; a day past the last column brings nothing)"),
+    "pipeline_day_1": ("units", "ordered stock arriving in 1 day; pipeline_day_2, ... arriving later (consecutive "
+                                f"columns up to pipeline_day_{MAX_LEAD_DAYS}, summed; a day past the last column "
+                                "brings nothing)"),
     "lead_time_days": ("days", f"days from an order to its arrival at the store (a whole number, 1 to "
                                f"{MAX_LEAD_DAYS})"),
     "forecast_over_lead_time": ("units", "expected demand over the next lead_time_days days"),
@@ -356,70 +386,202 @@ STATE_COLUMNS = {  # column -> (unit, meaning); every one is required, a number 
     "whole_units": ("0 or 1", "1 where demand comes in whole units: the order-up-to target is rounded to a whole "
                               "unit (as in training)"),
 }
-NON_NEGATIVE = ("day", "on_hand", "backorders", "forecast_over_lead_time", "forecast_week_after_lead_time",
-                "demand_sd_per_day", "demand_cv", "yesterday_demand", "recent_demand_per_day", "recent_sales_per_day",
-                "recent_orders_per_day", "recent_received_per_day", "holding_cost_per_unit_day",
-                "stockout_cost_per_unit")
+FLAGS = ("backorders_allowed", "whole_units")
 PASSED_THROUGH = ("store", "product")
-NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 
 
 def pipeline_columns(names: list[str]) -> list[str]:
-    """pipeline_day_1, pipeline_day_2, ... as far as they are consecutive."""
-    found = []
-    while f"pipeline_day_{len(found) + 1}" in names:
-        found.append(f"pipeline_day_{len(found) + 1}")
-    return found
+    """The pipeline columns in day order: pipeline_day_1 to pipeline_day_K, K at most ``MAX_LEAD_DAYS``, none
+    missing in between. Any other name that starts with pipeline_day_ is refused."""
+    days = {}
+    for name in names:
+        if name.startswith("pipeline_day_"):
+            match = re.fullmatch(r"pipeline_day_([1-9][0-9]{0,2})", name)
+            if not match or int(match[1]) > MAX_LEAD_DAYS:
+                raise InputError(f"header: column {shown(name)}; allowed: pipeline_day_1 to "
+                                 f"pipeline_day_{MAX_LEAD_DAYS}")
+            days[int(match[1])] = name
+    after_gap = sorted(day for day in days if day > 1 and day - 1 not in days)
+    if after_gap:
+        raise InputError(f"header: column pipeline_day_{after_gap[0]} without pipeline_day_{after_gap[0] - 1}; "
+                         "allowed: consecutive columns from pipeline_day_1")
+    return [days[day] for day in sorted(days)]
 
 
-def _bad_row(mask: np.ndarray, column: str, values: np.ndarray, allowed: str, offset: int) -> None:
-    if mask.any():
-        row = int(np.argmax(mask))
-        value = values[row].item() if isinstance(values[row], np.generic) else values[row]  # plain, for the message
-        raise InputError(f"row {offset + row + 1}, column {column}: got {value!r}; allowed: {allowed}")
+def number_columns(pipeline: list[str]) -> list[str]:
+    """The columns read as numbers, in the order their rows are checked."""
+    return [c for c in STATE_COLUMNS if c not in ("role", "pipeline_day_1")] + pipeline
 
 
-def checked_states(table: object, offset: int = 0) -> dict[str, np.ndarray]:
-    """The columns the decision needs, as float64 arrays (``pipeline`` (rows, days) summed later), from a
-    pyarrow table; the first bad row (``offset`` rows before the table) raises ``InputError``."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    names = list(table.column_names)
+def checked_names(names: list[str]) -> list[str]:
+    """The header's column names checked (each once, every required column there); the pipeline columns."""
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise InputError(f"header: column {shown(name)} appears more than once; allowed: each column once")
+        seen.add(name)
     pipeline = pipeline_columns(names)
-    missing = [c for c in STATE_COLUMNS if c not in names and c != "pipeline_day_1"] + ([] if pipeline else
-                                                                                       ["pipeline_day_1"])
+    missing = [c for c in STATE_COLUMNS if c not in seen and c != "pipeline_day_1"] + ([] if pipeline else
+                                                                                      ["pipeline_day_1"])
     if missing:
         raise InputError(f"header: missing column {missing[0]}{' (and more)' if len(missing) > 1 else ''}; "
                          f"required: {', '.join(STATE_COLUMNS)}")
-    role = table.column("role")
-    roles = np.asarray(pc.fill_null(role.cast(pa.string()), "").to_numpy(zero_copy_only=False))
-    _bad_row(~np.isin(roles, ROLES), "role", roles, ", ".join(ROLES), offset)
-    columns = {}
-    for name in [c for c in STATE_COLUMNS if c not in ("role", "pipeline_day_1")] + pipeline:
-        column = table.column(name)
-        if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_null(column.type)):
-            text = column.cast(pa.string())
-            numeric = pc.match_substring_regex(pc.utf8_trim_whitespace(text), NUMBER)
-            first = int(np.argmax(~np.asarray(pc.fill_null(numeric, True).to_numpy(zero_copy_only=False))))
-            raise InputError(f"row {offset + first + 1}, column {name}: got {str(text[first])[:30]!r}; "
-                             "allowed: a number")
-        values = np.asarray(pc.fill_null(column.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False),
-                            dtype=np.float64)
-        _bad_row(~np.isfinite(values), name, values, "a finite number (no empty cell, no NaN)", offset)
-        columns[name] = values
-    for name in [*NON_NEGATIVE, *pipeline]:
-        _bad_row(columns[name] < 0, name, columns[name], "0 or more", offset)
-    lead = columns["lead_time_days"]
-    _bad_row((lead < 1) | (lead > MAX_LEAD_DAYS) | (lead != np.round(lead)), "lead_time_days", lead,
-             f"a whole number of days, 1 to {MAX_LEAD_DAYS}", offset)
-    mean = columns["average_demand_per_day"]
-    _bad_row(mean <= 0, "average_demand_per_day", mean, "more than 0", offset)
-    for name in ("backorders_allowed", "whole_units"):
-        flag = columns[name]
-        _bad_row((flag != 0) & (flag != 1), name, flag, "0 or 1", offset)
+    return pipeline
+
+
+def needed_columns(names: list[str]) -> list[str]:
+    """The columns a file's rows are read for: role, the numbers and store and product where given."""
+    return ["role", *number_columns(pipeline_columns(names)), *[c for c in PASSED_THROUGH if c in names]]
+
+
+def checked_schema(schema: object) -> list[str]:
+    """A pyarrow schema checked before any row (``checked_names``, then the type of every column read: numbers
+    integer or floating-point, role text or bytes, store and product numbers or text, each plain or a dictionary;
+    no lists, structs or maps); the pipeline columns."""
+    pipeline = checked_names(schema.names)
+    kinds = {"role": (("text", "bytes"), "text"), **dict.fromkeys(PASSED_THROUGH, (("number", "text"),
+                                                                                   "numbers or text"))}
+    for name in needed_columns(schema.names):
+        allowed, words = kinds.get(name, (("number",), "integer or floating-point numbers"))
+        data_type = schema.field(name).type
+        if not _holds(data_type, allowed):
+            raise InputError(f"header: column {name} has type {checks.printable(str(data_type)[:80])}; allowed: "
+                             f"{words}")
+    return pipeline
+
+
+def _holds(data_type: object, kinds: tuple[str, ...]) -> bool:
+    """Whether a column of ``data_type`` holds one of ``kinds`` ("number", "text", "bytes"), plain or as a
+    dictionary's values; a column of nothing but empty cells (null type) holds any."""
+    import pyarrow as pa
+
+    values = data_type.value_type if pa.types.is_dictionary(data_type) else data_type
+    found = {"number": pa.types.is_integer(values) or pa.types.is_floating(values),
+             "text": pa.types.is_string(values) or pa.types.is_large_string(values),
+             "bytes": pa.types.is_binary(values) or pa.types.is_large_binary(values)}
+    return pa.types.is_null(values) or any(found[kind] for kind in kinds)
+
+
+def checked_states(table: object, offset: int = 0) -> dict[str, np.ndarray]:
+    """The columns the decision needs, as float64 arrays (``pipeline``: rows by days), from a pyarrow table or
+    record batch whose schema passes ``checked_schema``; the first bad row, column by column (``offset`` rows
+    before the block), raises ``InputError``."""
+    pipeline = checked_schema(table.schema)
+    _check_roles(table.column("role"), offset)
+    for name in PASSED_THROUGH:
+        if name in table.schema.names:
+            _check_utf8(table.column(name), name, offset)
+    columns = {name: _numbers(table.column(name), name, offset) for name in number_columns(pipeline)}
     columns["pipeline"] = np.stack([columns.pop(c) for c in pipeline], axis=1)
     return columns
+
+
+def _check_roles(column: object, offset: int) -> None:
+    """Every row's role is one of ``ROLES`` (compared as bytes, so text that is not UTF-8 is refused)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    known = pc.is_in(column.cast(pa.large_binary()), value_set=pa.array([r.encode() for r in ROLES], pa.large_binary()))
+    _refuse(known.to_numpy(zero_copy_only=False), column, "role", offset, lambda _: ", ".join(ROLES))
+
+
+def _check_utf8(column: object, name: str, offset: int) -> None:
+    """A text column's every row is UTF-8 (Parquet does not check it)."""
+    import pyarrow as pa
+
+    text = _decoded(column)
+    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
+        return
+    try:
+        text.validate(full=True)
+    except pa.ArrowInvalid:
+        row = _first_failing(text, lambda part: part.validate(full=True))
+        raise InputError(f"row {offset + row + 1}, column {name}: got {_cell(text, row)}; allowed: UTF-8 text") \
+            from None
+
+
+def _numbers(column: object, name: str, offset: int) -> np.ndarray:
+    """A number column as float64 (an empty cell NaN), every row an allowed value of its column (``_valid``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = column.cast(pa.float64(), safe=False)  # an integer beyond 2**53 rounds, and is then beyond MAX_VALUE
+    if values.null_count:
+        values = pc.fill_null(values, math.nan)
+    values = values.to_numpy(zero_copy_only=False)
+    _refuse(_valid(name, values), column, name, offset, lambda row: _allowed(name, values[row]))
+    return values
+
+
+def _valid(name: str, values: np.ndarray) -> np.ndarray:
+    """Which rows of number column ``name`` hold an allowed value (NaN never does)."""
+    if name == "lead_time_days":
+        return (values >= 1) & (values <= MAX_LEAD_DAYS) & (values == np.round(values))
+    if name in FLAGS:
+        return (values == 0) | (values == 1)
+    above = values > 0 if name == "average_demand_per_day" else values >= 0
+    return above & (values <= MAX_VALUE)
+
+
+def _allowed(name: str, value: float) -> str:
+    """The values number column ``name`` allows, for a message about ``value``."""
+    if not math.isfinite(value):
+        return "a finite number (no empty cell, no NaN)"
+    if name == "lead_time_days":
+        return f"a whole number of days, 1 to {MAX_LEAD_DAYS}"
+    if name in FLAGS:
+        return "0 or 1"
+    if value > MAX_VALUE:
+        return f"at most {MAX_VALUE:.0e} (MAX_VALUE)"
+    return "more than 0" if name == "average_demand_per_day" else "0 or more"
+
+
+def _refuse(valid: np.ndarray, column: object, name: str, offset: int, allowed: Callable[[int], str]) -> None:
+    """Raises ``InputError`` naming the first row that is not ``valid``: its number (``offset`` rows before the
+    block), column, value and what is ``allowed`` there."""
+    if not valid.all():
+        row = int(np.argmax(~valid))
+        raise InputError(f"row {offset + row + 1}, column {name}: got {_cell(column, row)}; allowed: {allowed(row)}")
+
+
+def _cell(column: object, row: int) -> str:
+    """A cell of a pyarrow column for a message: "an empty cell", or its value's repr (bytes that are not UTF-8
+    as bytes), escaped and cut (``shown``)."""
+    import pyarrow as pa
+
+    cell = _decoded(column.slice(row, 1))
+    if pa.types.is_string(cell.type) or pa.types.is_large_string(cell.type):
+        cell = cell.cast(pa.large_binary())  # no UTF-8 check: the message shows what is there
+    value = cell[0].as_py()
+    if isinstance(value, bytes):
+        try:
+            return shown(value.decode())
+        except UnicodeDecodeError:
+            return shown(value)
+    return "an empty cell" if value is None else shown(value)
+
+
+def _decoded(column: object) -> object:
+    """A pyarrow column with a dictionary's values in place of its indices (any other column as it is)."""
+    import pyarrow as pa
+
+    return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
+
+
+def _first_failing(array: object, check: Callable[[object], object]) -> int:
+    """The first row of ``array`` that makes ``check`` raise ``ArrowInvalid`` (it raised on the whole array), by
+    bisecting on prefixes."""
+    import pyarrow as pa
+
+    good, bad = 0, len(array)  # check passes on the first ``good`` rows and raises on the first ``bad``
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        try:
+            check(array.slice(0, middle))
+            good = middle
+        except pa.ArrowInvalid:
+            bad = middle
+    return bad - 1
 
 
 def store_features(states: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -556,107 +718,390 @@ class StoreDecider(RolePolicy):
                 "order_quantity": order_quantities(order, z, states["demand_sd_per_day"])}
 
 
-def read_states(path: Path) -> object:
-    """The input file as a pyarrow table (CSV or Parquet, at most ``MAX_INPUT_BYTES``)."""
+def read_states(path: Path) -> Iterator[object]:
+    """The input file's rows in blocks (pyarrow), after its header passes ``checked_schema``; only the columns the
+    decision needs are read. Parquet gives ``BLOCK_ROWS`` rows at a time, CSV ``BLOCK_BYTES`` bytes at a time; a
+    file without rows gives one empty block."""
     import pyarrow as pa
-    import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
 
     if path.suffix not in (".csv", ".parquet"):
-        raise InputError(f"--input {path}: allowed: a .csv or .parquet file")
+        raise InputError(f"--input {_named(path)}: allowed: a .csv or .parquet file")
+    with _input_file(path) as file:
+        try:
+            yield from _parquet_blocks(file) if path.suffix == ".parquet" else _csv_blocks(file)
+        except (OSError, pa.ArrowException, UnicodeDecodeError) as exc:  # a broken file, a header not UTF-8
+            raise InputError(f"--input {_named(path)}: cannot read ({checks.printable(str(exc)[:160])})") from None
+
+
+def _named(path: Path) -> str:
+    """A path for a message, control characters escaped."""
+    return checks.printable(str(path))
+
+
+def _input_file(path: Path) -> object:
+    """``path`` opened for reading, a regular file (a pipe or a device is refused without blocking on it)."""
     try:
-        if not path.is_file():
-            raise InputError(f"--input {path}: not a file")
-        if path.stat().st_size > MAX_INPUT_BYTES:
-            raise InputError(f"--input {path}: more than {MAX_INPUT_BYTES:,} bytes")
-        if path.suffix == ".parquet":
-            return pq.read_table(path)
-        return pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(strings_can_be_null=True,
-                                                                        column_types={"role": pa.string()}))
-    except (OSError, pa.ArrowException) as exc:
-        raise InputError(f"--input {path}: cannot read ({str(exc).splitlines()[0][:120]})") from None
+        handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--input {_named(path)}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    if not stat.S_ISREG(os.fstat(handle).st_mode):
+        os.close(handle)
+        raise InputError(f"--input {_named(path)}: not a regular file")
+    return os.fdopen(handle, "rb")
+
+
+def _parquet_blocks(file: object) -> Iterator[object]:
+    """A Parquet file's blocks of the needed columns, its schema checked first."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(file, buffer_size=READ_BUFFER)
+    checked_schema(parquet.schema_arrow)
+    columns = needed_columns(parquet.schema_arrow.names)
+    schema = pa.schema([parquet.schema_arrow.field(c) for c in columns])
+    # one reader per row group: a single reader over them all holds more memory with every group it passes
+    batches = (batch for group in range(parquet.num_row_groups)
+               for batch in parquet.iter_batches(BLOCK_ROWS, row_groups=[group], columns=columns))
+    yield from _at_least_one(batches, schema)
+
+
+def _csv_blocks(file: object) -> Iterator[object]:
+    """A CSV file's blocks with its columns' types set (``csv_options``); a cell that cannot be read as its type
+    is found by reading the file again as bytes (``_refuse_unreadable``)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    read = pcsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=False)
+    names = pcsv.open_csv(file, read_options=read, **csv_options()).schema.names  # the types it guesses go unused
+    checked_names(names)
+    columns = needed_columns(names)
+    file.seek(0)
+    try:  # the reader converts its first block as it opens
+        reader = pcsv.open_csv(file, read_options=pcsv.ReadOptions(block_size=BLOCK_BYTES), **csv_options(columns))
+        yield from _at_least_one(reader, reader.schema)
+    except pa.ArrowInvalid:
+        file.seek(0)
+        _refuse_unreadable(pcsv.open_csv(file, read_options=read, **csv_options(columns, as_bytes=True)), columns)
+        raise
+
+
+def csv_options(columns: list[str] | None = None, as_bytes: bool = False) -> dict[str, object]:
+    """``pyarrow.csv.open_csv``'s parse and convert options: a quoted value may hold line feeds; only the needed
+    ``columns`` are read, numbers as float64, role as bytes, store and product as text, and only an empty cell
+    is empty (every column as bytes with ``as_bytes``). Without ``columns``, every column as its guessed type."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    parse = pcsv.ParseOptions(newlines_in_values=True)
+    if columns is None:
+        return {"parse_options": parse}
+    numbers = set(number_columns(pipeline_columns(columns)))
+    types = {c: pa.large_binary() if as_bytes or c == "role" else pa.float64() if c in numbers else pa.string()
+             for c in columns}
+    return {"parse_options": parse, "convert_options": pcsv.ConvertOptions(
+        column_types=types, include_columns=columns, null_values=[""], strings_can_be_null=True)}
+
+
+def _refuse_unreadable(blocks: Iterator[object], columns: list[str]) -> None:
+    """Raises ``InputError`` naming the first cell, block by block and column by column, of CSV ``blocks`` read
+    as bytes that is not a number (a number column) or not UTF-8 text (store, product); returns if none is."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    numbers = set(number_columns(pipeline_columns(columns)))
+
+    def as_number(cells: object) -> object:
+        return pc.utf8_trim(as_text(cells), " \t").cast(pa.float64())
+
+    def as_text(cells: object) -> object:
+        return cells.cast(pa.string())
+
+    offset = 0
+    for block in blocks:
+        for name in columns[1:]:  # role is read as bytes either way
+            check = as_number if name in numbers else as_text
+            try:
+                check(block.column(name))
+            except pa.ArrowInvalid:
+                row = _first_failing(block.column(name), check)
+                raise InputError(f"row {offset + row + 1}, column {name}: got {_cell(block.column(name), row)}; "
+                                 f"allowed: {'a number' if name in numbers else 'UTF-8 text'}") from None
+        offset += block.num_rows
+
+
+def _at_least_one(blocks: Iterator[object], schema: object) -> Iterator[object]:
+    """``blocks``, or one empty block of ``schema`` if there are none."""
+    empty = True
+    for block in blocks:
+        empty = False
+        yield block
+    if empty:
+        yield schema.empty_table()
 
 
 def orders_table(table: object, decided: dict[str, np.ndarray]) -> object:
+    """The output's columns for a block: store and product where given, then the decisions."""
     import pyarrow as pa
 
-    kept = {name: table.column(name) for name in PASSED_THROUGH if name in table.column_names}
+    kept = {name: _decoded(table.column(name)) for name in PASSED_THROUGH if name in table.schema.names}
     return pa.table({**kept, **{k: pa.array(v) for k, v in decided.items()}})
 
 
-def write_orders(orders: object, out: Path) -> None:
-    """``orders`` as CSV, written to a temporary file and renamed (nothing half-written)."""
+def checked_output(out: Path, source: Path) -> None:
+    """Refuses an output that is not a .csv file name, is a folder, is in a folder that does not exist, or is the
+    input file (the same path, or the same file through a link)."""
+    if out.suffix != ".csv":
+        raise InputError(f"--output {_named(out)}: allowed: a .csv file")
+    if out.is_dir():
+        raise InputError(f"--output {_named(out)}: a folder; allowed: a .csv file")
+    if not out.parent.is_dir():
+        raise InputError(f"--output {_named(out)}: the folder {_named(out.parent)} does not exist")
+    if _same_file(out, source):
+        raise InputError(f"--output {_named(out)} is the input file; allowed: another file")
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    """Whether two paths name one file: the same path resolved, or the same device and inode."""
+    try:
+        if first.resolve() == second.resolve():
+            return True
+        one, other = os.stat(first), os.stat(second)
+    except (OSError, RuntimeError):  # a path that does not exist (yet), a symlink loop
+        return False
+    return (one.st_dev, one.st_ino) == (other.st_dev, other.st_ino)
+
+
+def write_orders(blocks: Iterator[object], out: Path) -> int:
+    """Every block of orders, in order, as one CSV file at ``out``; the number of rows. The first block is made
+    before any file is; the blocks go to a new temporary file of random name in out's folder (created
+    exclusively, so never through a symlink), which is flushed to disk and renamed onto ``out`` once every block
+    is written, and removed on any error or interruption."""
+    import tempfile
+
+    first, name = next(blocks), None
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{out.name[:200]}.", suffix=".partial", dir=out.parent)
+        with os.fdopen(handle, "wb") as file:
+            rows = _write_csv(first, blocks, file, out)
+            file.flush()
+            os.fchmod(handle, _new_file_mode())
+            os.fsync(handle)
+        os.replace(name, out)
+    except BaseException as exc:
+        if name is not None:
+            Path(name).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise InputError(f"--output {_named(out)}: cannot write ({exc.strerror or exc})") from None
+        raise
+    return rows
+
+
+def _write_csv(first: object, blocks: Iterator[object], file: object, out: Path) -> int:
+    """``first`` then the rest of ``blocks`` written to ``file`` as CSV (one header); the number of rows."""
+    import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    if out.suffix != ".csv":
-        raise InputError(f"--output {out}: allowed: a .csv file")
-    temporary = out.with_name(f".{out.name}.partial")
-    try:
-        pcsv.write_csv(orders, temporary)
-        os.replace(temporary, out)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise InputError(f"--output {out}: cannot write ({exc.strerror or exc})") from None
+    rows, block = 0, first
+    with pcsv.CSVWriter(file, first.schema) as writer:
+        while block is not None:
+            try:
+                writer.write(block)
+            except pa.ArrowException as exc:
+                raise InputError(f"--output {_named(out)}: cannot write ({checks.printable(str(exc)[:160])})") \
+                    from None
+            rows += block.num_rows
+            block = next(blocks, None)
+    return rows
+
+
+def _new_file_mode() -> int:
+    """The permissions a new file gets under the process's umask."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def decide_table(table: object, models: Path) -> object:
-    """Every row's order (the batch mode without Ray)."""
+    """Every row's order from a table in memory (in one block)."""
     return orders_table(table, StoreDecider(models).decide(checked_states(table)))
+
+
+def decide_blocks(path: Path, models: Path) -> Iterator[object]:
+    """Every block's orders, in order (the batch mode without Ray): a block is read, checked and decided before
+    the next is read, so memory is bounded by a block whatever the file's size."""
+    decider = StoreDecider(models)
+    offset = 0
+    for block in read_states(path):
+        yield orders_table(block, decider.decide(checked_states(block, offset)))
+        offset += block.num_rows
 
 
 def _decide_batch(batch: object, models: str) -> object:
     """Ray Data's per-batch function: the rows' orders (the decider is loaded and checked per batch)."""
-    return orders_table(batch, StoreDecider(Path(models)).decide(checked_states(batch)))
+    return decide_table(batch, Path(models))
 
 
-def decide_with_ray(path: Path, models: Path, table: object) -> object:
-    """Every row's order as a Ray Data ``map_batches`` over the dataset at ``path`` (rows checked first)."""
-    import pyarrow as pa
+def decide_with_ray(path: Path, models: Path) -> Iterator[object]:
+    """Every block's orders from a Ray Data ``map_batches`` over the file, in order, on a local Ray or the cluster
+    in RAY_ADDRESS (``start_ray``). Every row is checked first, a block at a time, before Ray starts; a file
+    without rows is decided here, without Ray."""
+    rows, block = 0, None
+    for block in read_states(path):
+        checked_states(block, rows)
+        rows += block.num_rows
+    if rows == 0:
+        yield decide_table(block, models)
+        return
     import ray
 
-    checked_states(table)  # every row, before any batch runs
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), num_cpus=None if os.environ.get("RAY_ADDRESS") else 2,
-                 log_to_driver=False)
+    start_ray()
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
-    dataset = ray.data.read_parquet(str(path)) if path.suffix == ".parquet" else ray.data.read_csv(str(path))
+    columns, source = block.schema.names, str(path.resolve())
+    dataset = ray.data.read_parquet(source).select_columns(columns) if path.suffix == ".parquet" \
+        else ray.data.read_csv(source, **csv_options(columns))
     decided = dataset.map_batches(_decide_batch, fn_kwargs={"models": str(models.resolve())}, batch_format="pyarrow",
-                                  batch_size=CHUNK_ROWS, num_cpus=1)
-    return pa.concat_tables(ray.get(decided.to_arrow_refs()))
+                                  batch_size=BLOCK_ROWS, num_cpus=1)
+    try:
+        yield from decided.iter_batches(batch_size=None, batch_format="pyarrow")
+    except ray.exceptions.RayError as exc:
+        raise InputError(f"Ray: {checks.printable(str(exc).strip().splitlines()[-1][:200])}") from None
 
 
-def run_batch(args: argparse.Namespace) -> int:
+def start_ray() -> None:
+    """A local Ray of 2 CPUs, or the cluster in RAY_ADDRESS: its port must answer within ``RAY_PROBE_SECONDS`` and
+    ray.init connect within ``RAY_INIT_SECONDS`` (in a thread, quietly: a stuck connection cannot be interrupted,
+    and Ray's client logs its retries)."""
+    import threading
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS", "")
+    if address in ("", "local"):
+        ray.init(address=address or None, num_cpus=2, log_to_driver=False)  # a local start stays in this thread
+        return
+    if address != "auto":
+        probe_port(address)
+    failures = []
+
+    def connect() -> None:
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except Exception as exc:  # Ray raises several types for a cluster it cannot use
+            failures.append(exc)
+
+    thread = threading.Thread(target=connect, daemon=True)
+    _quietly_joined(thread, RAY_INIT_SECONDS)
+    if thread.is_alive():
+        raise InputError(f"RAY_ADDRESS {shown(address)}: Ray did not connect within {RAY_INIT_SECONDS:g} s")
+    if failures:
+        raise InputError(f"RAY_ADDRESS {shown(address)}: cannot connect ({type(failures[0]).__name__}: "
+                         f"{checks.printable(str(failures[0])[:160])})")
+
+
+def _quietly_joined(thread: object, seconds: float) -> None:
+    """Starts ``thread`` and waits at most ``seconds`` for it with file descriptor 2 on /dev/null (Ray's client
+    logs every retry there), then puts stderr back."""
+    sys.stderr.flush()
+    saved, quiet = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(quiet, 2)
+        thread.start()
+        thread.join(seconds)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(quiet)
+
+
+def probe_port(address: str) -> None:
+    """Refuses RAY_ADDRESS unless it is host:port or ray://host:port and something answers there within
+    ``RAY_PROBE_SECONDS``."""
+    import socket
+
+    match = re.fullmatch(r"(?:ray://)?\[?([A-Za-z0-9.:_-]+?)\]?:([0-9]{1,5})", address)
+    if not match or not 0 < int(match[2]) < 65536:
+        raise InputError(f"RAY_ADDRESS {shown(address)}: allowed: host:port, ray://host:port, auto or local")
+    try:
+        socket.create_connection((match[1], int(match[2])), timeout=RAY_PROBE_SECONDS).close()
+    except OSError as exc:
+        raise InputError(f"RAY_ADDRESS {shown(address)}: nothing answers at {match[1]}:{match[2]} within "
+                         f"{RAY_PROBE_SECONDS:g} s ({exc.strerror or exc})") from None
+
+
+def run_batch(args: argparse.Namespace) -> None:
     path, out, models = Path(args.input), Path(args.output), Path(args.models)
-    table = read_states(path)
-    orders = decide_with_ray(path, models, table) if args.ray else decide_table(table, models)
-    write_orders(orders, out)
-    print(f"{orders.num_rows:,} orders written to {out}")
-    return 0
+    checked_output(out, path)
+    rows = write_orders(decide_with_ray(path, models) if args.ray else decide_blocks(path, models), out)
+    print(f"{rows:,} orders written to {_named(out)}")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; ``signum`` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """Signal handler: later signals are ignored (the clean-up runs to its end), this one stops the run."""
+    import signal
+
+    for each in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(each, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise InputError(f"{message} (see --help)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command: 0 done, 2 a bad input (one line on stderr), 130 Ctrl-C and 143 SIGTERM (one line,
+    "interrupted"), 141 a closed stdout (quietly)."""
+    import signal
+
+    parser = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--role", choices=["store", "warehouse", "supplier"], help="single-observation mode")
     parser.add_argument("--observation", help="JSON file (single-observation mode, see above)")
     parser.add_argument("--input", help="batch mode: raw store states, .csv or .parquet (see above)")
     parser.add_argument("--output", help="batch mode: the orders, .csv")
     parser.add_argument("--ray", action="store_true", help="batch mode: decide as a Ray Data map_batches")
     parser.add_argument("--models", default=str(Path(__file__).resolve().parent), help="folder with manifest.json")
-    args = parser.parse_args()
+    handlers = {each: signal.signal(each, _interrupt) for each in (signal.SIGINT, signal.SIGTERM)}
     try:
-        if args.input or args.output:
-            if not (args.input and args.output):
-                raise InputError("batch mode needs both --input and --output")
-            return run_batch(args)
-        if not (args.role and args.observation):
-            raise InputError("give --input and --output (batch mode), or --role and --observation")
-        run(args)
+        _run(parser.parse_args(argv))
+        sys.stdout.flush()
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {checks.printable(str(exc))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        print("interrupted", file=sys.stderr)
+        return 128 + getattr(exc, "signum", signal.SIGINT)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more reaches the closed pipe
+        return 141
+    finally:
+        for each, handler in handlers.items():
+            signal.signal(each, signal.SIG_DFL if handler is None else handler)
     return 0
+
+
+def _run(args: argparse.Namespace) -> None:
+    """The mode the arguments ask for."""
+    if args.input or args.output:
+        if not (args.input and args.output):
+            raise InputError("batch mode needs both --input and --output")
+        run_batch(args)
+    elif args.role and args.observation:
+        run(args)
+    else:
+        raise InputError("give --input and --output (batch mode), or --role and --observation")
 
 
 if __name__ == "__main__":

@@ -187,13 +187,15 @@ def test_batch_features_equal_the_twin_observations() -> None:
     np.testing.assert_allclose(matrix, expected, rtol=2.0**-23, atol=1e-9)
 
 
-def test_batch_on_ray_data_equals_the_batch_without(ray_run: RayExecutor, tmp_path: Path) -> None:
-    states = tmp_path / "states.parquet"
-    pq.write_table(pcsv.read_csv(EXPORTED_MODELS / "example_states.csv"), states)
-    table = deploy.read_states(states)
-    with_ray = deploy.decide_with_ray(states, EXPORTED_MODELS, table)
-    without = deploy.decide_table(table, EXPORTED_MODELS)
-    assert with_ray.equals(without)
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_batch_on_ray_data_equals_the_batch_without(suffix: str, ray_run: RayExecutor, tmp_path: Path) -> None:
+    """Ray Data reads the file with the script's column types and gives the streamed run's orders, in order."""
+    states = tmp_path / f"states{suffix}"
+    table = pcsv.read_csv(EXPORTED_MODELS / "example_states.csv")
+    (pq.write_table if suffix == ".parquet" else pcsv.write_csv)(pa.concat_tables([table] * 30), states)
+    with_ray = pa.concat_tables(deploy.decide_with_ray(states, EXPORTED_MODELS))
+    without = pa.concat_tables(deploy.decide_blocks(states, EXPORTED_MODELS))
+    assert with_ray.num_rows == 30 * table.num_rows and with_ray.equals(without)
 
 
 def test_the_shipped_example_file_is_decided(tmp_path: Path) -> None:
@@ -226,7 +228,7 @@ def _drop(column: str) -> str:
 
 @pytest.mark.parametrize("text, message", [
     (_drop("on_hand"), "header: missing column on_hand"),
-    (_drop("pipeline_day_1"), "header: missing column pipeline_day_1"),
+    (_drop("pipeline_day_1"), "header: column pipeline_day_2 without pipeline_day_1"),
     (_edit("on_hand", "NaN"), "row 3, column on_hand"),
     (_edit("on_hand", ""), "row 3, column on_hand"),
     (_edit("on_hand", "-4"), "row 3, column on_hand: got -4.0; allowed: 0 or more"),
