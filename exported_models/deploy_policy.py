@@ -922,17 +922,21 @@ def _new_file_mode() -> int:
 
 
 def decide_table(table: object, models: Path) -> object:
-    """Every row's order from a table in memory (in one block)."""
-    return orders_table(table, StoreDecider(models).decide(checked_states(table)))
+    """Every row's order from a table in memory (in one block; its rows checked before the policy is loaded)."""
+    states = checked_states(table)
+    return orders_table(table, StoreDecider(models).decide(states))
 
 
 def decide_blocks(path: Path, models: Path) -> Iterator[object]:
     """Every block's orders, in order (the batch mode without Ray): a block is read, checked and decided before
-    the next is read, so memory is bounded by a block whatever the file's size."""
-    decider = StoreDecider(models)
-    offset = 0
+    the next is read, so memory is bounded by a block whatever the file's size. The policy is loaded once the
+    header and the first block pass their checks."""
+    decider, offset = None, 0
     for block in read_states(path):
-        yield orders_table(block, decider.decide(checked_states(block, offset)))
+        states = checked_states(block, offset)
+        if decider is None:
+            decider = StoreDecider(models)
+        yield orders_table(block, decider.decide(states))
         offset += block.num_rows
 
 
