@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import signal
-import statistics
 import sys
 import tempfile
 import threading
@@ -377,19 +376,13 @@ PAGE_TARGETS = {"first load": 3.0, "interaction": 1.0}  # seconds, median (issue
 
 
 def _print_page_bench(args: argparse.Namespace) -> int:
+    if args.browser:
+        return _print_browser_bench(args)
     from core.bench import page_seconds
 
     timings = page_seconds(args.repeats)
-    pause = None
-    if args.browser:
-        from core.app.browser import BrowserError, pause_overshoot
-
-        try:
-            pause = pause_overshoot()
-        except BrowserError as exc:
-            pause = {"skipped": str(exc)}
     if args.json:
-        print(json.dumps({"pages": timings, "pause": pause}, indent=2))
+        print(json.dumps({"pages": timings}, indent=2))
         return 0
     print(f"server-side seconds per script run (streamlit AppTest), medians of {args.repeats} repeats, "
           "each from cold caches; target: first load < 3 s, interaction < 1 s")
@@ -398,21 +391,27 @@ def _print_page_bench(args: argparse.Namespace) -> int:
         for name, seconds in steps.items():
             target = PAGE_TARGETS["first load" if name.startswith("first load") else "interaction"]
             print(f"    {name:48s} {seconds:6.3f} s  {'ok' if seconds < target else 'OVER ' + str(target) + ' s'}")
-    if pause is not None and "skipped" in pause:
-        print(f"  pause: skipped ({pause['skipped']})")
-    elif pause is not None:
-        days, seconds = pause["overshoot_days"], pause["pause_seconds"]
-        print(f"  pause in Chromium, {len(days)} clicks after 1-4 s of play: the year moved on "
-              f"{statistics.median(days):g} days past the day on screen (median; most {max(days)}, one tick = "
-              f"{pause['tick_days']} days every {pause['tick_seconds']} s); "
-              f"{sum(d <= pause['tick_days'] for d in days)}/{len(days)} within one tick; 'Paused' shown after "
-              f"{statistics.median(seconds):.2f} s (median); {pause['playing_days_per_second']:.1f} days/s "
-              "while playing")
+    return 0
+
+
+def _print_browser_bench(args: argparse.Namespace) -> int:
+    from core.tools.browser import BrowserError
+    from core.tools.browser_bench import IDS, browser_timings, report_lines
+
+    unknown = sorted(set(args.interaction or ()) - set(IDS))
+    if unknown:
+        raise ScenarioError(f"--interaction: got {', '.join(unknown)}; allowed: {', '.join(IDS)}")
+    try:
+        result = browser_timings(args.repeats, tuple(args.interaction or IDS))
+    except BrowserError as exc:
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2) if args.json else "\n".join(report_lines(result)))
     return 0
 
 
 def _cmd_screenshots(args: argparse.Namespace) -> int:
-    from core.app.browser import BrowserError, take_screenshots
+    from core.tools.browser import BrowserError, take_screenshots
 
     out, log = Path(args.out), Path(args.log)
     _writable(out, "--out", folder=True)
@@ -738,7 +737,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--head-to-head", action="store_true", help="time the head-to-head page's server-side work")
     p.add_argument("--pages", action="store_true",
-                   help="time every app page's first load and interactions (server-side script runs)")
+                   help="time every app page's first load and interactions as the server runs them (streamlit "
+                        "AppTest script runs, no network or drawing); with --browser, in Chromium instead")
     p.add_argument("--repeats", type=int, default=3, help="with --pages: repeats per figure (the median is printed)")
     p.add_argument("--deploy", action="store_true",
                    help="store decisions per second of the batch deployment (in memory, and the script end to end "
@@ -748,7 +748,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "1,000,000)")
     p.add_argument("--no-sweep", action="store_true", help="with --deploy: leave the sweep speed-up out")
     p.add_argument("--browser", action="store_true",
-                   help="with --pages: also measure, in Chromium, how far the Live page plays after Pause")
+                   help="with --pages: instead of the server-side runs, what a person waits for in Chromium: each "
+                        "interaction done with clicks and keys, timed until the app is idle and its charts drawn, "
+                        "and Pause as the days past the day on screen; a fresh server each repeat")
+    p.add_argument("--interaction", action="append", metavar="ID",
+                   help="with --pages --browser: only this interaction, an id from the table in "
+                        "core/tools/browser_bench.py such as store-policy (repeatable; default: all)")
     p.set_defaults(run=_cmd_bench)
 
     p = sub.add_parser("screenshots", help="serve the app and write the README's pictures with Chromium")

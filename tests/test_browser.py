@@ -9,6 +9,8 @@ instead. Run only these with ``pytest -m browser``; leave them out with ``-m "no
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 import subprocess
@@ -19,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from core.app.browser import (
+from core.serving.model_sets import set_files
+from core.serving.registry import POLICIES
+from core.tools.browser import (
     CHROMIUM,
     TIMEOUT,
     BrowserError,
@@ -38,9 +42,8 @@ from core.app.browser import (
     served_app,
     wait_idle,
 )
-from core.app.browser import screenshot as save_screenshot
-from core.serving.model_sets import set_files
-from core.serving.registry import POLICIES
+from core.tools.browser import screenshot as save_screenshot
+from core.tools.browser_bench import report_lines
 
 pytestmark = pytest.mark.browser
 
@@ -63,7 +66,7 @@ def _unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    """``streamlit run streamlit_app.py`` on a free port (``core.app.browser.served_app``); its base URL."""
+    """``streamlit run streamlit_app.py`` on a free port (``core.tools.browser.served_app``); its base URL."""
     if not CHROMIUM.exists():
         _unavailable(f"{CHROMIUM} is missing: no browser to drive (install Debian's chromium)")
     if not MANIFEST.exists():
@@ -464,3 +467,47 @@ def test_screenshots_command_writes_the_three_pictures(tmp_path: Path) -> None:
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
         assert width == 1400 and height >= 1000
+
+
+WITH_A_MISSING_WIDGET = """
+import sys
+from core import cli
+from core.tools import browser_bench as bench
+missing = bench.Interaction("missing", "a widget the app lacks", bench.LIVE, "pick", "no_such_widget", ("any",))
+bench.INTERACTIONS, bench.IDS = (*bench.INTERACTIONS, missing), (*bench.IDS, missing.id)
+sys.exit(cli.main(sys.argv[1:]))
+"""  # the command line's main with one more line in the benchmark's table
+
+
+def test_browser_bench_prints_every_figure_and_na_for_a_missing_widget() -> None:
+    """``bench --pages --browser --json`` (a process of its own: its own server and browser) on one repeat of a cold
+    first load, a store-policy switch and a slider step, and of an interaction whose widget the app lacks: each
+    figure a positive finite number of seconds, the missing one n/a in the JSON and in the printed table."""
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} is missing: no browser to drive (install Debian's chromium)")
+    timed = ["load-cold", "store-policy", "slider-step"]
+    wanted = [*timed, "missing"]
+    done = subprocess.run([sys.executable, "-c", WITH_A_MISSING_WIDGET, "bench", "--pages", "--browser", "--json",
+                           "--repeats", "1", *[arg for name in wanted for arg in ("--interaction", name)]],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    if done.returncode == 1 and "playwright" in done.stderr:
+        _unavailable(done.stderr.strip())
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["repeats"] == 1
+    assert sorted(result["load_average"]) == ["end", "start"]
+    assert all(len(loads) == 3 for loads in result["load_average"].values())
+    entries = {entry["id"]: entry for entry in result["interactions"]}
+    assert list(entries) == wanted
+    for name in timed:
+        entry = entries[name]
+        assert (entry["na"], entry["unit"], entry["errors"], len(entry["samples"])) == (None, "s", [], 1), entry
+        for figure in (*entry["samples"], entry["median"], entry["min"], entry["max"], entry["target"]):
+            assert isinstance(figure, float | int) and math.isfinite(figure) and figure > 0, (name, figure)
+    for name in timed[1:]:  # what changed, as "before -> after"
+        assert re.fullmatch(r".+ -> .+", entries[name]["details"][0]), entries[name]["details"]
+    assert entries["missing"]["na"] == "widget no_such_widget not found"
+    assert (entries["missing"]["samples"], entries["missing"]["median"]) == ([], None)
+    lines = report_lines(result)
+    assert len(lines) == 1 + len(wanted)
+    assert lines[-1].endswith("n/a (widget no_such_widget not found)")

@@ -34,7 +34,7 @@ SMALL_SWEEP = ["sweep", "--dispersion", "0.3", "--warehouse-to-store", "2", "--n
                "--capacity-factor", "1.5", "--cost-ratio", "4", "--seeds", "2", "--periods", "20"]
 LONG_WORK = (("core.evaluation.report", "evaluate"), ("core.evaluation.sweep", "sweep"),
              ("core.evaluation.optimum", "solve"), ("core.learning.training", "run_phases"),
-             ("core.learning.export", "export_run"), ("core.app.browser", "take_screenshots"),
+             ("core.learning.export", "export_run"), ("core.tools.browser", "take_screenshots"),
              ("core.cli", "_cmd_validate"))
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 CORE = Path(__file__).resolve().parents[1] / "core"
-LAYERS = ("simulation", "agents", "serving", "evaluation", "learning", "app")
+LAYERS = ("simulation", "agents", "serving", "evaluation", "learning", "app", "tools")
 TOP = len(LAYERS)  # core.cli, core.bench, core.__main__
 
 

@@ -1,7 +1,9 @@
 """The served app in a real browser: ``streamlit run`` on a free port, driven by Playwright and Debian's Chromium.
 
-Used by ``python -m core screenshots``, ``python -m core bench --pages --browser`` and ``tests/test_browser.py``.
-Nothing here imports streamlit (the server is a subprocess) and playwright is imported when a browser starts.
+Used by ``python -m core screenshots``, ``python -m core bench --pages --browser`` (``core.tools.browser_bench``)
+and ``tests/test_browser.py``. Nothing here imports streamlit (the server is a subprocess) and playwright is imported
+when a browser starts. Every page opened here carries ``WATCH``, a script that only reads the page: when it last
+changed, when a person last pressed a key or a pointer, and whether the app is idle and its charts drawn.
 """
 
 from __future__ import annotations
@@ -10,18 +12,17 @@ import os
 import re
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.agents.roles import ROLES
 from core.app.compare import default_baseline
-from core.app.live import TICK_SECONDS
 from core.serving.models import PolicyLoadError, load_manifest
 from core.serving.registry import POLICIES
 from core.simulation.presets import PRESETS
@@ -115,17 +116,149 @@ def chromium() -> Iterator[object]:
 
 
 @contextmanager
-def app_page(browser, url: str, viewport: dict[str, int] | None = None) -> Iterator[object]:
-    """A fresh browser context (a new Streamlit session) on the app's default page."""
+def session(browser, viewport: dict[str, int] | None = None) -> Iterator[object]:
+    """A blank page in a fresh browser context (a new Streamlit session once it opens the app), with ``WATCH``."""
     context = browser.new_context(viewport=viewport or VIEWPORT, accept_downloads=True)
     context.set_default_timeout(TIMEOUT)
+    context.add_init_script(WATCH)
     try:
-        page = context.new_page()
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+@contextmanager
+def app_page(browser, url: str, viewport: dict[str, int] | None = None) -> Iterator[object]:
+    """A fresh browser context (a new Streamlit session) on the app's default page."""
+    with session(browser, viewport) as page:
         page.goto(url)
         wait_idle(page)
         yield page
-    finally:
-        context.close()
+
+
+# --------------------------------------------------------------------------------------------- idle and drawn
+
+QUIET_MS = 250  # drawn: nothing in the app has changed for this long
+NO_RUN_MS = 5000  # an action after which no script run starts within this long needed none
+STILL_MS = 1000  # and drawn for good: still nothing changed this much later (two ticks of the Live animation)
+
+WATCH = """(() => {
+  const DAY = 'Day', ALERT = '[data-testid="stAlert"]';  // the Live page's tile of the day on screen; alerts
+  const PROGRESS = ['stSpinner', 'stProgress', 'stToast', 'stExpanderIconSpinner']  // the last: a running st.status
+    .map(id => `[data-testid="${id}"]`).join(', ');
+  const texts = selector => [...document.querySelectorAll(selector)].map(element =>
+    ((element.closest('[data-testid="stExpander"]') || element).innerText || '').trim().slice(0, 200)
+    || element.dataset.testid);
+  const watch = window.__watch = {
+    changed: 0, armed: false, input: null, day: null, runs: 0, progress: new Set(), alerts: new Set(),
+    before: new Set(),
+    start() { return this.armed ? this.input : 0; },
+    shownDay() {
+      const tile = [...document.querySelectorAll('[data-testid="stMetric"]')].find(
+        m => (m.querySelector('[data-testid="stMetricLabel"]') || {}).innerText?.trim() === DAY);
+      return tile ? tile.querySelector('[data-testid="stMetricValue"]').innerText.trim() : null;
+    },
+    arm() {
+      Object.assign(this, {armed: true, input: null, day: null, runs: 0, progress: new Set(), alerts: new Set(),
+                           before: new Set(texts(ALERT))});
+    },
+    drawn(quiet, noRun) {
+      const start = this.start(), now = performance.now();
+      if (start === null || (this.runs === 0 && now - start < noRun)) return false;
+      const app = document.querySelector('[data-testid="stApp"]');
+      if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+      const busy = '[data-testid^="stStatusWidgetRunning"], [data-stale="true"], [data-testid="stSkeleton"]';
+      if (document.querySelector(busy)) return false;
+      for (const chart of document.querySelectorAll('[data-testid="stPlotlyChart"]')) {
+        const plot = chart.querySelector('.js-plotly-plot');
+        const pending = (plot && plot._promises || []).length;
+        if (!plot || !plot._fullLayout || !plot.querySelector('.main-svg') || pending) return false;
+      }
+      return now - this.changed >= quiet;
+    },
+    report() {
+      const shown = new Set(texts(ALERT)), start = this.start();
+      return {start, changed: this.changed, end: Math.max(this.changed, start), runs: this.runs, day: this.day,
+              messages: [...this.progress, ...[...this.alerts].filter(text => !shown.has(text))],
+              errors: [...document.querySelectorAll('[data-testid="stException"]')].map(
+                element => element.innerText.trim().split('\\n')[0].slice(0, 200))};
+    },
+  };
+  const press = event => {
+    if (watch.armed && watch.input === null) { watch.input = event.timeStamp; watch.day = watch.shownDay(); }
+  };
+  window.addEventListener('keydown', press, true);
+  window.addEventListener('pointerdown', press, true);
+  new MutationObserver(records => {
+    const app = document.querySelector('[data-testid="stApp"]');  // once there, only its changes count (no tooltip)
+    if (app && !records.some(record => app.contains(record.target))) return;
+    watch.changed = performance.now();
+    if (watch.start() === null) return;
+    for (const record of records) {
+      if (record.attributeName === 'data-test-script-state'
+          && record.target.getAttribute('data-test-script-state') === 'running') watch.runs += 1;
+    }
+    for (const text of texts(PROGRESS)) watch.progress.add(text);
+    for (const text of texts(ALERT)) if (!watch.before.has(text)) watch.alerts.add(text);
+  }).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
+})();"""
+"""Read-only, in every page opened here (``session``). The app is *idle and drawn* when, after the person's first key
+or pointer press since ``arm`` (or, unarmed, since the page's navigation started): a script run has started (or none
+started within ``NO_RUN_MS``: the action needed none), the app's script state is ``notRunning``, Streamlit's status
+widget shows no running icon, no element is stale (``data-stale="true"``) or still a placeholder while its code loads
+(``stSkeleton``), every plotly chart holds a drawn plot (its ``_fullLayout`` and main SVG, no draw promise pending),
+and nothing in the app's DOM (``stApp``'s subtree once it exists: not a tooltip in a portal) has changed for
+``QUIET_MS``; ``wait_drawn`` also asks that nothing changes in the ``STILL_MS`` after. The wait ends at the last
+change (when the final picture was drawn; the quiet windows are not counted and nothing is subtracted). Meanwhile it
+notes progress messages: a spinner, progress bar, toast or running ``st.status``, and alerts that came and went;
+once drawn, the first line of every exception shown."""
+
+
+@dataclass(frozen=True)
+class Waited:
+    """One wait, on the page's clock (ms since its navigation started): from the press (0 for a page load) to the
+    DOM's last change before the app was idle and drawn."""
+
+    start: float
+    end: float
+    ran: bool  # a script run started after the press
+    day_at_press: int | None  # the Live page's day on screen at the press
+    messages: tuple[str, ...]  # progress messages shown meanwhile
+    errors: tuple[str, ...]  # exceptions on the page once drawn
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start) / 1000
+
+
+def arm(page) -> None:
+    """From now on, the person's next key or pointer press starts the clock of ``wait_drawn``."""
+    page.evaluate("() => window.__watch.arm()")
+
+
+def wait_drawn(page, timeout: float = TIMEOUT, still_ms: int = STILL_MS) -> Waited:
+    """Until the app is idle and drawn (``WATCH``) after the press since ``arm`` (unarmed: after the page's load),
+    and nothing in the page changes for ``still_ms`` more (a run may start another, a tick of the animation may
+    land late: then the wait goes on, to the later change)."""
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        left = max(deadline - time.monotonic(), 0.001) * 1000
+        page.wait_for_function("([quiet, noRun]) => window.__watch.drawn(quiet, noRun)", arg=[QUIET_MS, NO_RUN_MS],
+                               polling=50, timeout=left)
+        seen = page.evaluate("() => window.__watch.report()")
+        page.wait_for_timeout(still_ms)
+        if last_change(page) == seen["changed"]:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the page kept changing for {timeout / 1000:.0f} s")
+    day = seen["day"]
+    return Waited(seen["start"], seen["end"], seen["runs"] > 0, int(day.split("/")[0]) if day else None,
+                  tuple(seen["messages"]), tuple(seen["errors"]))
+
+
+def last_change(page) -> float:
+    """When the page's DOM last changed (ms on its clock)."""
+    return page.evaluate("() => window.__watch.changed")
 
 
 # --------------------------------------------------------------------------------------------- page helpers
@@ -180,9 +313,9 @@ def flip_play(page):
     return play
 
 
-def choose(page, key: str, option: str) -> None:
-    """Pick ``option`` in the selectbox with ``key``: open its list from the keyboard (a mouse click on the
-    combobox does not always open it in headless Chromium), then click the option."""
+def open_list(page, key: str):
+    """Open the list of the selectbox with ``key`` from the keyboard (a mouse click on the combobox does not always
+    open it in headless Chromium): focus its combobox, press ArrowDown; the list."""
     wait_idle(page)
     combobox = page.locator(f".st-key-{key}").get_by_role("combobox")
     listbox = page.get_by_role("listbox")
@@ -191,14 +324,22 @@ def choose(page, key: str, option: str) -> None:
         combobox.press("ArrowDown")
         try:
             expect(listbox).to_be_visible(timeout=10_000)
-            break
+            return listbox
         except AssertionError:
             if attempt == 2:
                 raise
             combobox.press("Escape")
             wait_idle(page, settle_ms=500)
-    listbox.get_by_role("option").filter(has_text=re.compile(f"^{re.escape(option)}$")).click()
-    expect(combobox).to_have_value(option)
+
+
+def option(listbox, text: str):
+    return listbox.get_by_role("option").filter(has_text=re.compile(f"^{re.escape(text)}$"))
+
+
+def choose(page, key: str, text: str) -> None:
+    """Pick the option ``text`` in the selectbox with ``key``: open its list, click the option."""
+    option(open_list(page, key), text).click()
+    expect(page.locator(f".st-key-{key}").get_by_role("combobox")).to_have_value(text)
 
 
 def press_slider(page, key: str, times: int, direction: str = "ArrowRight") -> str:
@@ -314,28 +455,3 @@ def click_now(page, key: str) -> int:
             document.querySelector(`.st-key-${key} [role=switch], .st-key-${key} button`).click();
             return day.split('/')[0];
         }""", key))
-
-
-def pause_overshoot(log_path: Path = ROOT / "artifacts" / "bench_server.log", pauses: int = 10
-                    ) -> dict[str, object]:
-    """Play the Live page in Chromium ``pauses`` times, for 1 to 4 s each, switch Play off, and count the days
-    the year moved on past the day on screen at the click; also the seconds until the page said it had paused."""
-    overshoots, seconds, rates = [], [], []
-    with served_app(log_path) as url, chromium() as browser, app_page(browser, url) as page:
-        expect(metric(page, "Day")).to_have_text("1 / 365", timeout=TIMEOUT)
-        speed = int(page.locator(".st-key-live_speed").get_by_role("slider").input_value())
-        for trial in range(pauses):
-            click_now(page, "live_reset")
-            expect(page.get_by_text("Paused on day 1", exact=True)).to_be_visible(timeout=TIMEOUT)
-            wait_idle(page, settle_ms=500)
-            expect(flip_play(page)).to_be_checked(timeout=TIMEOUT)
-            first, started = day_of(page), time.monotonic()
-            page.wait_for_timeout(1000 + 3000 * trial / max(pauses - 1, 1))
-            at_click, clicked = click_now(page, "live_play"), time.monotonic()
-            expect(page.get_by_text(PAUSED)).to_be_visible(timeout=TIMEOUT)
-            seconds.append(time.monotonic() - clicked)
-            wait_idle(page, settle_ms=1000)
-            overshoots.append(day_of(page) - at_click)
-            rates.append((at_click - first) / (clicked - started))
-    return {"overshoot_days": overshoots, "pause_seconds": seconds, "tick_days": speed,
-            "tick_seconds": TICK_SECONDS, "playing_days_per_second": statistics.median(rates)}
