@@ -97,8 +97,22 @@ from statistics import NormalDist
 from types import ModuleType
 from typing import NoReturn
 
-import numpy as np
-import onnxruntime as ort
+
+def _stopped_while_loading(number: int, frame: object) -> None:
+    """Ctrl-C or SIGTERM while the libraries below load (nothing is written yet): the line and exit code ``main``
+    gives later, not a traceback from inside an import."""
+    os.write(2, b"interrupted\n" if number == 2 else b"terminated\n")
+    os._exit(128 + number)
+
+
+if __name__ == "__main__":
+    import signal
+
+    for _number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_number, _stopped_while_loading)
+
+import numpy as np  # noqa: E402  (after the handlers above)
+import onnxruntime as ort  # noqa: E402
 
 MAX_JSON_BYTES = 2**20
 FILE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}(/[A-Za-z0-9_.-]{1,128}){0,3}")
