@@ -221,7 +221,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _cmd_tune(args: argparse.Namespace) -> int:
     from core.agents.tuning import tune_base_stock, tune_menu
 
-    scenario = load_scenario(args.scenario)
+    if args.all:
+        return _tune_all(args)
+    if args.record:
+        raise ScenarioError("--record: allowed only with --all")
+    scenario = load_scenario("steady" if args.scenario is None else args.scenario)
     _check_run(scenario, args.seeds, scenario.horizon if args.periods is None else args.periods)
     if args.ray is not None and (args.capped or args.menu):
         raise ScenarioError("--ray: allowed only for base-stock levels (without --menu or --capped)")
@@ -261,6 +265,37 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     print(f"  cost per day on the tuning seeds: {tuned.cost_per_day:.3f}")
     print(f"  policy: store=base_stock:level={stores},warehouse=echelon_base_stock:level={tuned.warehouse_level:.2f},"
           f"supplier=echelon_base_stock:level={tuned.supplier_level:.2f}")
+    return 0
+
+
+def _tune_all(args: argparse.Namespace) -> int:
+    """Every tuned rule of every preset, as the registry tunes it, for the preset and for the Live page's year of it;
+    with ``--record`` written into the models folder's manifest, where the app and ``evaluate`` read them instead of
+    tuning."""
+    from core.app.live import preset_year
+    from core.serving import model_sets, registry
+
+    if args.scenario is not None or args.seeds != 8 or args.periods is not None or args.menu or args.capped \
+            or args.ray is not None:
+        raise ScenarioError("--all: tunes every preset with the registry's settings; allowed with --record, --models "
+                            "and --json only")
+    models = Path(args.models)
+    if args.record:
+        _writable(models, "--models", folder=True)
+    serving = model_sets.served_set(models)[1]
+    scenarios = list(dict.fromkeys(s for name in PRESETS for s in (PRESETS[name], preset_year(name))))
+    rules = registry.tuned_rules(scenarios)
+    if args.record:
+        with _signals_held():
+            registry.record_tuned(models, rules, serving, command=_command())
+    if args.json:
+        print(json.dumps(rules, indent=2))
+        return 0
+    for entry in rules.values():
+        tuned = ", ".join(f"{key} {entry[key]['cost_per_day']:.3f}" for key in registry.TUNERS if key in entry)
+        print(f"{entry['scenario']} ({entry['horizon']} days): cost per day on the tuning seeds: {tuned}")
+    if args.record:
+        print(f"recorded in {models / model_sets.MANIFEST} ({registry.TUNED_RULES}: {len(rules)} scenarios)")
     return 0
 
 
@@ -635,12 +670,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_simulate)
 
     p = sub.add_parser("tune", help="tune base-stock levels by simulation")
-    p.add_argument("--scenario", default="steady")
+    p.add_argument("--scenario", default=None, help="preset name or JSON file (default: steady)")
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--periods", type=int, default=None)
     p.add_argument("--menu", action="store_true",
                    help="the best constant action-menu entries (forecast base-stock) instead of base-stock levels")
     p.add_argument("--capped", action="store_true", help="capped base-stock (level, cap) for a single store")
+    p.add_argument("--all", action="store_true",
+                   help="every tuned rule of the registry for every preset (and the Live page's year of it), as the "
+                        "app tunes them")
+    p.add_argument("--record", action="store_true",
+                   help="with --all: write them into the models folder's manifest (tuned_rules), where the app and "
+                        "evaluate read them instead of tuning")
+    p.add_argument("--models", default=str(EXPORTED_MODELS), help="with --record: folder of exported policies")
     ray_option(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_tune)

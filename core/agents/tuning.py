@@ -171,9 +171,13 @@ class TunedCappedBaseStock:
     candidates_evaluated: int
 
     def mix(self) -> PolicyMix:
-        return PolicyMix(CappedBaseStock("store", self.level, self.cap),
-                         BaseStock("warehouse", self.warehouse_level, echelon=True),
-                         BaseStock("supplier", self.supplier_level, echelon=True))
+        return capped_mix(self.level, self.cap, self.warehouse_level, self.supplier_level)
+
+
+def capped_mix(level: float, cap: float, warehouse_level: float, supplier_level: float) -> PolicyMix:
+    """The single store on capped base-stock (``cap`` inf: none), the upstream roles on echelon base-stock."""
+    return PolicyMix(CappedBaseStock("store", level, cap), BaseStock("warehouse", warehouse_level, echelon=True),
+                     BaseStock("supplier", supplier_level, echelon=True))
 
 
 def tune_capped_base_stock(scenario: Scenario, seeds: int = 8, periods: int | None = None,

@@ -24,6 +24,7 @@ from core.simulation.rollout import Rollout, kpis, rollout
 from core.simulation.scenario import Disruption, LeadTimes, Promotion, Scenario
 from core.simulation.twin import reset
 
+YEAR = 365  # days the Live page plays
 TICK_SECONDS = 0.5  # the Live page's animation: one step of ``speed`` days this often while playing
 DEFAULT_SPEED = 8  # days per animation step until a person moves the speed slider
 
@@ -132,27 +133,49 @@ def controls_of(scenario: Scenario) -> Controls:
 
 
 def apply_controls(preset: str, controls: Controls) -> Scenario:
-    """The preset with the sliders' values; invalid combinations raise ``ScenarioError``."""
+    """The preset over the Live page's year (``YEAR`` days), reshaped by the sliders: a setting a person moved from
+    the preset's own position (``controls_of``) replaces the preset's; the others keep it exactly (each store's
+    dispersion, every promotion, a disruption's extra lead time), so the untouched preset is the one evaluated.
+    Invalid combinations raise ``ScenarioError``."""
     base = get_preset(preset)
-    c = controls
-    weekly = tuple(float(x) for x in 1.0 + c.weekly_seasonality * (np.asarray(WEEKLY_RETAIL) - 1.0))
-    promotions = (Promotion(start_day=c.promotion_start_day, length=c.promotion_length, lift=c.promotion_lift),) \
-        if c.promotion_length > 0 else ()
-    stores = tuple(dataclasses.replace(m, mean=m.mean * c.demand_scale, dispersion=c.dispersion,
-                                       weekly_pattern=weekly, seasonality_amplitude=c.seasonality_amplitude,
-                                       promotions=promotions)
+    own, c = controls_of(base), controls
+
+    def moved(*fields: str) -> bool:
+        return any(getattr(c, name) != getattr(own, name) for name in fields)
+
+    store_changes: dict = {}
+    if moved("dispersion"):
+        store_changes["dispersion"] = c.dispersion
+    if moved("weekly_seasonality"):
+        store_changes["weekly_pattern"] = tuple(float(x) for x in
+                                                1.0 + c.weekly_seasonality * (np.asarray(WEEKLY_RETAIL) - 1.0))
+    if moved("seasonality_amplitude"):
+        store_changes["seasonality_amplitude"] = c.seasonality_amplitude
+    if moved("promotion_start_day", "promotion_length", "promotion_lift"):
+        store_changes["promotions"] = (Promotion(start_day=c.promotion_start_day, length=c.promotion_length,
+                                                 lift=c.promotion_lift),) if c.promotion_length > 0 else ()
+    stores = tuple(dataclasses.replace(m, mean=m.mean * c.demand_scale, **store_changes)
                    for m in base.with_num_stores(c.num_stores).stores)
-    disruptions = (Disruption(start_day=c.disruption_start_day, length=c.disruption_length,
-                              capacity_loss=c.disruption_capacity_loss),) if c.disruption_length > 0 else ()
+    disruptions = base.disruptions
+    if moved("disruption_start_day", "disruption_length", "disruption_capacity_loss"):
+        extra = base.disruptions[0].extra_lead_time if base.disruptions else 0
+        disruptions = (Disruption(start_day=c.disruption_start_day, length=c.disruption_length,
+                                  capacity_loss=c.disruption_capacity_loss, extra_lead_time=extra),) \
+            if c.disruption_length > 0 else ()
     capacity = base.capacities.production
     if capacity is not None:  # unlimited stays unlimited; a limit scales with the demand
-        capacity = capacity * c.demand_scale * c.num_stores / base.num_stores
+        capacity = capacity * (c.demand_scale * c.num_stores / base.num_stores)
     return dataclasses.replace(
-        base, stores=stores, disruptions=disruptions, horizon=365,
+        base, stores=stores, disruptions=disruptions, horizon=YEAR,
         lead_times=LeadTimes(production=c.production, supplier_to_warehouse=c.supplier_to_warehouse,
                              warehouse_to_store=c.warehouse_to_store),
         capacities=dataclasses.replace(base.capacities, production=capacity),
     )
+
+
+def preset_year(preset: str) -> Scenario:
+    """The Live page's scenario of the untouched preset: the preset itself over ``YEAR`` days."""
+    return apply_controls(preset, controls_of(get_preset(preset)))
 
 
 def day_kpis(run: Rollout, day: int) -> dict[str, float]:
