@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import TypeVar
 
 import streamlit as st
 
 from core.agents.roles import ROLES
+from core.app.compare import PathResults, simulate
 from core.app.live import run_year, year_references
 from core.serving.models import OnnxChooser, PolicyLoadError, learned_policy
 from core.serving.registry import POLICIES, PolicyChoiceError, Sources, mix_of
@@ -91,17 +93,45 @@ def mix_for(scenario: Scenario, choices: dict[str, str]):
     return mix_of(choices, scenario, Sources(learned=learned_for(choices)))
 
 
-def run_for(scenario: Scenario, choices: dict[str, str], seed: int) -> Rollout | None:
-    """A cached run, or an error message on the page (never a traceback)."""
-    digests = tuple(sorted(f"{r}:{hashlib.sha256(b).hexdigest()}" for r, b in uploaded_models().items()))
+@st.cache_data(show_spinner=False, max_entries=64, ttl=CACHE_SECONDS)
+def cached_paths(scenario_json: str, choices: tuple[tuple[str, str], ...], paths: int,
+                 uploads: tuple[str, ...]) -> PathResults:
+    """The mix on ``paths`` evaluation demand paths (``compare.simulate``: one batched rollout); ``uploads``
+    (digests of uploaded models) is part of the cache key."""
+    del uploads
+    scenario = Scenario.from_json(scenario_json)
+    return simulate(scenario, mix_for(scenario, dict(choices)), paths)
+
+
+def upload_digests() -> tuple[str, ...]:
+    """This session's uploaded models, by role and sha256: part of the cache keys of what they run."""
+    return tuple(sorted(f"{r}:{hashlib.sha256(b).hexdigest()}" for r, b in uploaded_models().items()))
+
+
+Result = TypeVar("Result")
+
+
+def _or_message(compute: Callable[[], Result]) -> Result | None:
+    """``compute()``, or an error message on the page (never a traceback) for a policy that cannot load or run."""
     try:
-        return cached_run(scenario.to_json(), tuple(sorted(choices.items())), seed, digests)
+        return compute()
     except PolicyLoadError as exc:
         st.error(f"The learned policy cannot be loaded: {exc}. Choose a rule-based policy for that echelon.")
-        return None
     except PolicyChoiceError as exc:
         st.error(f"That policy cannot run here: {exc}. Choose another for that echelon.")
-        return None
+    return None
+
+
+def run_for(scenario: Scenario, choices: dict[str, str], seed: int) -> Rollout | None:
+    """A cached run, or an error message on the page (never a traceback)."""
+    return _or_message(lambda: cached_run(scenario.to_json(), tuple(sorted(choices.items())), seed,
+                                          upload_digests()))
+
+
+def paths_for(scenario: Scenario, choices: dict[str, str], paths: int) -> PathResults | None:
+    """``cached_paths``, or an error message on the page (never a traceback)."""
+    return _or_message(lambda: cached_paths(scenario.to_json(), tuple(sorted(choices.items())), paths,
+                                            upload_digests()))
 
 
 def valid_choice(key: str, options: list[str], default: str, what: str, container=st.sidebar) -> str:

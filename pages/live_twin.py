@@ -1,4 +1,5 @@
-"""Live twin: a preset shaped by sliders, a policy per echelon, and the year played day by day."""
+"""Live twin: a preset shaped by sliders, a policy per echelon, the year's outcome against the preset's best rule
+as the headline, and the year played in the browser (one figure of a frame a day: no server run per day)."""
 
 from __future__ import annotations
 
@@ -6,35 +7,92 @@ import dataclasses
 
 import streamlit as st
 
+from core.app.compare import default_baseline, mix_names
+from core.app.compare import headline as paths_headline
 from core.app.live import (
-    DEFAULT_SPEED,
+    FIRST_PRESET,
+    HEADLINE_PATHS,
     SLIDERS,
     TICK_SECONDS,
     Controls,
     apply_controls,
-    change_label,
-    compared_kpis,
     controls_of,
+    headline,
     no_optimum_note,
     outside_training,
-    year_summary,
+    preset_year,
+    references_text,
+    tile_delta,
+    year_kpis,
 )
 from core.evaluation.glossary import CURRENCY, KPIS
-from core.evaluation.plots import cost_difference_figure, ledger_rows, network_figure, series_figure
-from core.serving.registry import POLICIES, applicable, uniform
+from core.evaluation.plots import AnimatedFigure, year_figure
+from core.serving.models import PolicyLoadError, load_manifest
+from core.serving.registry import POLICIES, TUNERS, applicable, to_tune, uniform
 from core.simulation.presets import PRESETS
-from core.simulation.scenario import ScenarioError
-from pages.common import KEEP, cached_references, policy_pickers, run_for, uploaded_in_use, valid_choice
+from core.simulation.rollout import Rollout
+from core.simulation.scenario import Scenario, ScenarioError
+from pages.common import (
+    CACHE_SECONDS,
+    KEEP,
+    cached_references,
+    paths_for,
+    policy_pickers,
+    run_for,
+    upload_digests,
+    uploaded_in_use,
+    uploaded_models,
+    valid_choice,
+)
+
+VERDICT_COLOURS = {"cheaper": "green", "dearer": "orange", "same": "gray"}
+
+
+@st.cache_data(show_spinner=False, ttl=CACHE_SECONDS)
+def best_rule(scenario_json: str) -> str:
+    """The preset's best rule in the shipped evaluation, among the rules that apply to the scenario."""
+    try:
+        manifest = load_manifest()
+    except PolicyLoadError:
+        manifest = {}
+    return default_baseline(Scenario.from_json(scenario_json), manifest)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8, ttl=CACHE_SECONDS)
+def cached_year_figure(key: tuple, labels: tuple[str, str], _run: Rollout, _baseline: Rollout,
+                       _scenario: Scenario) -> AnimatedFigure:
+    """The year's figure for ``key`` (scenario, choices, comparison, seed, uploads), built once and shared, never
+    changed: a widget that does not change the data does not build it again."""
+    del key
+    return year_figure(_run, _baseline, _scenario, labels, round(1000 * TICK_SECONDS))
+
+
+def comparison_note(compare: str, best: str, preset: str, scenario: Scenario) -> str:
+    """What the comparison is, when it is the preset's best rule: on the preset itself, or tuned again for settings
+    that reshape it (where another rule may do better)."""
+    if compare != best:
+        return ""
+    note = f"Compared with {POLICIES[compare].label}: {preset}'s best rule in the shipped evaluation"
+    if scenario == preset_year(preset):
+        return note + ". "
+    again = ", tuned again for these settings" if compare in TUNERS else ""
+    return note + f"{again}; another rule may do better with these settings. "
+
+
+def comparison_chosen() -> None:
+    st.session_state.live_compare_chosen = True
+
 
 st.title("Live twin")
 side = st.sidebar
-preset = side.selectbox("Scenario preset", list(PRESETS), key="live_preset", persist_state=KEEP)
-base = controls_of(PRESETS[preset])
+preset = side.selectbox("Scenario preset", list(PRESETS), index=list(PRESETS).index(FIRST_PRESET), key="live_preset",
+                        persist_state=KEEP, help=f"opens on {FIRST_PRESET}, where the learned policies beat the best "
+                                                 "rule")
 if st.session_state.get("live_loaded_preset") != preset:  # a new preset resets the sliders to its values
+    base = controls_of(PRESETS[preset])
     for field in dataclasses.fields(Controls):
         st.session_state[f"live_{field.name}"] = getattr(base, field.name)
     st.session_state.live_loaded_preset = preset
-    st.session_state.live_day = 1
 
 values = {}
 for group in dict.fromkeys(slider.group for slider in SLIDERS):
@@ -49,99 +107,81 @@ try:
     scenario, invalid = apply_controls(preset, controls), None
 except ScenarioError as exc:
     scenario, invalid = None, exc
-options = applicable(PRESETS[preset] if scenario is None else scenario)  # what applies to the scenario shown
+shown = PRESETS[preset] if scenario is None else scenario  # what the pickers offer policies for
+options = applicable(shown)
 choices = policy_pickers("live", options=options)
 comparable = [k for k in options if k != "random"]
+best = best_rule(shown.to_json())
+if st.session_state.get("live_compare_chosen") and st.session_state.get("live_compare") not in comparable:
+    valid_choice("live_compare", comparable, best, "Compare with")  # says why a person's pick no longer applies
+    st.session_state.live_compare_chosen = False
+if not st.session_state.get("live_compare_chosen"):  # the comparison follows the preset until a person picks one
+    st.session_state.live_compare = best
 compare = side.selectbox("Compare with (same customers)", comparable, format_func=lambda k: POLICIES[k].label,
-                         index=comparable.index(valid_choice("live_compare", comparable, "forecast_base_stock",
-                                                             "Compare with")),
-                         key="live_compare", persist_state=KEEP,
-                         help="every echelon on this policy, run on exactly the same daily demand")
-seed = side.number_input("Demand seed", 0, 10_000, 0, key="live_seed", persist_state=KEEP)
-show_references = side.toggle("Show what no policy can beat", value=False, key="live_references", persist_state=KEEP,
-                              help="the clairvoyant bound (the best plan knowing every day's demand in advance: a "
-                                   "linear programme, about half a second at 20 stores) and, for one store with an "
-                                   "ample source, the exact optimum")
-in_use = uploaded_in_use(choices)
-if in_use:
+                         key="live_compare", persist_state=KEEP, on_change=comparison_chosen,
+                         help="every echelon on this policy, run on exactly the same daily demand; by default the "
+                              "preset's best rule in the shipped evaluation (tuned for these settings where it is a "
+                              "tuned rule)")
+seed = int(side.number_input("Demand seed", 0, 10_000, 0, key="live_seed", persist_state=KEEP,
+                             help="which year of customers is played; the headline's spread covers "
+                                  f"{HEADLINE_PATHS} other demand paths"))
+if in_use := uploaded_in_use(choices):
     st.caption(in_use)
 for setting in outside_training(controls):
     side.info(f"Outside the learned policies' training range: {setting}.")
 if scenario is None:
     st.error(f"These settings do not make a valid scenario: {invalid}")
     st.stop()
-run = run_for(scenario, choices, int(seed))
-baseline = run_for(scenario, uniform(compare), int(seed))
-if run is None or baseline is None:
+
+tuning = [POLICIES[k].label for k in to_tune({**choices, "comparison": compare}, scenario)]
+progress = (f"Tuning {' and '.join(tuning)} for these settings by simulation (once per setting; longer with more "
+            "stores), then simulating the year..." if tuning else "Simulating the year...")
+with st.spinner(progress, show_time=True):
+    run, baseline = run_for(scenario, choices, seed), run_for(scenario, uniform(compare), seed)
+    paths = None if run is None or baseline is None else (paths_for(scenario, choices, HEADLINE_PATHS),
+                                                          paths_for(scenario, uniform(compare), HEADLINE_PATHS))
+if paths is None or paths[0] is None or paths[1] is None:
     st.stop()
+
 compare_label = POLICIES[compare].label
-horizon = run.store_orders.shape[0]
-st.session_state.setdefault("live_day", 1)  # the day shown, 1 to horizon
-st.session_state.live_day = min(st.session_state.live_day, horizon)
+mine_label = "the learned policies" if set(choices.values()) == {"learned"} else "your policies"
+outcome = headline(run, baseline, (mine_label, compare_label))
+spread = paths_headline(mix_names(choices, uniform(compare), frozenset(uploaded_models())), *paths, HEADLINE_PATHS)
+st.markdown(f"#### :{VERDICT_COLOURS[outcome.verdict]}[{outcome.title}]")
+st.markdown(f"{comparison_note(compare, best, preset, scenario)}{outcome.detail}")
+st.caption(f"{spread.text} The year below is demand seed {seed}: press Play in the chart to watch it day by day (it "
+           "plays in your browser, and Pause stops on the day shown).")
+mine, theirs = year_kpis(run), year_kpis(baseline)
+tiles = st.columns(4)
+for tile, key, shown_value in ((tiles[0], "cost_per_day", f"{CURRENCY}{mine['cost_per_day']:,.2f}"),
+                               (tiles[1], "fill_rate", KPIS["fill_rate"].format(mine["fill_rate"])),
+                               (tiles[2], "lost_sales_per_day", f"{mine['lost_sales_per_day']:,.1f}")):
+    delta, colour = tile_delta(key, mine[key], theirs[key])
+    tile.metric(KPIS[key].label, shown_value, delta, delta_color=colour,
+                help=f"{KPIS[key].help}. Your policies over the year; the change against {compare_label}.")
+saved = theirs["cost"] - mine["cost"]
+tiles[3].metric("Saved in the year" if saved >= 0 else "Lost in the year", f"{CURRENCY}{abs(saved):,.0f}",
+                help=f"{compare_label}'s cost of the year minus your policies', on the same customers")
 
-references = cached_references(scenario.to_json(), int(seed)) if show_references else None
-year_line = year_summary(run, baseline, compare_label, references)
-if note := no_optimum_note(references):
-    st.info(note)
-ticking = bool(st.session_state.get("live_play", False))  # the animation's timer runs from this page run on
-
-
-def step_day() -> None:
-    st.session_state.live_day = min(st.session_state.live_day + 1, horizon)
-
-
-def reset_year() -> None:
-    st.session_state.live_day = 1
-    st.session_state.live_play = False
-
-
-@st.fragment(run_every=TICK_SECONDS if ticking else None)
-def day_view() -> None:
-    """The day's picture and its controls. Play is a switch, not a button: every run (a click or a tick of the
-    animation's timer) receives its position as the browser shows it, so no tick moves the day on once it is off,
-    and no click is lost or repeated however clicks and ticks queue together (a button's one-off click was)."""
-    playing = bool(st.session_state.get("live_play", False))
-    if playing and ticking:
-        speed = st.session_state.get("live_speed", DEFAULT_SPEED)
-        st.session_state.live_day = min(st.session_state.live_day + speed, horizon)
-        if st.session_state.live_day >= horizon:
-            st.session_state.live_play = playing = False  # the year is over
-    if playing != ticking:
-        if playing and st.session_state.live_day >= horizon:
-            st.session_state.live_day = 1  # Play at the year's end plays it again
-        st.rerun()  # the whole page: starts or stops the animation's timer
-    play, step, restart, speed_col = st.columns([1, 1, 1, 3], vertical_alignment="bottom")
-    play.toggle("Play", key="live_play", help=f"play the year, a step of the chosen speed every {TICK_SECONDS:g} s;"
-                                              " switch off to pause")
-    step.button("Step a day", key="live_step", width="stretch", on_click=step_day)
-    restart.button("Reset", key="live_reset", width="stretch", on_click=reset_year)
-    speed = speed_col.slider("Speed (days per step)", 1, 20, DEFAULT_SPEED, key="live_speed", persist_state=KEEP)
-    day = st.session_state.live_day - 1  # the rollout's index of the day shown
-    st.caption(f"Playing: {speed} days every {TICK_SECONDS:g} s" if playing else f"Paused on day {day + 1}")
-    k = compared_kpis(run, baseline, day)
-    now, change = k["run"], k["change"]
-    fill, fill_colour = change_label(change["fill_rate"], compare_label, points=True)
-    cost, cost_colour = change_label(change["cost"], compare_label)
-    short, short_colour = change_label(change["stockouts"], compare_label)
-    tiles = st.columns(5)
-    tiles[0].metric("Day", f"{day + 1} / {horizon}")
-    tiles[1].metric("Fill rate", KPIS["fill_rate"].format(now["fill_rate"]), fill, delta_color=fill_colour,
-                    help=KPIS["fill_rate"].help)
-    tiles[2].metric("Cost so far", f"{CURRENCY}{now['cost']:,.0f}", cost,
-                    delta_color="inverse" if cost_colour == "normal" else "off", help=KPIS["cost_per_day"].help)
-    tiles[3].metric("Stockouts (units)", f"{now['stockouts']:,.0f}", short,
-                    delta_color="inverse" if short_colour == "normal" else "off",
-                    help=KPIS["lost_sales_per_day"].help)
-    tiles[4].metric("Bullwhip (stores)", KPIS["bullwhip_store"].format(now["bullwhip"]),
-                    help=KPIS["bullwhip_store"].help)
-    st.plotly_chart(cost_difference_figure(run, baseline, day, "your policies", compare_label), width="stretch",
-                    key="live_difference")
-    st.caption(year_line)
-    left, right = st.columns([3, 2])
-    left.plotly_chart(network_figure(run, day), width="stretch", key="live_network")
-    right.markdown("**Reconciliation ledger of the day**")
-    right.dataframe(ledger_rows(run, day), hide_index=True, width="stretch")
-    st.plotly_chart(series_figure(run, day, scenario), width="stretch", key="live_series")
+figure_key = (scenario.to_json(), tuple(sorted(choices.items())), compare, seed, upload_digests())
+with st.spinner("Drawing the year...", show_time=True):
+    figure = cached_year_figure(figure_key, ("your policies", compare_label), run, baseline, scenario)
+st.plotly_chart(figure, width="stretch", key="live_year")
 
 
-day_view()
+@st.fragment
+def references_view() -> None:
+    """What no policy can beat on this year's customers, on request (reruns alone: the chart is not sent again)."""
+    if not st.toggle("Show what no policy can beat", value=False, key="live_references", persist_state=KEEP,
+                     help="the clairvoyant bound (the best plan knowing every day's demand in advance: a linear "
+                          "programme, about half a second at 20 stores) and, for one store with an ample source, "
+                          "the exact optimum"):
+        return
+    with st.spinner("Solving the clairvoyant plan..."):
+        references = cached_references(scenario.to_json(), seed)
+    st.caption(references_text(run, references))
+    if note := no_optimum_note(references):
+        st.info(note)
+
+
+references_view()

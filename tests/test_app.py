@@ -33,11 +33,10 @@ LIVE_SLIDERS = (
     "live_demand_scale", "live_dispersion", "live_weekly_seasonality", "live_seasonality_amplitude", "live_num_stores",
     "live_promotion_start_day", "live_promotion_length", "live_promotion_lift",
     "live_disruption_start_day", "live_disruption_length", "live_disruption_capacity_loss",
-    "live_warehouse_to_store", "live_supplier_to_warehouse", "live_production", "live_speed",
+    "live_warehouse_to_store", "live_supplier_to_warehouse", "live_production",
 )
 LIVE_SELECTBOXES = ("live_preset", "live_store", "live_warehouse", "live_supplier", "live_compare")
-LIVE_BUTTONS = ("live_step", "live_reset")
-KPI_LABELS = ("Day", "Fill rate", "Cost so far", "Stockouts (units)", "Bullwhip (stores)")
+KPI_LABELS = ("Cost per day", "Fill rate", "Stockouts per day", "Saved in the year")
 
 needs_models = pytest.mark.skipif(not MANIFEST.exists(),
                                   reason=f"{MANIFEST} does not exist yet (the training pipeline writes it)")
@@ -74,16 +73,21 @@ def kpis(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
-def day_of(at: AppTest) -> int:
-    """The Day metric, "12 / 365" -> 12."""
-    return int(kpis(at)["Day"].split("/")[0])
+def year_figure_of(at: AppTest) -> dict:
+    """The Live page's year figure, as sent to the browser."""
+    (spec,) = plotly_specs(at)
+    return spec
 
 
-def step(at: AppTest, times: int) -> AppTest:
-    for _ in range(times):
-        at.button(key="live_step").click().run()
-        assert_clean(at)
-    return at
+def live_headline(at: AppTest) -> str:
+    """The Live page's verdict (the first markdown, a coloured heading), without its markup."""
+    return at.markdown[0].value.removeprefix("#### ").split("[", 1)[1].removesuffix("]")
+
+
+def best_rule(preset: str) -> str:
+    from core.serving.models import load_manifest
+
+    return compare.default_baseline(PRESETS[preset], load_manifest())
 
 
 def plotly_specs(at: AppTest) -> list[dict]:
@@ -204,57 +208,98 @@ def test_live_widgets_exist_with_stable_keys() -> None:
         assert at.slider(key=key) is not None
     for key in LIVE_SELECTBOXES:
         assert at.selectbox(key=key) is not None
-    for key in LIVE_BUTTONS:
-        assert at.button(key=key) is not None
     assert at.number_input(key="live_seed").value == 0
+    assert at.toggle(key="live_references").value is False
     assert tuple(kpis(at)) == KPI_LABELS
-    assert kpis(at)["Day"] == "1 / 365"
-    assert at.toggle(key="live_play").value is False
-    assert len(at.get("plotly_chart")) == 3 and len(at.dataframe) == 1  # difference, network, series; ledger
+    assert not at.button and not at.dataframe  # the year plays in the figure: no server-side play, step or ledger
+    figure = year_figure_of(at)
+    assert len(figure["frames"]) == 365
+    assert [b["label"].split()[-1] for b in figure["layout"]["updatemenus"][0]["buttons"]] == ["Play", "Fast", "Pause"]
 
 
 @needs_models
-def test_live_step_advances_the_day_and_reset_goes_back() -> None:
+def test_live_opens_where_learning_pays_against_the_presets_best_rule() -> None:
+    """The first screen: thin_margin, the learned policies against its best rule in the shipped evaluation, the
+    year's outcome before anyone presses Play, the spread over demand paths, and tiles with short deltas."""
+    from core.app.live import FIRST_PRESET, HEADLINE_PATHS, preset_year, run_year, year_kpis
+    from core.serving.registry import mix_of, uniform
+
     at = open_page("live_twin.py")
-    before = kpis(at)
-    step(at, 3)
-    after = kpis(at)
-    assert day_of(at) == 4
-    assert after["Cost so far"] != before["Cost so far"]
-    at.button(key="live_reset").click().run()
-    assert_clean(at)
-    assert kpis(at) == before
+    assert at.selectbox(key="live_preset").value == FIRST_PRESET == "thin_margin"
+    best = best_rule(FIRST_PRESET)
+    assert best == json.loads(MANIFEST.read_text())["evaluation"]["presets"][FIRST_PRESET]["best_rule"]
+    assert at.selectbox(key="live_compare").value == best
+    label = POLICIES[best].label
+    assert at.markdown[0].value.startswith("#### :green[")  # learning pays here: said in green
+    assert live_headline(at).startswith("Over the year, the learned policies cost ")
+    assert live_headline(at).endswith(f" % less than {label}")
+    assert f"Compared with {label}: thin_margin's best rule in the shipped evaluation." in at.markdown[1].value
+    spread = at.caption[0].value
+    assert "costs " in spread and f"significant on the same {HEADLINE_PATHS} demand paths" in spread
+    scenario = preset_year(FIRST_PRESET)
+    mine = year_kpis(run_year(scenario, mix_of(uniform("learned"), scenario), 0))
+    theirs = year_kpis(run_year(scenario, mix_of(uniform(best), scenario), 0))
+    tiles = {m.label: m for m in at.metric}
+    assert tiles["Cost per day"].value == f"${mine['cost_per_day']:,.2f}"
+    assert tiles["Cost per day"].delta == f"{100 * (mine['cost_per_day'] / theirs['cost_per_day'] - 1):+.1f} %"
+    assert tiles["Cost per day"].delta.startswith("-")  # cheaper: a falling cost, shown green (inverse)
+    assert tiles["Saved in the year"].value == f"${theirs['cost'] - mine['cost']:,.0f}"
+    assert all(len(m.delta or "") <= 10 for m in at.metric)  # short enough for a narrow tile
 
 
 @needs_models
-def test_live_demand_and_volatility_sliders_change_the_kpis() -> None:
-    at = step(open_page("live_twin.py"), 5)
-    baseline = kpis(at)
-    assert day_of(at) == 6
+def test_live_comparison_follows_the_preset_until_a_person_picks_one() -> None:
+    at = open_page("live_twin.py")
+    for preset in ("steady", "lost_sales_textbook", "high_volatility"):
+        at.selectbox(key="live_preset").set_value(preset).run()
+        assert_clean(at)
+        assert at.selectbox(key="live_compare").value == best_rule(preset)
+    assert len({best_rule(p) for p in ("steady", "lost_sales_textbook", "high_volatility")}) == 3
+    at.slider(key="live_num_stores").set_value(5).run()  # settings that reshape the preset: its rule, tuned again
+    assert_clean(at)
+    assert "tuned again for these settings; another rule may do better" in at.markdown[1].value
+    at.selectbox(key="live_compare").set_value(RULE).run()  # a person's pick
+    for preset in ("seasonal", "thin_margin"):
+        at.selectbox(key="live_preset").set_value(preset).run()
+        assert_clean(at)
+        assert at.selectbox(key="live_compare").value == RULE
+        assert live_headline(at).endswith(POLICIES[RULE].label)
+        assert "best rule" not in at.markdown[1].value
 
+
+@needs_models
+def test_live_demand_and_volatility_sliders_change_the_outcome() -> None:
+    at = open_page("live_twin.py")
+    before, figure = kpis(at), year_figure_of(at)
     at.slider(key="live_demand_scale").set_value(1.5).run()
     assert_clean(at)
     busier = kpis(at)
-    assert busier["Day"] == baseline["Day"]  # the day is kept, the year is re-simulated
-    assert busier["Cost so far"] != baseline["Cost so far"]
-
+    assert busier["Cost per day"] != before["Cost per day"]
+    assert year_figure_of(at) != figure  # the year is simulated again and sent again
     at.slider(key="live_dispersion").set_value(0.9).run()
     assert_clean(at)
-    noisier = kpis(at)
-    assert noisier != busier
+    assert kpis(at) != busier
 
 
 @needs_models
-def test_live_switching_a_policy_changes_the_kpis() -> None:
+def test_live_switching_a_policy_changes_the_outcome() -> None:
     at = open_page("live_twin.py")
-    at.session_state["live_day"] = 30  # day 30: the first days' orders of both policies cost the same
-    at.run()
     learned = kpis(at)
-    assert learned["Day"] == "30 / 365"
     at.selectbox(key="live_store").set_value(RULE).run()
     assert_clean(at)
-    assert kpis(at)["Day"] == learned["Day"]
     assert kpis(at) != learned
+    assert live_headline(at).startswith("Over the year, your policies ")  # no longer all learned
+
+
+@needs_models
+def test_live_references_rerun_alone_and_leave_the_year_as_it_was() -> None:
+    at = open_page("live_twin.py")
+    figure, headline = year_figure_of(at), live_headline(at)
+    assert not any("clairvoyant bound" in c.value for c in at.caption)  # on request only
+    at.toggle(key="live_references").set_value(True).run()
+    assert_clean(at)
+    assert any("clairvoyant bound" in c.value for c in at.caption)
+    assert year_figure_of(at) == figure and live_headline(at) == headline
 
 
 @needs_models
@@ -266,71 +311,39 @@ def test_live_more_stores_and_a_disruption_still_render() -> None:
     at.slider(key="live_supplier_to_warehouse").set_value(6)
     at.run()
     assert_clean(at)
-    step(at, 2)
-    assert day_of(at) == 3
-    network = plotly_specs(at)[1]  # after the cost-difference chart
-    labels = [label for t in network["data"] if t.get("mode") == "markers+text" for label in t["text"]]
+    figure = year_figure_of(at)
+    frame = figure["frames"][2]
+    labels = [label for k, change in zip(frame["traces"], frame["data"], strict=True)
+              if figure["data"][k].get("mode") == "markers+text" and figure["data"][k].get("xaxis", "x") == "x"
+              for label in change["text"]]
     assert sum(label.startswith("store_") for label in labels) == 3  # twelve stores: the three worst off drawn
     assert sum(label.startswith("9 other stores") for label in labels) == 1  # and the other nine summed
     assert sum(label.startswith(("warehouse", "supplier")) for label in labels) == 2
-
-
-@needs_models
-def test_live_play_advances_by_the_speed_and_pause_stops() -> None:
-    at = open_page("live_twin.py")
-    speed = at.slider(key="live_speed").value
-    at.toggle(key="live_play").set_value(True).run()  # the switch reruns the app with playing on: one tick
-    assert_clean(at)
-    assert at.session_state["live_play"] is True
-    assert day_of(at) == 1 + speed
-    at.toggle(key="live_play").set_value(False).run()
-    assert_clean(at)
-    assert at.toggle(key="live_play").value is False
-    assert day_of(at) == 1 + speed  # pausing does not advance
-    assert at.caption[0].value == f"Paused on day {1 + speed}"
-
-
-def test_live_play_stops_at_the_end_of_the_year() -> None:
-    """Reaching day 365 stops playing and switches Play off."""
-    at = open_page("live_twin.py", clean=False)  # rule-based echelons: no shipped model needed
-    for role in ("store", "warehouse", "supplier"):
-        at.selectbox(key=f"live_{role}").set_value(RULE)
-    at.run()
-    assert_clean(at)
-    at.session_state["live_day"] = 363
-    at.toggle(key="live_play").set_value(True).run()
-    assert_clean(at)
-    assert kpis(at)["Day"] == "365 / 365"
-    assert at.toggle(key="live_play").value is False
+    assert any(s["name"] == "supply disruption" for s in figure["layout"]["shapes"])
 
 
 @needs_models
 def test_live_new_preset_loads_its_slider_values() -> None:
     from core.app.live import controls_of
-    from core.simulation.presets import PRESETS
 
     at = open_page("live_twin.py")
     at.slider(key="live_demand_scale").set_value(1.8).run()
-    step(at, 2)
     at.selectbox(key="live_preset").set_value("supply_disruption").run()
     assert_clean(at)
     expected = controls_of(PRESETS["supply_disruption"])
     assert at.slider(key="live_demand_scale").value == pytest.approx(expected.demand_scale)
     assert at.slider(key="live_disruption_length").value == expected.disruption_length
-    assert day_of(at) == 1
 
 
 @needs_models
 def test_two_sessions_are_independent() -> None:
-    first = step(open_page("live_twin.py"), 3)
+    first = open_page("live_twin.py")
     second = open_page("live_twin.py")
-    assert day_of(first) == 4
-    assert day_of(second) == 1
-    second.selectbox(key="live_store").set_value(RULE).run()
-    first.run()
-    assert first.selectbox(key="live_store").value == "learned"
-    assert day_of(first) == 4
-    assert first.session_state["live_day"] == 4 and second.session_state["live_day"] == 1
+    shared = kpis(second)
+    first.selectbox(key="live_store").set_value(RULE).run()
+    second.run()
+    assert second.selectbox(key="live_store").value == "learned" and kpis(second) == shared
+    assert kpis(first) != shared
 
 
 # --------------------------------------------------------------------------------------------- Head-to-head
@@ -526,7 +539,7 @@ def test_uploading_garbage_is_rejected_and_changes_nothing() -> None:
     assert not at.success
     at.switch_page("pages/live_twin.py").run()
     assert_clean(at)
-    assert kpis(at)["Day"] == "1 / 365"
+    assert at.title[0].value == "Live twin" and tuple(kpis(at)) == KPI_LABELS
 
 
 @needs_models
@@ -534,9 +547,8 @@ def test_uploading_a_valid_policy_serves_the_live_page_of_that_session_only() ->
     from core.agents.menus import SAFETY_FACTORS
 
     at = open_page("live_twin.py")
-    step(at, 20)
     shipped = kpis(at)
-    other = step(open_page("live_twin.py"), 20)
+    other = open_page("live_twin.py")
 
     at.switch_page("pages/train_and_export.py").run()
     minus_1 = tiny_policy("store", SAFETY_FACTORS.index(-1.0))
@@ -547,7 +559,6 @@ def test_uploading_a_valid_policy_serves_the_live_page_of_that_session_only() ->
 
     at.switch_page("pages/live_twin.py").run()
     assert_clean(at)
-    assert kpis(at)["Day"] == shipped["Day"]
     assert kpis(at) != shipped  # the learned stores now order up to forecast - 1 sd
     digest = hashlib.sha256(minus_1).hexdigest()[:12]
     marked = f"Uploaded policy in use: stores always_z_minus_1.onnx, sha256 {digest} (instead of the shipped one)."
@@ -611,32 +622,20 @@ def test_head_to_head_shows_the_clairvoyant_bound_and_the_optimum_where_it_exist
     assert "Exact optimum of any policy (dynamic programme): $4.729 per day" in captions
 
 
-def test_the_ledger_reads_in_words_with_rounded_values() -> None:
-    at = open_page("live_twin.py")
-    table = at.dataframe[0].value
-    assert list(table.columns)[:4] == ["Agent", "Demand", "Filled", "Short"]
-    assert not any("_" in column for column in table.columns)
-    for value in table["Holding"]:
-        assert value.startswith("$") and len(value.split(".")[-1]) == 2  # money, two decimals
-
-
 def test_live_compares_with_a_rule_on_the_same_customers() -> None:
-    """The learned mix against the comparison rule: each tile's change is the run's against the rule's on the
-    same demand, the year line names the clairvoyant bound; comparing a mix with itself changes nothing."""
+    """The learned mix against a chosen rule: each tile's change is the run's against the rule's on the same demand,
+    the headline names the rule with the right sign and colour; comparing a mix with itself reads "same"."""
     at = open_page("live_twin.py")
-    at.selectbox(key="live_compare").set_value("reorder_point").run()
-    for _ in range(30):
-        at.button(key="live_step").click().run()
-    metrics = {m.label: m for m in at.metric}
-    assert metrics["Cost so far"].delta.startswith("-") and metrics["Cost so far"].delta.endswith(
-        "% vs reorder point (s, S)")  # the learned policies are cheaper than the textbook rule
-    assert not any("clairvoyant bound" in c.value for c in at.caption)  # on request only
-    at.toggle(key="live_references").set_value(True).run()
-    assert any("clairvoyant bound" in c.value for c in at.caption)
+    at.selectbox(key="live_compare").set_value(RULE).run()
+    assert_clean(at)
+    tiles = {m.label: m for m in at.metric}
+    assert tiles["Cost per day"].delta.startswith("-")  # the learned policies are cheaper than the textbook rule
+    assert live_headline(at).endswith(f"% less than {POLICIES[RULE].label}")
     for role in ("store", "warehouse", "supplier"):
-        at.selectbox(key=f"live_{role}").set_value("reorder_point")
+        at.selectbox(key=f"live_{role}").set_value(RULE)
     at.run()
     assert_clean(at)
-    metrics = {m.label: m for m in at.metric}
-    assert metrics["Cost so far"].delta == metrics["Fill rate"].delta == "same as reorder point (s, S)"
-
+    tiles = {m.label: m for m in at.metric}
+    assert tiles["Cost per day"].delta == tiles["Fill rate"].delta == "same"
+    assert at.markdown[0].value.startswith("#### :gray[") and "cost the same as" in live_headline(at)
+    assert "cost the same per day" in at.caption[0].value

@@ -1,8 +1,9 @@
-"""The Live page's flow view (``network_figure``) and time series (``series_figure``) read at 1 to 50 stores.
+"""The Live page's year figure (``year_figure``): its flow view reads at 1 to 50 stores on every day, its frames
+change only what a day changes and agree with the year's numbers, its time charts and the payload stay light.
 
-Label boxes are estimated from the figure's own geometry: axis ranges, height and margins from the layout, an
-assumed plot width, and a text box of 0.6 em per character and 1.25 em per line (wider than the average glyph
-of the default font, so the estimate errs towards finding overlaps).
+Label boxes are estimated from the figure's own geometry: axis ranges and domains, height and margins from the
+layout, an assumed figure width, and a text box of 0.6 em per character and 1.25 em per line (wider than the average
+glyph of the default font, so the estimate errs towards finding overlaps).
 """
 
 from __future__ import annotations
@@ -22,27 +23,55 @@ from core.evaluation.plots import (
     STOCKOUT,
     WORST_STORES_DRAWN,
     event_windows,
-    network_figure,
-    series_figure,
+    running_kpis,
     worst_off_stores,
+    year_figure,
 )
+from core.serving.registry import mix_of, uniform
 from core.simulation.demand import sample_demand
 from core.simulation.presets import get_preset
-from core.simulation.rollout import Rollout, rollout
+from core.simulation.rollout import Rollout, kpis, rollout
 from core.simulation.scenario import Scenario
 
 STORE_COUNTS = (1, 3, 8, 20, 50)
-WIDTHS_PX = (480, 1000)  # the Live page's network column in a 1280 px window, and a wide screen
+WIDTHS_PX = (900, 1600)  # the year figure in a 1280 px window with the sidebar open, and a wide screen
+LABELS = ("your policies", "forecast base-stock")
+FRAME_MS = 100
+MAX_PAYLOAD_BYTES = 2_000_000  # the figure as sent, at any number of stores
 CHAR_EM, LINE_EM = 0.6, 1.25
 UNIT_WORDS = ("units", "day")
 DEFAULT_FONT_PX = 12
 
 
 @cache
-def scenario_run(preset: str, stores: int) -> tuple[Scenario, Rollout]:
+def scenario_run(preset: str, stores: int, policy: str = "reorder_point") -> tuple[Scenario, Rollout]:
     scenario = get_preset(preset).with_num_stores(stores)
     demand = sample_demand(scenario, 1, np.random.default_rng(3))
-    return scenario, rollout(scenario, reorder_point_mix(), demand)
+    mix = reorder_point_mix() if policy == "reorder_point" else mix_of(uniform(policy), scenario)
+    return scenario, rollout(scenario, mix, demand)
+
+
+@cache
+def figure(preset: str, stores: int) -> dict:
+    """The year figure of (s, S) against forecast base-stock, as sent to the browser."""
+    scenario, run = scenario_run(preset, stores)
+    _, baseline = scenario_run(preset, stores, "forecast_base_stock")
+    return year_figure(run, baseline, scenario, LABELS, FRAME_MS).to_dict()
+
+
+def on_day(fig: dict, day: int) -> list[dict]:
+    """The figure's traces as they are on ``day`` (0-based): the first frame's traces updated by the day's."""
+    traces = [dict(t) for t in fig["data"]]
+    frame = fig["frames"][day]
+    for index, change in zip(frame["traces"], frame["data"], strict=True):
+        for key, value in change.items():
+            traces[index][key] = {**traces[index].get(key, {}), **value} if isinstance(value, dict) else value
+    return traces
+
+
+def flow_view(fig: dict, day: int) -> list[dict]:
+    """The flow view's traces on ``day`` (axes x, y)."""
+    return [t for t in on_day(fig, day) if t.get("xaxis", "x") == "x"]
 
 
 def _text_size(text: str, font_px: float | None) -> tuple[float, float]:
@@ -51,37 +80,37 @@ def _text_size(text: str, font_px: float | None) -> tuple[float, float]:
     return CHAR_EM * font_px * max(len(line) for line in lines), LINE_EM * font_px * len(lines)
 
 
-def text_boxes(fig: go.Figure, width_px: float) -> list[tuple[str, float, float, float, float]]:
-    """(text, left, top, right, bottom) in pixels of every text drawn in data coordinates: scatter text (placed
-    beside its marker as ``textposition`` says) and annotations (anchors and shifts)."""
-    layout = fig.layout
-    margin = layout.margin
-    plot_w, plot_h = width_px - margin.l - margin.r, layout.height - margin.t - margin.b
-    (x0, x1), (y0, y1) = layout.xaxis.range, layout.yaxis.range
+def text_boxes(fig: dict, traces: list[dict], width_px: float) -> list[tuple[str, float, float, float, float]]:
+    """(text, left, top, right, bottom) in pixels, from the flow view's top left corner, of every text of the flow
+    view's ``traces``, placed beside its marker as its ``textposition`` says."""
+    layout = fig["layout"]
+    margin = layout["margin"]
+    xaxis, yaxis = layout["xaxis"], layout["yaxis"]
+    plot_w = (width_px - margin["l"] - margin["r"]) * (xaxis["domain"][1] - xaxis["domain"][0])
+    plot_h = (layout["height"] - margin["t"] - margin["b"]) * (yaxis["domain"][1] - yaxis["domain"][0])
+    (x0, x1), (y0, y1) = xaxis["range"], yaxis["range"]
 
     def pixels(x: float, y: float) -> tuple[float, float]:
         return (x - x0) / (x1 - x0) * plot_w, (y1 - y) / (y1 - y0) * plot_h
 
     boxes = []
-    for trace in fig.data:
-        if not trace.mode or "text" not in trace.mode:
+    for trace in traces:
+        if "text" not in trace.get("mode", ""):
             continue
-        sizes = np.broadcast_to(np.asarray(trace.marker.size, dtype=float), (len(trace.x),))
-        for x, y, text, size in zip(trace.x, trace.y, trace.text, sizes, strict=True):
-            (cx, cy), (w, h), radius = pixels(x, y), _text_size(text, trace.textfont.size), size / 2
-            if trace.textposition == "middle right":
+        sizes = np.broadcast_to(np.asarray(trace.get("marker", {}).get("size", 0), dtype=float), (len(trace["x"]),))
+        positions = trace["textposition"]
+        positions = [positions] * len(trace["x"]) if isinstance(positions, str) else positions
+        for x, y, text, size, where in zip(trace["x"], trace["y"], trace["text"], sizes, positions, strict=True):
+            if not text:
+                continue
+            (cx, cy), (w, h), radius = pixels(x, y), _text_size(text, trace["textfont"]["size"]), size / 2
+            if where == "middle right":
                 boxes.append((text, cx + radius, cy - h / 2, cx + radius + w, cy + h / 2))
+            elif where == "top center":
+                boxes.append((text, cx - w / 2, cy - radius - h, cx + w / 2, cy - radius))
             else:
-                assert trace.textposition == "bottom center", trace.textposition
+                assert where == "bottom center", where
                 boxes.append((text, cx - w / 2, cy + radius, cx + w / 2, cy + radius + h))
-    for note in layout.annotations:
-        assert (note.xref or "x", note.yref or "y") == ("x", "y"), "the network view puts its notes in data coordinates"
-        cx, cy = pixels(note.x, note.y)
-        cx, cy = cx + (note.xshift or 0), cy - (note.yshift or 0)
-        w, h = _text_size(note.text, note.font.size)
-        left = {"left": cx, "right": cx - w}.get(note.xanchor, cx - w / 2)
-        top = {"top": cy, "bottom": cy - h}.get(note.yanchor, cy - h / 2)
-        boxes.append((note.text, left, top, left + w, top + h))
     return boxes
 
 
@@ -91,27 +120,30 @@ def overlaps(boxes: list[tuple[str, float, float, float, float]]) -> list[tuple[
 
 
 @pytest.mark.parametrize("stores", STORE_COUNTS)
-def test_network_labels_never_overlap_and_stay_in_the_figure(stores: int) -> None:
-    _, run = scenario_run("promo_shock", stores)
+def test_flow_labels_never_overlap_and_stay_in_the_flow_view(stores: int) -> None:
+    fig = figure("promo_shock", stores)
+    layout = fig["layout"]
+    top, bottom = layout["yaxis"]["domain"]
+    gap_below = top * (layout["height"] - layout["margin"]["t"] - layout["margin"]["b"]) - 40  # to the chart's title
     for day in (0, 1, 45, 200, 364):
-        fig = network_figure(run, day)
+        traces = flow_view(fig, day)
         for width in WIDTHS_PX:
-            boxes = text_boxes(fig, width)
+            boxes = text_boxes(fig, traces, width)
             assert not overlaps(boxes), (stores, day, width, overlaps(boxes))
-            margin = fig.layout.margin
-            for text, left, top, right, bottom in boxes:
-                assert -margin.l <= left and right <= width - margin.l, (stores, day, width, text, left, right)
-                assert -margin.t <= top and bottom <= fig.layout.height - margin.t, (stores, day, text, top, bottom)
+            total = width - layout["margin"]["l"] - layout["margin"]["r"]
+            panel = total * layout["xaxis2"]["domain"][0]  # the day's KPIs begin here
+            height = (layout["height"] - layout["margin"]["t"] - layout["margin"]["b"]) * (bottom - top) * -1
+            for text, left, upper, right, lower in boxes:
+                assert -layout["margin"]["l"] <= left and right <= panel, (stores, day, width, text, left, right)
+                assert upper >= 0 and lower <= -height + gap_below, (stores, day, text, upper, lower)
 
 
 @pytest.mark.parametrize("stores", STORE_COUNTS)
-def test_network_draws_a_handful_of_stores_and_sums_the_rest(stores: int) -> None:
+def test_flow_draws_a_handful_of_stores_and_sums_the_rest(stores: int) -> None:
     _, run = scenario_run("steady", stores)
     day = 120
-    fig = network_figure(run, day)
-    store_trace = next(t for t in fig.data if t.text is not None and any("on hand" in s for s in t.text)
-                       and t.x[0] == max(t.x))
-    labels = list(store_trace.text)
+    store_trace = flow_view(figure("steady", stores), day)[-2]
+    labels = list(store_trace["text"])
     assert len(labels) == (stores if stores <= MAX_STORES_DRAWN else WORST_STORES_DRAWN + 1)
     if stores > MAX_STORES_DRAWN:
         worst = worst_off_stores(run, day, WORST_STORES_DRAWN)
@@ -123,6 +155,7 @@ def test_network_draws_a_handful_of_stores_and_sums_the_rest(stores: int) -> Non
         # the summed node holds what the drawn stores do not
         drawn = run.ledger["on_hand"][day, 0, worst].sum()
         assert abs(drawn + run.ledger["on_hand"][day, 0, summed].sum() - total) <= 1e-9 * max(total, 1.0)
+        assert store_trace["marker"]["symbol"] == ["circle"] * WORST_STORES_DRAWN + ["square"]
 
 
 def test_worst_off_stores_are_the_short_then_the_least_covered() -> None:
@@ -134,97 +167,155 @@ def test_worst_off_stores_are_the_short_then_the_least_covered() -> None:
         assert len(set(worst)) == WORST_STORES_DRAWN
 
 
-def _store_trace(fig: go.Figure):
-    return next(t for t in fig.data if t.text is not None and any(s.startswith("store_") for s in t.text))
-
-
-def test_network_line_widths_follow_units_in_transit_and_red_marks_only_stockouts() -> None:
+def test_flow_line_widths_follow_units_in_transit_and_red_marks_only_stockouts() -> None:
     _, run = scenario_run("steady", 3)
+    fig = figure("steady", 3)
     for day in (0, 100, 250):
-        fig = network_figure(run, day)
+        traces = flow_view(fig, day)
         transit = run.ledger["in_transit"][day, 0]
         units = np.array([transit[4], transit[3], *transit[:3]])  # production, to the warehouse, to each store
-        links = [t for t in fig.data if t.mode == "lines"]
+        links = [t for t in traces if t["mode"] == "lines"]
         assert len(links) == 5
-        widths = np.array([t.line.width for t in links])
+        widths = np.array([t["line"]["width"] for t in links])
         carrying = (units > 0.5) & (widths > 1.0) & (widths < 2 * MAX_LINE_PX)  # not at the 1 px floor or the cap
-        ratios = widths[carrying] / units[carrying]
-        assert carrying.sum() >= 2 and np.allclose(ratios, ratios[0], rtol=1e-9), (units, widths)
-        assert all(t.line.dash == ("solid" if u > 0.5 else "dot") for t, u in zip(links, units, strict=True))
-        for i, label in enumerate(_store_trace(fig).text):  # each store's pipeline is in its label
+        ratio = widths[carrying] @ units[carrying] / (units[carrying] @ units[carrying])
+        assert carrying.sum() >= 2 and np.allclose(widths[carrying], ratio * units[carrying], atol=0.06), (
+            units, widths)  # proportional, up to the widths' rounding to 0.1 px
+        assert all(t["line"]["dash"] == ("solid" if u > 0.5 else "dot") for t, u in zip(links, units, strict=True))
+        upstream, stores = traces[-3], traces[-2]
+        for i, label in enumerate(stores["text"]):  # each store's pipeline is in its label
             assert f"{transit[i]:,.0f} in transit" in label
-        upstream = next(t for t in fig.data if t.text is not None and any(s.startswith("warehouse") for s in t.text))
-        assert STOCKOUT not in upstream.marker.color
+        assert STOCKOUT not in upstream["marker"]["color"]
         short = run.ledger["unmet"][day, 0, :3] > 0.5
-        assert [c == STOCKOUT for c in _store_trace(fig).marker.color] == list(short)
+        assert [c == STOCKOUT for c in stores["marker"]["color"]] == list(short)
 
 
 def test_day_one_shows_the_opening_pipeline_and_no_zero_orders() -> None:
     _, run = scenario_run("steady", 3)
-    fig = network_figure(run, 0)
-    texts = [n.text for n in fig.layout.annotations] + [s for t in fig.data if t.text is not None for s in t.text]
+    fig = figure("steady", 3)
+    texts = [text for t in flow_view(fig, 0) if "text" in t for text in t["text"]]
     assert not any("order 0" in s or "ordered 0" in s or "started 0" in s for s in texts)
     transit = run.ledger["in_transit"][0, 0]
     assert transit.min() > 0  # the opening pipelines are full ...
-    notes = [n.text for n in fig.layout.annotations]
-    assert f"{transit[3]:,.0f} in transit" in notes and f"{transit[4]:,.0f}<br>in production" in notes  # ... and shown
-    assert all(t.line.dash == "solid" for t in fig.data if t.mode == "lines")
-    assert "opening" in fig.layout.title.text
+    assert f"{transit[3]:,.0f} in transit" in texts and f"{transit[4]:,.0f}<br>in production" in texts  # ... shown
+    assert all(t["line"]["dash"] == "solid" for t in flow_view(fig, 0) if t["mode"] == "lines")
+    assert any("opening stock" in text for t in on_day(fig, 0) for text in t.get("text", []))
 
 
-def test_network_marker_key_names_its_sizes() -> None:
-    _, run = scenario_run("steady", 3)
-    fig = network_figure(run, 50)
-    key = next(t for t in fig.data if t.text is not None and all(s.endswith(" units") for s in t.text))
-    values = [float(s.split(" ")[0].replace(",", "")) for s in key.text]
+def test_flow_marker_key_names_its_sizes() -> None:
+    key = flow_view(figure("steady", 3), 50)[-1]
+    values = [float(s.split(" ")[0].replace(",", "")) for s in key["text"][1:]]
+    assert key["text"][0] == "On hand:"
     assert values == sorted(values) and len(set(values)) == 3
-    assert list(key.marker.size) == sorted(key.marker.size)
+    assert list(key["marker"]["size"][1:]) == sorted(key["marker"]["size"][1:])
 
 
-def _series_traces(fig: go.Figure) -> list:
-    return [t for t in fig.data if t.name]
+def test_frames_play_a_day_each_and_change_only_what_a_day_changes() -> None:
+    fig = figure("promo_shock", 3)
+    frames = fig["frames"]
+    assert [f["name"] for f in frames] == [str(day) for day in range(1, 366)]
+    daily = frames[0]["traces"]
+    assert all(f["traces"] == daily for f in frames) and len(daily) < len(fig["data"])
+    static = [t for k, t in enumerate(fig["data"]) if k not in daily]
+    assert any(t.get("name") == "stores" for t in static)  # the time charts are sent once, not every day
+    for change in frames[100]["data"]:  # a frame holds no whole-year series
+        assert all(len(v) < 100 for v in change.values() if isinstance(v, list))
+    (menu,) = fig["layout"]["updatemenus"]
+    buttons = {b["label"].split()[-1]: b["args"] for b in menu["buttons"]}
+    assert set(buttons) == {"Play", "Fast", "Pause"}
+    assert buttons["Play"][0] is None and buttons["Play"][1]["fromcurrent"]
+    assert buttons["Play"][1]["frame"] == {"duration": FRAME_MS, "redraw": False}
+    assert buttons["Pause"][0] == [None] and buttons["Pause"][1]["mode"] == "immediate"  # stops at the day shown
+    (slider,) = fig["layout"]["sliders"]
+    assert [step["args"][0] for step in slider["steps"]] == [[f["name"]] for f in frames]
+    go.Figure(fig)  # plotly accepts every frame
+
+
+def test_the_days_kpis_are_the_year_so_far_of_both_mixes() -> None:
+    from core.evaluation.plots import BETTER, GREY, WORSE
+
+    _, run = scenario_run("promo_shock", 3)
+    _, baseline = scenario_run("promo_shock", 3, "forecast_base_stock")
+    fig = figure("promo_shock", 3)
+    mine, theirs = running_kpis(run), running_kpis(baseline)
+    for day in (0, 99, 364):
+        for values in (mine, theirs):
+            for key in values:
+                direct = kpis(run if values is mine else baseline, days=day + 1)
+                expected = {"fill_rate": direct["fill_rate"], "cost": direct["cost_per_day"] * (day + 1),
+                            "stockouts": direct["lost_sales_per_day"] * (day + 1)}[key][0]
+                assert values[key][day] == pytest.approx(expected, rel=1e-9)
+        traces = on_day(fig, day)
+        title = next(t for t in traces if any("of 365" in text for text in t.get("text", [])))
+        assert title["text"] == [f"<b>Day {day + 1}</b> of 365" + (" (the opening stock)" if day == 0 else "")]
+        cells = next(t for t in traces if t.get("xaxis") == "x2" and len(t.get("text", [])) == 6)["text"]
+        assert cells[1] == f"${mine['cost'][day]:,.0f}" and cells[4] == f"${theirs['cost'][day]:,.0f}"
+        assert cells[0] == f"{100 * mine['fill_rate'][day]:.1f} %"
+        differences = next(t for t in traces if t.get("xaxis") == "x2" and "color" in t.get("textfont", {})
+                           and isinstance(t["textfont"]["color"], list))
+        change = 100 * (mine["cost"][day] / theirs["cost"][day] - 1)
+        shown = f"{change:+.1f} %".replace("-", "\u2212")
+        expected_colour = GREY if round(change, 1) == 0 else BETTER if change < 0 else WORSE
+        assert differences["text"][1] == ("same" if round(change, 1) == 0 else shown)
+        assert differences["textfont"]["color"][1] == expected_colour
+
+
+def test_the_ledger_names_its_columns_in_words_and_rounds_money() -> None:
+    fig = figure("steady", 20)
+    header = next(t for t in fig["data"] if "Ledger of the day" in t.get("text", []))
+    assert not any("_" in text for text in header["text"])
+    rows = next(t for t in on_day(fig, 200) if t.get("xaxis") == "x3" and t is not header and "textfont" in t
+                and "color" not in t["textfont"])["text"]
+    columns = len(header["text"])
+    agents = rows[::columns]
+    assert agents == [*(agents[:WORST_STORES_DRAWN]), "17 other stores", "warehouse", "supplier"]
+    assert all(cell.count(".") == 1 and len(cell.split(".")[1]) == 2 for cell in rows[columns - 1::columns])
+
+
+def _series_traces(fig: dict) -> list[dict]:
+    return [t for t in fig["data"] if t.get("showlegend")]
 
 
 @pytest.mark.parametrize("preset", ("steady", "promo_shock", "supply_disruption"))
 def test_series_axes_legends_and_colours(preset: str) -> None:
-    scenario, run = scenario_run(preset, 8)
-    fig = series_figure(run, 150, scenario)
-    y_axes = [fig.layout[name] for name in fig.layout if name.startswith("yaxis")]
-    x_axes = [fig.layout[name] for name in fig.layout if name.startswith("xaxis")]
-    assert len(y_axes) == len(x_axes) == 4
-    for axis in y_axes:
-        assert "(units)" in axis.title.text or "(units/day)" in axis.title.text, axis.title.text
-    labelled = [axis for axis in x_axes if axis.showticklabels is not False]  # one shared day axis
-    assert len(labelled) == 1 and labelled[0].title.text == "day"
-    assert {tuple(axis.range) for axis in x_axes} == {(0.5, 181.5)}  # a month ahead, the same on every chart
-    legends = {t.legend or "legend" for t in _series_traces(fig)}
+    fig = figure(preset, 8)
+    layout = fig["layout"]
+    charts = [f"yaxis{k}" for k in range(5, 9)]
+    for axis in charts:
+        assert "(units)" in layout[axis]["title"]["text"] or "(units/day)" in layout[axis]["title"]["text"]
+    labelled = [k for k in range(4, 9) if layout[f"xaxis{k}"]["showticklabels"]]
+    assert labelled == [4, 8] and layout["xaxis8"]["title"]["text"] == "day"  # under the saved chart and the last
+    assert {tuple(layout[f"xaxis{k}"]["range"]) for k in range(4, 9)} == {(0.5, 365.5)}  # the whole year
+    assert all(layout[f"xaxis{k}"].get("matches") == "x8" for k in range(4, 8))  # zoom one, zoom all
+    series = _series_traces(fig)
+    legends = {t["legend"] for t in series}
     assert legends == {"legend", "legend2", "legend3", "legend4"}  # one legend per chart
     for legend in legends:  # beside its own chart, outside every plot area
-        chart = next(t for t in _series_traces(fig) if (t.legend or "legend") == legend)
-        y_domain = fig.layout["yaxis" + chart.yaxis[1:]].domain
-        assert fig.layout[legend].x >= 1.0 and fig.layout[legend].xanchor == "left"
-        assert fig.layout[legend].y == y_domain[1] and fig.layout[legend].yanchor == "top"
-    colours = [t.line.color if isinstance(t, go.Scatter) else t.marker.color for t in _series_traces(fig)]
+        chart = next(t for t in series if t["legend"] == legend)
+        y_domain = layout["yaxis" + chart["yaxis"][1:]]["domain"]
+        assert layout[legend]["x"] >= layout["xaxis5"]["domain"][1] and layout[legend]["xanchor"] == "left"
+        assert layout[legend]["y"] == y_domain[1] and layout[legend]["yanchor"] == "top"
+    colours = [t["line"]["color"] if t["type"] == "scatter" else t["marker"]["color"] for t in series]
     assert len(colours) == 12 and len(set(colours)) == 12
     assert colours.count(STOCKOUT) == 1
-    assert next(t for t in _series_traces(fig) if t.marker.color == STOCKOUT).name == "short"
+    assert next(t for t in series if t.get("marker", {}).get("color") == STOCKOUT)["name"] == "short"
     assert STOCKOUT not in COLOURS.values()
-    warehouse = next(t for t in _series_traces(fig) if t.name == "warehouse")
-    assert warehouse.line.color == COLOURS["warehouse"] != STOCKOUT
+    warehouse = next(t for t in series if t["name"] == "warehouse")
+    assert warehouse["line"]["color"] == COLOURS["warehouse"] != STOCKOUT
 
 
 @pytest.mark.parametrize("preset", ("steady", "seasonal", "promo_shock", "supply_disruption"))
 def test_series_shades_exactly_the_scenarios_windows(preset: str) -> None:
-    scenario, run = scenario_run(preset, 3)
-    fig = series_figure(run, 200, scenario)
+    scenario, _ = scenario_run(preset, 3)
+    fig = figure(preset, 3)
     windows = event_windows(scenario)
     has_events = any(store.promotions for store in scenario.stores) or bool(scenario.disruptions)
     assert bool(windows) == has_events
-    rects = [s for s in fig.layout.shapes if s.type == "rect"]
-    assert len(rects) == 4 * len(windows)  # every window on each of the four charts
-    assert {(s.x0, s.x1) for s in rects} == {(first + 0.5, end + 0.5) for _, first, end in windows}
-    assert sorted(s.name for s in rects if s.showlegend) == sorted({kind for kind, _, _ in windows})
-    assert not series_figure(run, 200).layout.shapes  # the old call: no scenario, nothing shaded
+    rects = [s for s in fig["layout"].get("shapes", []) if s["type"] == "rect"]
+    assert len(rects) == 5 * len(windows)  # every window on the saved chart and each of the four time charts
+    assert {(s["x0"], s["x1"]) for s in rects} == {(first + 0.5, end + 0.5) for _, first, end in windows}
+    assert sorted(s["name"] for s in rects if s["showlegend"]) == sorted({kind for kind, _, _ in windows})
+    assert ("legend5" in fig["layout"]) == has_events
 
 
 def test_event_windows_of_the_presets() -> None:
@@ -235,23 +326,55 @@ def test_event_windows_of_the_presets() -> None:
 
 
 def test_series_y_scale_leaves_out_the_opening_transient() -> None:
-    scenario, run = scenario_run("steady", 3)
-    early = series_figure(run, 20, scenario)
-    assert all(early.layout[f"yaxis{k}"].range is None for k in ("", "2", "3", "4"))  # too few days to tell
-    late = series_figure(run, 300, scenario)
-    clipped = [k for k in ("", "2", "3", "4") if late.layout[f"yaxis{k}"].range is not None]
+    fig = figure("steady", 3)
+    layout = fig["layout"]
+    series = _series_traces(fig)
+    clipped = []
+    for k in range(5, 9):
+        values = [np.asarray(t["y"]) for t in series if t["yaxis"] == f"y{k}"]
+        top = layout[f"yaxis{k}"]["range"][1]
+        assert max(float(v[28:].max()) for v in values) <= top  # every later day in view
+        if max(float(v[:28].max()) for v in values) > top:
+            clipped.append(k)
     assert clipped, "the reorder-point rule's opening weeks dwarf its steady state in at least one chart"
-    for k in clipped:  # the range covers every later day
-        top = late.layout[f"yaxis{k}"].range[1]
-        values = [t.y[28:] for t in late.data if (t.yaxis or "y") == f"y{k}"]
-        assert max(float(np.max(v)) for v in values) <= top
-    notes = [a.text for a in late.layout.annotations if "off scale" in a.text]
+    notes = [a for a in layout["annotations"] if "off scale" in a["text"]]
     assert len(notes) == len(clipped)
 
 
-@pytest.mark.parametrize(("day", "last_shown"), [(0, 90), (1, 90), (100, 131), (340, 365), (364, 365)])
-def test_series_shows_every_day_so_far_and_a_month_ahead(day: int, last_shown: int) -> None:
-    _, run = scenario_run("steady", 3)
-    fig = series_figure(run, day)
-    assert fig.layout.xaxis.range == (0.5, last_shown + 0.5)
-    assert all(list(t.x) == list(range(1, day + 2)) for t in fig.data)
+@pytest.mark.parametrize("day", [0, 100, 364])
+def test_the_days_still_to_come_are_shaded_on_every_chart(day: int) -> None:
+    fig = figure("steady", 3)
+    ahead = [t for t in on_day(fig, day) if t.get("fill") == "toself"]
+    assert sorted(t["xaxis"] for t in ahead) == [f"x{k}" for k in range(4, 9)]
+    for trace in ahead:
+        assert min(trace["x"]) == day + 1.5 and max(trace["x"]) == 365.5
+        assert (min(trace["y"]), max(trace["y"])) == tuple(fig["layout"]["yaxis" + trace["yaxis"][1:]]["range"])
+
+
+def test_the_saved_chart_is_the_cost_difference_day_by_day() -> None:
+    _, run = scenario_run("promo_shock", 3)
+    _, baseline = scenario_run("promo_shock", 3, "forecast_base_stock")
+    saved = running_kpis(baseline)["cost"] - running_kpis(run)["cost"]
+    ahead, behind = (next(t for t in figure("promo_shock", 3)["data"] if t.get("name") == name)
+                     for name in ("saved", "lost"))
+    assert np.allclose(np.asarray(ahead["y"]) + np.asarray(behind["y"]), saved, atol=0.01)
+    assert min(ahead["y"]) >= 0 >= max(behind["y"])
+
+
+@pytest.mark.parametrize("stores", (3, 50))
+def test_the_figure_stays_light_and_theme_neutral(stores: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import plotly.io as pio
+
+    from core.evaluation.plots import BETTER, GREY, WORSE
+
+    fig = figure("supply_disruption", stores)
+    sent = pio.to_json(fig, validate=False)
+    assert len(sent) <= MAX_PAYLOAD_BYTES, len(sent)
+    monkeypatch.setattr(pio.templates, "default", "plotly_dark")  # Streamlit sets its own, light or dark
+    scenario, run = scenario_run("supply_disruption", stores)
+    themed = year_figure(run, run, scenario, LABELS, FRAME_MS).to_dict()
+    assert themed["layout"]["template"] == pio.templates["plotly_dark"].to_plotly_json()  # none of its own
+    own = pio.to_json({**fig, "layout": {k: v for k, v in fig["layout"].items() if k != "template"}}, validate=False)
+    text_colours = set(re.findall(r'"(?:textfont|font)":\{[^{}]*?"color":("[^"]*"|\[[^\]]*\])', own))
+    colours = {c for found in text_colours for c in re.findall(r'"([^"]*)"', found)}
+    assert colours <= {GREY, BETTER, WORSE, "rgba(0,0,0,0)"}, colours  # no dark text that vanishes in dark mode

@@ -62,11 +62,16 @@ def test_every_preset_and_its_live_year_ships_every_tuned_rule_that_applies() ->
             assert all(registry.shipped_entry(k, scenario) is not None for k in applies), name
 
 
-def test_a_reshaped_scenario_is_tuned_and_says_so() -> None:
+def test_a_reshaped_scenario_is_tuned_once_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     scenario = apply_controls("thin_margin", Controls(num_stores=50))
-    assert registry.to_tune({"store": "learned", "compare": "tuned_forecast_base_stock"}, scenario) == \
-        ["tuned_forecast_base_stock"]
+    choices = {"store": "learned", "compare": "tuned_forecast_base_stock"}
+    assert registry.to_tune(choices, scenario) == ["tuned_forecast_base_stock"]
     assert registry.to_tune({"store": "reorder_point"}, scenario) == []
+    monkeypatch.setattr(registry.tuned_menu, "tune", lambda s: dict.fromkeys(("store", "warehouse", "supplier"), 1.0))
+    assert registry.tuned("tuned_forecast_base_stock", scenario)["store"] == 1.0  # tuned here, once
+    assert registry.to_tune(choices, scenario) == []  # then held: nothing more to tune
+    registry.tuned_menu.cache_clear()
+    assert registry.to_tune(choices, scenario) == ["tuned_forecast_base_stock"]
 
 
 @pytest.mark.parametrize("broken", [{"safety_factors": {"store": "x"}}, {"safety_factors": {"store": 1.0}},

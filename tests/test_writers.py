@@ -382,7 +382,8 @@ def test_live_every_store_option_runs(preset: str) -> None:
 def test_live_a_choice_that_no_longer_applies_falls_back_with_a_message() -> None:
     capped = POLICIES["tuned_capped_base_stock"]
     at = live_on("lost_sales_textbook")
-    at.selectbox(key="live_store").set_value(capped.key)
+    at.selectbox(key="live_compare").set_value("reorder_point").run()  # a person's pick (the default follows the
+    at.selectbox(key="live_store").set_value(capped.key)                # preset: capped base-stock here)
     at.selectbox(key="live_compare").set_value(capped.key).run()
     assert_clean(at)
     at.selectbox(key="live_preset").set_value("steady").run()  # three stores

@@ -1,6 +1,6 @@
-"""What the app's pages compute, without any Streamlit: scenarios from slider values, one-year runs
-of a single chain, and a policy's decisions over a grid of stock levels (the policy inspector).
-Policy mixes come from the registry (``core.serving.registry``)."""
+"""What the app's pages compute, without any Streamlit: scenarios from slider values, one-year runs of a single
+chain and the year's outcome against a comparison (the Live page), and a policy's decisions over a grid of stock
+levels (the policy inspector). Policy mixes come from the registry (``core.serving.registry``)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ from core.simulation.scenario import Disruption, LeadTimes, Promotion, Scenario
 from core.simulation.twin import reset
 
 YEAR = 365  # days the Live page plays
-TICK_SECONDS = 0.5  # the Live page's animation: one step of ``speed`` days this often while playing
-DEFAULT_SPEED = 8  # days per animation step until a person moves the speed slider
+TICK_SECONDS = 0.1  # the Live page's animation, played in the browser: the next day this often while playing
+FIRST_PRESET = "thin_margin"  # the page opens where the shipped hierarchy beats the preset's best rule
+HEADLINE_PATHS = 16  # evaluation demand paths of the headline's spread (each mix in one batched rollout)
 
 
 @dataclass(frozen=True)
@@ -178,35 +179,55 @@ def preset_year(preset: str) -> Scenario:
     return apply_controls(preset, controls_of(get_preset(preset)))
 
 
-def day_kpis(run: Rollout, day: int) -> dict[str, float]:
-    """The Live page's tiles over days 1..day+1 of chain 0: fill rate, cost so far, units short, bullwhip."""
-    k = {name: float(values[0]) for name, values in kpis(run, days=day + 1).items()}
-    return {"fill_rate": k["fill_rate"], "cost": k["cost_per_day"] * (day + 1),
-            "stockouts": k["lost_sales_per_day"] * (day + 1), "bullwhip": k["bullwhip_store"]}
+@dataclass(frozen=True)
+class Headline:
+    """The year's outcome in words: ``title`` (the verdict), ``detail`` (this year's numbers) and ``verdict``
+    ("cheaper", "dearer" or "same")."""
+
+    title: str
+    detail: str
+    verdict: str
 
 
-def compared_kpis(run: Rollout, baseline: Rollout, day: int) -> dict[str, dict[str, float]]:
-    """``day_kpis`` of the run and of its baseline (the same customers), and the run's change: relative for
-    cost and stockouts, in points for the fill rate."""
-    mine, theirs = day_kpis(run, day), day_kpis(baseline, day)
-
-    def relative(key: str) -> float:
-        return mine[key] / theirs[key] - 1.0 if theirs[key] > 1e-9 else math.nan
-
-    change = {"cost": relative("cost"), "stockouts": relative("stockouts"),
-              "fill_rate": mine["fill_rate"] - theirs["fill_rate"]}
-    return {"run": mine, "baseline": theirs, "change": change}
+def year_kpis(run: Rollout) -> dict[str, float]:
+    """Chain 0's year: cost per day, fill rate, units short per day, and the cost of the whole year."""
+    k = {name: float(values[0]) for name, values in kpis(run).items()}
+    days = run.store_orders.shape[0]
+    return {"cost_per_day": k["cost_per_day"], "fill_rate": k["fill_rate"],
+            "lost_sales_per_day": k["lost_sales_per_day"], "cost": k["cost_per_day"] * days}
 
 
-def change_label(change: float, versus: str, points: bool = False) -> tuple[str | None, str]:
-    """A tile's change as text and its colour rule: "+3.1% vs X" (or "+0.4 pts vs X" for ``points``),
-    "same as X" (grey) when it rounds to zero, nothing when it is undefined."""
-    if change != change:
-        return None, "off"
-    shown = f"{100 * change:+.1f}"
-    if float(shown) == 0.0:
-        return f"same as {versus}", "off"
-    return f"{shown}{' pts' if points else '%'} vs {versus}", "normal"
+def _relative(mine: float, theirs: float) -> float:
+    return mine / theirs - 1.0 if theirs > 1e-9 else math.nan
+
+
+def headline(run: Rollout, baseline: Rollout, labels: tuple[str, str]) -> Headline:
+    """``run`` against ``baseline`` (the same customers; ``labels`` name them) over the year: the change of cost per
+    day with its sign in words; the costs, the money saved or lost and both fill rates."""
+    mine, theirs = year_kpis(run), year_kpis(baseline)
+    change = _relative(mine["cost_per_day"], theirs["cost_per_day"])
+    shown = abs(round(100 * change, 1))
+    verdict = "same" if shown == 0.0 or change != change else "cheaper" if change < 0 else "dearer"
+    words = {"same": "cost the same as", "cheaper": f"cost {shown:.1f} % less than",
+             "dearer": f"cost {shown:.1f} % more than"}[verdict]
+    money = theirs["cost"] - mine["cost"]
+    detail = (f"This year: {CURRENCY}{mine['cost_per_day']:,.2f} against {CURRENCY}{theirs['cost_per_day']:,.2f} a "
+              f"day, {CURRENCY}{abs(money):,.0f} {'saved' if money >= 0 else 'more'} in the year; fill rate "
+              f"{100 * mine['fill_rate']:.1f} % against {100 * theirs['fill_rate']:.1f} %.")
+    return Headline(f"Over the year, {labels[0]} {words} {labels[1]}", detail, verdict)
+
+
+def tile_delta(key: str, mine: float, theirs: float) -> tuple[str, str]:
+    """A KPI tile's difference against the comparison, short enough for a narrow tile, and its colour rule:
+    cost and stockouts in percent (lower is better), fill rate in points; "same" in grey when it rounds to zero."""
+    if key == "fill_rate":
+        text, rule = f"{100 * (mine - theirs):+.1f} pts", "normal"
+    else:
+        change = _relative(mine, theirs)
+        text, rule = (f"{100 * change:+.1f} %" if change == change else "-"), "inverse"
+    if text == "-" or float(text.split()[0]) == 0.0:
+        return "same", "off"
+    return text, rule
 
 
 def year_references(scenario: Scenario, seed: int) -> dict[str, float | str | None]:
@@ -227,18 +248,13 @@ def no_optimum_note(references: dict[str, float | str | None] | None) -> str | N
             f"store with an ample source and stationary demand, in at most {MAX_TRANSITIONS:,} transitions.")
 
 
-def year_summary(run: Rollout, baseline: Rollout, baseline_label: str,
-                 references: dict[str, float | None] | None) -> str:
-    """One sentence: the year's cost per day of the run and of its baseline on the same customers, next to the
-    clairvoyant bound and the exact optimum (``year_references``) where there is one, if ``references`` are given."""
-    cost = {name: float(kpis(r)["cost_per_day"][0]) for name, r in (("run", run), ("baseline", baseline))}
-    text = (f"Whole year on these customers: your policies {CURRENCY}{cost['run']:,.1f} per day, {baseline_label} "
-            f"{CURRENCY}{cost['baseline']:,.1f}")
-    if references is not None:
-        text += (f"; clairvoyant bound (knowing every day's demand in advance) "
-                 f"{CURRENCY}{references['bound']:,.1f}")
-        if references["optimum"] is not None:
-            text += f"; exact optimum of any policy {CURRENCY}{references['optimum']:,.2f} (long run)"
+def references_text(run: Rollout, references: dict[str, float | str | None]) -> str:
+    """The year's cost per day of ``run`` next to the clairvoyant bound on the same customers and the exact optimum
+    where there is one (``year_references``)."""
+    text = (f"Your policies {CURRENCY}{year_kpis(run)['cost_per_day']:,.2f} per day; clairvoyant bound (knowing every "
+            f"day's demand in advance) {CURRENCY}{references['bound']:,.2f}")
+    if references["optimum"] is not None:
+        text += f"; exact optimum of any policy {CURRENCY}{references['optimum']:,.2f} (long run)"
     return text + "."
 
 

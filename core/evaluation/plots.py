@@ -3,6 +3,7 @@ policy inspector's maps, the evaluation report and learning curves. No Streamlit
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,11 +78,14 @@ def _count(value: float) -> str:
 class _StoreNode:
     """One marker right of the warehouse: a store, or the stores summed."""
 
+    name: str  # the ledger's name ("store_2", "47 other stores")
     label: str  # lines next to the marker
     hover: str
     on_hand: float  # units
     in_transit: float  # units on the way to it
+    demand: float  # units asked for today
     short: float  # units short today
+    cost: float  # what it paid today
     summed: bool
 
 
@@ -100,10 +104,11 @@ def _store_nodes(run: Rollout, day: int) -> list[_StoreNode]:
         extra += [f"ordered {_count(orders[i])}"] if orders[i] > 0.5 else []
         lines = [f"{name} · {_count(led['on_hand'][i])} {on_hand}", f"{_count(led['in_transit'][i])} {transit}"]
         nodes.append(_StoreNode(
-            label="<br>".join(lines + ([" · ".join(extra)] if extra else [])),
+            name=name, label="<br>".join(lines + ([" · ".join(extra)] if extra else [])),
             hover=f"{name}<br>{_count(led['on_hand'][i])} units {on_hand}<br>{_count(led['in_transit'][i])} units "
                   f"{transit} to it<br>{_count(led['unmet'][i])} units {short}<br>ordered {_count(orders[i])} units",
-            on_hand=led["on_hand"][i], in_transit=led["in_transit"][i], short=led["unmet"][i], summed=False))
+            on_hand=led["on_hand"][i], in_transit=led["in_transit"][i], demand=led["demand"][i],
+            short=led["unmet"][i], cost=led["total_cost"][i], summed=False))
     rest = np.setdiff1d(np.arange(n), drawn)
     if rest.size:
         short_stores, ordering = int((led["unmet"][rest] > 0.5).sum()), int((orders[rest] > 0.5).sum())
@@ -112,89 +117,17 @@ def _store_nodes(run: Rollout, day: int) -> list[_StoreNode]:
                  f"{_count(led['unmet'][rest].sum())} {short} at {short_stores}" if short_stores else f"none {short}"]
         lines += [f"{ordering} ordered {_count(orders[rest].sum())}"] if ordering else []
         nodes.append(_StoreNode(
-            label="<br>".join(lines),
+            name=f"{rest.size} other stores", label="<br>".join(lines),
             hover="<br>".join([*lines, f"fewest on hand at one store: {_count(led['on_hand'][rest].min())}"]),
             on_hand=led["on_hand"][rest].sum(), in_transit=led["in_transit"][rest].sum(),
-            short=led["unmet"][rest].sum(), summed=True))
+            demand=led["demand"][rest].sum(), short=led["unmet"][rest].sum(), cost=led["total_cost"][rest].sum(),
+            summed=True))
     return nodes
 
 
 X_SUPPLIER, X_WAREHOUSE, X_STORES = 0.0, 1.0, 1.85  # the stores' labels take the right third
 X_RANGE, Y_RANGE = (-0.75, 3.25), (-0.3, 1.04)
-
-
-def network_figure(run: Rollout, day: int) -> go.Figure:
-    """Supplier -> warehouse -> stores at the end of ``day`` (chain 0): stock on hand as marker area (with a
-    key), units in transit as line width, stores short of stock in red. Past ``MAX_STORES_DRAWN`` stores the
-    worst-off few are drawn one by one and the others summed in one node, so the view reads at any size."""
-    n = run.num_stores
-    led = {k: v[day, 0] for k, v in run.ledger.items()}
-    stores = _store_nodes(run, day)
-    size_ref, transit_ref = (_reference(np.column_stack([values[:, 0], values[:, 0, :n].sum(axis=1)]) if n >
-                                        MAX_STORES_DRAWN else values[:, 0])
-                             for values in (run.ledger["on_hand"], run.ledger["in_transit"]))
-    on_hand_word, transit_word = LEDGER["on_hand"].label.lower(), LEDGER["in_transit"].label.lower()
-    rows = np.linspace(0.92, 0.08, len(stores)) if len(stores) > 1 else np.array([0.5])
-    fig = go.Figure()
-
-    def link(x0: float, y0: float, x1: float, y1: float, units: float, colour: str, text: str | None) -> None:
-        """A line as wide as its units, with ``text`` above its middle if it carries any."""
-        width = _line_px(units, transit_ref)
-        fig.add_trace(go.Scatter(x=[x0, x1], y=[y0, y1], mode="lines", hoverinfo="skip", showlegend=False,
-                                 line={"color": colour if units > 0.5 else "#bbbbbb", "width": width,
-                                       "dash": "solid" if units > 0.5 else "dot"}))
-        if text and units > 0.5:
-            fig.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=text,
-                               showarrow=False, yshift=width / 2 + 7, font={"size": 10, "color": "#333"})
-
-    production, shipped = led["in_transit"][n + 1], led["in_transit"][n]
-    link(X_RANGE[0], 0.5, X_SUPPLIER, 0.5, production, COLOURS["in production"],
-         f"{_count(production)}<br>in production")
-    link(X_SUPPLIER, 0.5, X_WAREHOUSE, 0.5, shipped, COLOURS["to warehouse"], f"{_count(shipped)} {transit_word}")
-    for node, y in zip(stores, rows, strict=True):  # their units are in the stores' labels
-        link(X_WAREHOUSE, 0.5, X_STORES, y, node.in_transit, COLOURS["to stores"], None)
-
-    warehouse_extra = [f"{_count(led['unmet'][n])} {LEDGER['unmet'].label.lower()}"] if led["unmet"][n] > 0.5 else []
-    ordered, started = run.warehouse_order[day, 0], run.production[day, 0]
-    warehouse_extra += [f"ordered {_count(ordered)}"] if ordered > 0.5 else []
-    supplier_extra = [f"started {_count(started)}"] if started > 0.5 else []
-    upstream = [("supplier", X_SUPPLIER, led["on_hand"][n + 1], supplier_extra),
-                ("warehouse", X_WAREHOUSE, led["on_hand"][n], warehouse_extra)]
-    fig.add_trace(go.Scatter(
-        x=[x for _, x, _, _ in upstream], y=[0.5, 0.5], mode="markers+text", textposition="bottom center",
-        text=["<br>".join([name, f"{_count(units)} {on_hand_word}", *extra]) for name, _, units, extra in upstream],
-        hovertext=[f"{name}: {_count(units)} units {on_hand_word}" for name, _, units, _ in upstream],
-        hoverinfo="text", showlegend=False, cliponaxis=False, textfont={"size": 10},
-        marker={"size": _marker_px(np.array([units for _, _, units, _ in upstream]), size_ref),
-                "color": [COLOURS["supplier"], COLOURS["warehouse"]], "line": {"width": 1, "color": "#333"}}))
-    fig.add_trace(go.Scatter(
-        x=np.full(len(stores), X_STORES), y=rows, mode="markers+text", textposition="middle right",
-        text=[s.label for s in stores], hovertext=[s.hover for s in stores], hoverinfo="text",
-        showlegend=False, cliponaxis=False, textfont={"size": 10},
-        marker={"size": _marker_px(np.array([s.on_hand for s in stores]), size_ref),
-                "color": [STOCKOUT if s.short > 0.5 else COLOURS["stores"] for s in stores],
-                "symbol": ["square" if s.summed else "circle" for s in stores],
-                "line": {"width": 1, "color": "#333"}}))
-
-    key_y = -0.2  # what marker sizes mean
-    fig.add_annotation(x=X_RANGE[0], y=key_y, text=f"{LEDGER['on_hand'].label}:", showarrow=False, xanchor="left",
-                       font={"size": 10, "color": "#555"})
-    sizes = [_nice(size_ref / 25), _nice(size_ref / 5), _nice(size_ref)]
-    fig.add_trace(go.Scatter(x=[-0.25, 0.5, 1.35], y=[key_y] * 3, mode="markers+text", textposition="middle right",
-                             text=[f"{_count(s)} units" for s in sizes], hoverinfo="skip", showlegend=False,
-                             cliponaxis=False, textfont={"size": 10, "color": "#555"},
-                             marker={"size": _marker_px(np.array(sizes), size_ref), "color": "rgba(0,0,0,0)",
-                                     "line": {"width": 1, "color": "#555"}}))
-
-    title = f"Day {day + 1}" + (" (opening stock; the pipelines hold its first deliveries)" if day == 0 else "")
-    if n > MAX_STORES_DRAWN:
-        title += f"<br><sup>{n} stores: the {WORST_STORES_DRAWN} worst off drawn, {n - WORST_STORES_DRAWN} " \
-                 "summed (square); red: short today</sup>"
-    fig.update_layout(height=440, margin={"l": 10, "r": 10, "t": 50 if n > MAX_STORES_DRAWN else 35, "b": 10},
-                      title={"text": title, "font": {"size": 14}}, template="plotly_white",
-                      xaxis={"visible": False, "range": list(X_RANGE)},
-                      yaxis={"visible": False, "range": list(Y_RANGE)})
-    return fig
+LINK_LABEL_RISE = 0.06  # a link's label sits this far above its middle (data units of the flow view)
 
 
 def event_windows(scenario: Scenario) -> list[tuple[str, int, int]]:
@@ -215,19 +148,253 @@ def _opening_off_scale(values: list[np.ndarray], days: int) -> float | None:
     return 1.15 * late if late > 0 and early > 1.2 * late else None
 
 
-def series_figure(run: Rollout, day: int, scenario: Scenario | None = None) -> go.Figure:
-    """Days 1..day+1 of chain 0 in four stacked charts on one day axis, each with its own legend beside it:
-    stock on hand and in transit per echelon, the stores' demand against what was filled and what was
-    short, and the orders each echelon placed. The day axis runs ``SHOWN_DAYS_AHEAD`` past today (at least
-    ``MIN_SHOWN_DAYS``, at most the run); with ``scenario``, its promotions and supply disruptions are shaded
-    across all four charts, the coming ones too."""
+# ------------------------------------------------------------------------------------- the Live page's year
+
+GREY = "#8a8a8a"  # secondary text, outlines and idle links: readable on a light and on a dark background
+AHEAD = "rgba(128, 128, 128, 0.25)"  # shades the days still to come
+BETTER, WORSE = COLOURS["stores"], "#e66101"  # a difference in favour of the run, and against it (not stockout red)
+LEDGER_COLUMNS = (("on_hand", "On<br>hand"), ("in_transit", "In<br>transit"), ("demand", "Demand"),
+                  ("unmet", "Short"), ("total_cost", f"Cost<br>({CURRENCY})"))
+LABEL_CHARACTERS = 20  # a row label of the day's KPIs longer than this wraps
+TOP_PX, SAVED_PX, CHART_PX, CHART_GAP_PX, GAP_PX = 430, 170, 130, 20, 60  # block heights and the gaps between them
+MARGIN = {"l": 10, "r": 10, "t": 60, "b": 40}  # the top holds Play, Pause and the day slider
+CHART_RIGHT = 0.86  # the time charts end here; their legends stand beside them
+FAST_MS = 0  # the Fast button: the next day as soon as the browser has drawn the last
+
+
+class AnimatedFigure(go.Figure):
+    """A figure whose data and layout plotly checks as usual, and whose animation frames are kept as the plain
+    dicts they were built as: checking a year of frames would cost plotly about 0.6 s on every new scenario
+    (``tests/test_plots.py`` checks them). ``to_dict`` (what Streamlit and ``plotly.io`` send) holds them."""
+
+    def __init__(self, figure: dict) -> None:
+        super().__init__({"data": figure["data"], "layout": figure["layout"]})
+        self._built_frames = figure.get("frames", [])
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "frames": self._built_frames}
+
+
+def running_kpis(run: Rollout) -> dict[str, np.ndarray]:
+    """Chain 0 over days 1..d for every day d, (days,) each: the stores' fill rate so far, the chain's cost so
+    far and the stores' units short so far (``kpis`` over the first d days, all days at once)."""
     n = run.num_stores
-    horizon = run.store_orders.shape[0]
-    led = {k: v[: day + 1, 0] for k, v in run.ledger.items()}
-    days = np.arange(1, day + 2)
+    led = {k: run.ledger[k][:, 0] for k in ("filled", "demand", "unmet", "total_cost")}
+    demand = np.cumsum(led["demand"][:, :n].sum(axis=1))
+    return {"fill_rate": np.cumsum(led["filled"][:, :n].sum(axis=1)) / np.maximum(demand, 1e-12),
+            "cost": np.cumsum(led["total_cost"].sum(axis=1)), "stockouts": np.cumsum(led["unmet"][:, :n].sum(axis=1))}
+
+
+def _difference(key: str, mine: float, theirs: float) -> tuple[str, str]:
+    """The run's KPI so far against its comparison's, as short text and its colour: points of fill rate, percent
+    of cost, units short; "same" (grey) when it rounds to zero."""
+    if key == "fill_rate":
+        text, better = f"{100 * (mine - theirs):+.1f} pts", mine > theirs
+    elif key == "cost":
+        text, better = (f"{100 * (mine / theirs - 1.0):+.1f} %" if theirs > 1e-9 else "-"), mine < theirs
+    else:
+        text, better = f"{mine - theirs:+,.0f}", mine < theirs
+    if text == "-" or float(text.split()[0].replace(",", "")) == 0.0:
+        return "same" if text != "-" else text, GREY
+    return text.replace("-", "\u2212"), BETTER if better else WORSE
+
+
+def _panel_cells(mine: dict[str, np.ndarray], theirs: dict[str, np.ndarray], day: int
+                 ) -> tuple[list[str], list[str], list[str]]:
+    """The day's KPI cells: the run's and its comparison's, row by row; their differences, and those colours."""
+    shown = {"fill_rate": lambda v: f"{100 * v:.1f} %", "cost": lambda v: f"{CURRENCY}{v:,.0f}",
+             "stockouts": lambda v: f"{v:,.0f}"}
+    values = [show(float(run[k][day])) for run in (mine, theirs) for k, show in shown.items()]
+    differences = [_difference(k, float(mine[k][day]), float(theirs[k][day])) for k in shown]
+    return values, [text for text, _ in differences], [colour for _, colour in differences]
+
+
+def _ledger_cells(run: Rollout, day: int) -> list[str]:
+    """The day's ledger of the agents the flow view draws (its store nodes, then the warehouse and the supplier),
+    row by row: the agent, then ``LEDGER_COLUMNS``."""
+    n = run.num_stores
+    rows = [(node.name, [node.on_hand, node.in_transit, node.demand, node.short, node.cost])
+            for node in _store_nodes(run, day)]
+    rows += [(name, [run.ledger[k][day, 0, i] for k, _ in LEDGER_COLUMNS])
+             for name, i in (("warehouse", n), ("supplier", n + 1))]
+    return [cell for name, values in rows
+            for cell in [name, *(f"{v:,.2f}" if k == "total_cost" else _count(v)
+                                 for (k, _), v in zip(LEDGER_COLUMNS, values, strict=True))]]
+
+
+def _store_rows(count: int) -> list[float]:
+    """The flow view's heights of ``count`` store nodes, top to bottom."""
+    return np.linspace(0.92, 0.08, count).tolist() if count > 1 else [0.5]
+
+
+def _flow_references(run: Rollout) -> tuple[float, float]:
+    """The units of the largest marker and of the widest link over the run (the summed stores count as one)."""
+    n = run.num_stores
+    return tuple(_reference(np.column_stack([values[:, 0], values[:, 0, :n].sum(axis=1)]) if n > MAX_STORES_DRAWN
+                            else values[:, 0]) for values in (run.ledger["on_hand"], run.ledger["in_transit"]))
+
+
+def _flow_day(run: Rollout, day: int, refs: tuple[float, float]) -> list[dict]:
+    """What the flow view changes on ``day``: its links (production, to the warehouse, to each store node: as wide
+    as their units, dotted when empty), the two upstream links' labels, the supplier and the warehouse, the store
+    nodes (red: short today)."""
+    n = run.num_stores
+    size_ref, transit_ref = refs
+    led = {k: v[day, 0] for k, v in run.ledger.items()}
+    stores = _store_nodes(run, day)
+    production, shipped = led["in_transit"][n + 1], led["in_transit"][n]
+
+    def link(units: float, colour: str) -> dict:
+        return {"line": {"width": round(_line_px(units, transit_ref), 1), "color": colour if units > 0.5 else GREY,
+                         "dash": "solid" if units > 0.5 else "dot"}}
+
+    unmet, on_hand = LEDGER["unmet"].label.lower(), LEDGER["on_hand"].label.lower()
+    warehouse_extra = [f"{_count(led['unmet'][n])} {unmet}"] if led["unmet"][n] > 0.5 else []
+    ordered, started = run.warehouse_order[day, 0], run.production[day, 0]
+    warehouse_extra += [f"ordered {_count(ordered)}"] if ordered > 0.5 else []
+    upstream = [("supplier", led["on_hand"][n + 1], [f"started {_count(started)}"] if started > 0.5 else []),
+                ("warehouse", led["on_hand"][n], warehouse_extra)]
+    return [
+        link(production, COLOURS["in production"]), link(shipped, COLOURS["to warehouse"]),
+        *(link(node.in_transit, COLOURS["to stores"]) for node in stores),
+        {"text": [f"{_count(production)}<br>in production" if production > 0.5 else "",
+                  f"{_count(shipped)} {LEDGER['in_transit'].label.lower()}" if shipped > 0.5 else ""]},
+        {"text": ["<br>".join([name, f"{_count(units)} {on_hand}", *extra]) for name, units, extra in upstream],
+         "hovertext": [f"{name}: {_count(units)} units {on_hand}" for name, units, _ in upstream],
+         "marker": {"size": _marker_px(np.array([units for _, units, _ in upstream]), size_ref).round(1).tolist()}},
+        {"text": [s.label for s in stores], "hovertext": [s.hover for s in stores],
+         "marker": {"size": _marker_px(np.array([s.on_hand for s in stores]), size_ref).round(1).tolist(),
+                    "color": [STOCKOUT if s.short > 0.5 else COLOURS["stores"] for s in stores]}},
+    ]
+
+
+class _Traces:
+    """The year figure's traces as plain dicts, in order, and the indices of those that change day by day."""
+
+    def __init__(self) -> None:
+        self.data: list[dict] = []
+        self.daily: list[int] = []
+
+    def add(self, trace: dict, daily: bool = False) -> None:
+        if daily:
+            self.daily.append(len(self.data))
+        self.data.append({"type": "scatter", "showlegend": False, **trace})
+
+
+def _add_flow_view(traces: _Traces, run: Rollout, refs: tuple[float, float]) -> None:
+    """The flow view (axes x, y) on day 1: supplier -> warehouse -> stores, and a key of marker sizes."""
+    *links, labels, upstream, stores = _flow_day(run, 0, refs)
+    rows = _store_rows(len(stores["text"]))
+    ends = [(X_RANGE[0], 0.5, X_SUPPLIER, 0.5), (X_SUPPLIER, 0.5, X_WAREHOUSE, 0.5),
+            *((X_WAREHOUSE, 0.5, X_STORES, y) for y in rows)]
+    for (x0, y0, x1, y1), style in zip(ends, links, strict=True):
+        traces.add({"x": [x0, x1], "y": [y0, y1], "mode": "lines", "hoverinfo": "skip", **style}, daily=True)
+    text = {"cliponaxis": False, "textfont": {"size": 10}}
+    outline = {"width": 1, "color": GREY}
+    label_y = 0.5 + LINK_LABEL_RISE
+    traces.add({"x": [(X_RANGE[0] + X_SUPPLIER) / 2, (X_SUPPLIER + X_WAREHOUSE) / 2], "y": [label_y, label_y],
+                "mode": "text", "textposition": "top center", "hoverinfo": "skip", **text, **labels}, daily=True)
+    traces.add({"x": [X_SUPPLIER, X_WAREHOUSE], "y": [0.5, 0.5], "mode": "markers+text", "hoverinfo": "text",
+                "textposition": "bottom center", **text, **upstream,
+                "marker": {**upstream["marker"], "color": [COLOURS["supplier"], COLOURS["warehouse"]],
+                           "line": outline}}, daily=True)
+    summed = int(run.num_stores > MAX_STORES_DRAWN)
+    traces.add({"x": [X_STORES] * len(rows), "y": rows, "mode": "markers+text", "hoverinfo": "text",
+                "textposition": "middle right", **text, **stores,
+                "marker": {**stores["marker"], "line": outline,
+                           "symbol": ["circle"] * (len(rows) - summed) + ["square"] * summed}}, daily=True)
+    key_y = -0.2  # what marker sizes mean
+    sizes = [_nice(refs[0] / 25), _nice(refs[0] / 5), _nice(refs[0])]
+    traces.add({"x": [X_RANGE[0], -0.25, 0.5, 1.35], "y": [key_y] * 4, "mode": "markers+text",
+                "textposition": "middle right", "hoverinfo": "skip", "cliponaxis": False,
+                "text": [f"{LEDGER['on_hand'].label}:", *(f"{_count(s)} units" for s in sizes)],
+                "textfont": {"size": 10, "color": GREY},
+                "marker": {"size": [0, *_marker_px(np.array(sizes), refs[0]).tolist()], "color": "rgba(0,0,0,0)",
+                           "line": outline}})
+
+
+def _grid(columns: list[float], rows: list[float], left: int = 1) -> dict:
+    """Text cells at every (column, row), row by row, on the axes of a text panel: the first ``left`` columns
+    left-aligned at their x, the others right-aligned at theirs."""
+    positions = ["middle right"] * left + ["middle left"] * (len(columns) - left)
+    return {"x": columns * len(rows), "y": [y for y in rows for _ in columns], "mode": "text", "hoverinfo": "skip",
+            "cliponaxis": False, "textposition": positions * len(rows)}
+
+
+def _add_panel(traces: _Traces, mine: dict, theirs: dict, labels: tuple[str, str], horizon: int) -> None:
+    """The day's KPIs (axes x2, y2): the day, then fill rate, cost and stockouts so far of the run, its comparison
+    and their difference."""
+    axes = {"xaxis": "x2", "yaxis": "y2"}
+    columns, rows = [0.52, 0.76, 1.0], [0.5, 0.27, 0.06]
+    values, differences, colours = _panel_cells(mine, theirs, 0)
+    names = ["<br>".join(textwrap.wrap(label, LABEL_CHARACTERS, break_on_hyphens=False)) for label in labels]
+    traces.add({**_grid([0.0], [0.97]), **axes, "text": [_day_title(0, horizon)], "textfont": {"size": 16}},
+               daily=True)
+    heads = ["Fill rate so far", "Cost so far", "Stockouts so far"]
+    traces.add({**_grid(columns, [0.74], left=0), **axes, "text": heads, "textfont": {"size": 11, "color": GREY}})
+    traces.add({**_grid([0.0], rows), **axes, "text": [*names, "difference"], "textfont": {"size": 12}})
+    traces.add({**_grid(columns, rows[:2], left=0), **axes, "text": values, "textfont": {"size": 13}}, daily=True)
+    traces.add({**_grid(columns, rows[2:], left=0), **axes, "text": differences,
+                "textfont": {"size": 13, "color": colours}}, daily=True)
+
+
+def _day_title(day: int, horizon: int) -> str:
+    return f"<b>Day {day + 1}</b> of {horizon}" + (" (the opening stock)" if day == 0 else "")
+
+
+def _add_ledger(traces: _Traces, run: Rollout) -> None:
+    """The day's ledger (axes x3, y3) of the agents the flow view draws."""
+    cells = _ledger_cells(run, 0)
+    columns = [0.0] + [0.3 + 0.7 * k / len(LEDGER_COLUMNS) for k in range(1, len(LEDGER_COLUMNS) + 1)]
+    rows = np.linspace(0.8, 0.0, len(cells) // len(columns)).tolist()
+    axes = {"xaxis": "x3", "yaxis": "y3"}
+    traces.add({**_grid(columns, [1.0]), **axes, "text": ["Ledger of the day", *(c for _, c in LEDGER_COLUMNS)],
+                "textfont": {"size": 11, "color": GREY}})
+    traces.add({**_grid(columns, rows), **axes, "text": cells, "textfont": {"size": 11}}, daily=True)
+
+
+def _ahead(day: int, horizon: int, low: float, high: float) -> dict:
+    """A shaded box over the days after ``day`` (0-based), from ``low`` to ``high``."""
+    start, end = day + 1.5, horizon + 0.5
+    return {"x": [start, end, end, start, start], "y": [low, low, high, high, low]}
+
+
+def _translucent(colour: str, alpha: float = 0.6) -> str:
+    """``colour`` ("#rrggbb") with opacity ``alpha``."""
+    red, green, blue = (int(colour[k:k + 2], 16) for k in (1, 3, 5))
+    return f"rgba({red}, {green}, {blue}, {alpha})"
+
+
+def _add_saved(traces: _Traces, saved: np.ndarray) -> tuple[float, float]:
+    """The cost saved day by day (axes x4, y4): green while the run is ahead, orange while it is behind, with the
+    day's point; the chart's y range."""
+    days = np.arange(1, saved.size + 1).tolist()
+    for part, colour, name in ((np.maximum(saved, 0.0), BETTER, "saved"), (np.minimum(saved, 0.0), WORSE, "lost")):
+        traces.add({"x": days, "y": part.round(2).tolist(), "mode": "lines", "fill": "tozeroy", "name": name,
+                    "line": {"color": colour, "width": 0}, "fillcolor": _translucent(colour), "xaxis": "x4",
+                    "yaxis": "y4",
+                    "hovertemplate": f"day %{{x}}: {CURRENCY}%{{y:,.0f}} {name}<extra></extra>"})
+    traces.add({"xaxis": "x4", "yaxis": "y4", "mode": "markers+text", "hoverinfo": "skip", "cliponaxis": False,
+                "textposition": "top right", "textfont": {"size": 11}, "marker": {"size": 8, "color": GREY},
+                **_saved_point(saved, 0)}, daily=True)
+    low, high = min(0.0, float(saved.min())), max(0.0, float(saved.max()))
+    pad = 0.1 * max(high - low, 1.0)
+    return low - pad, high + pad
+
+
+def _saved_point(saved: np.ndarray, day: int) -> dict:
+    value = float(saved[day])
+    return {"x": [day + 1], "y": [round(value, 2)],
+            "text": [f"{CURRENCY}{abs(value):,.0f} {'saved' if value >= 0 else 'more'}"]}
+
+
+def _series(run: Rollout) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """The four time charts of chain 0: (y-axis title, series by name)."""
+    n = run.num_stores
+    led = {k: v[:, 0] for k, v in run.ledger.items()}
     stores = slice(0, n)
     demand, filled, short = (LEDGER[k].label.lower() for k in ("demand", "filled", "unmet"))
-    charts = [
+    return [
         (f"{LEDGER['on_hand'].label.lower()} ({LEDGER['on_hand'].unit})",
          {"stores": led["on_hand"][:, stores].sum(axis=1), "warehouse": led["on_hand"][:, n],
           "supplier": led["on_hand"][:, n + 1]}),
@@ -238,66 +405,169 @@ def series_figure(run: Rollout, day: int, scenario: Scenario | None = None) -> g
          {demand: led["demand"][:, stores].sum(axis=1), filled: led["filled"][:, stores].sum(axis=1),
           short: led["unmet"][:, stores].sum(axis=1)}),
         ("orders (units/day)",
-         {"store orders": run.store_orders[: day + 1, 0].sum(axis=1),
-          "warehouse order": run.warehouse_order[: day + 1, 0], "production started": run.production[: day + 1, 0]}),
+         {"store orders": run.store_orders[:, 0].sum(axis=1), "warehouse order": run.warehouse_order[:, 0],
+          "production started": run.production[:, 0]}),
     ]
-    fig = make_subplots(rows=len(charts), cols=1, shared_xaxes=True, vertical_spacing=0.035)
-    mode = "lines+markers" if day < 7 else "lines"  # a day or two of lines alone would not show
-    windows = event_windows(scenario) if scenario is not None else []
-    for row, (title, series) in enumerate(charts, start=1):
-        legend = "legend" if row == 1 else f"legend{row}"
+
+
+def _add_series(traces: _Traces, run: Rollout) -> list[tuple[str, float, bool]]:
+    """The four time charts (axes x5-x8, y5-y8), one colour per series (short: red bars), a legend beside each;
+    per chart its y-axis title, its top and whether the opening weeks are off that scale."""
+    days = np.arange(1, run.store_orders.shape[0] + 1).tolist()
+    short = LEDGER["unmet"].label.lower()
+    named = {LEDGER["demand"].label.lower(): "demand", LEDGER["filled"].label.lower(): "filled"}
+    charts = []
+    for k, (title, series) in enumerate(_series(run), start=5):
+        axes = {"xaxis": f"x{k}", "yaxis": f"y{k}", "legend": "legend" if k == 5 else f"legend{k - 4}",
+                "showlegend": True}
         for name, values in series.items():
-            if name == short:
-                trace = go.Bar(x=days, y=values, name=name, marker={"color": STOCKOUT, "line": {"width": 0}})
-            else:
-                trace = go.Scatter(x=days, y=values, name=name, mode=mode, marker={"size": 4},
-                                   line={"color": COLOURS[{demand: "demand", filled: "filled"}.get(name, name)]})
-            fig.add_trace(trace.update(legend=legend), row=row, col=1)
-        top = _opening_off_scale(list(series.values()), day + 1)
-        fig.update_yaxes(title={"text": title, "font": {"size": 11}}, rangemode="tozero",
-                         range=None if top is None else [0, top], row=row, col=1)
-        y_domain = fig.get_subplot(row, 1).yaxis.domain
-        fig.update_layout({legend: {"x": 1.01, "xanchor": "left", "y": y_domain[1], "yanchor": "top",
-                                    "font": {"size": 11}, "tracegroupgap": 0}})
-        if top is not None:
-            fig.add_annotation(x=1.01, xref="paper", xanchor="left", y=y_domain[0], yref="paper", yanchor="bottom",
-                               text=f"days 1-{OPENING_DAYS} (opening<br>stock) off scale", showarrow=False,
-                               align="left", font={"size": 10, "color": "#555"})
-        for kind, first, end in windows:
-            fig.add_vrect(x0=first + 0.5, x1=end + 0.5, fillcolor=WINDOW_COLOURS[kind], line_width=0, layer="below",
-                          row=row, col=1, name=kind, legend="legend5",
-                          showlegend=row == 1 and (kind, first, end) == next(w for w in windows if w[0] == kind))
-    fig.update_xaxes(range=[0.5, min(horizon, max(day + 1 + SHOWN_DAYS_AHEAD, MIN_SHOWN_DAYS)) + 0.5])
-    fig.update_xaxes(title={"text": "day", "font": {"size": 11}}, row=len(charts), col=1)
-    fig.update_layout(height=640, template="plotly_white", bargap=0, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      title={"text": f"Days 1-{day + 1} of {horizon}", "font": {"size": 14}, "y": 0.985,
-                             "yanchor": "top"},
-                      legend5={"title": {"text": "shaded:"}, "orientation": "h", "x": 1, "xanchor": "right",
-                               "y": 1, "yref": "container", "yanchor": "top"})
-    return fig
+            style = ({"type": "bar", "marker": {"color": STOCKOUT, "line": {"width": 0}}} if name == short else
+                     {"mode": "lines", "line": {"color": COLOURS[named.get(name, name)]}})
+            traces.add({**style, "x": days, "y": values.round(2).tolist(), "name": name, **axes})
+        top = _opening_off_scale(list(series.values()), len(days))
+        peak = max(float(v.max()) for v in series.values())
+        charts.append((title, 1.05 * max(peak, 1.0) if top is None else top, top is not None))
+    return charts
 
 
-def ledger_rows(run: Rollout, day: int) -> list[dict[str, str]]:
-    """The reconciliation ledger of ``day``: one row per agent, readable column names, rounded values."""
-    names = node_names(run.num_stores)
-    return [{"Agent": name, **{term.label: term.format(float(run.ledger[field][day, 0, i]))
-                                for field, term in LEDGER.items()}}
-            for i, name in enumerate(names)]
+def year_figure(run: Rollout, baseline: Rollout, scenario: Scenario, labels: tuple[str, str],
+                frame_ms: int) -> AnimatedFigure:
+    """Chain 0's year, played in the browser: Play, Fast, Pause and a day slider over one frame per day
+    (``frame_ms`` apart while playing), each frame changing only what the day changes. On top, the flow view
+    (stock on hand as marker area with a key, units in transit as line width, stores short today in red; past
+    ``MAX_STORES_DRAWN`` stores the worst off drawn one by one and the others summed), the fill rate, cost and
+    stockouts so far of ``run`` and ``baseline`` (the same customers; ``labels`` name them) and the day's ledger;
+    below, the cost saved day by day and four time charts (stock, pipelines, customers, orders) over the whole
+    year, the days still to come shaded, and the scenario's promotions and supply disruptions shaded too. No
+    template: the app's light or dark theme applies, and the colours set here read on both."""
+    horizon = run.store_orders.shape[0]
+    traces = _Traces()
+    refs = _flow_references(run)
+    _add_flow_view(traces, run, refs)
+    mine, theirs = running_kpis(run), running_kpis(baseline)
+    _add_panel(traces, mine, theirs, labels, horizon)
+    _add_ledger(traces, run)
+    saved = theirs["cost"] - mine["cost"]
+    saved_range = _add_saved(traces, saved)
+    charts = _add_series(traces, run)
+    ranges = [saved_range, *((0.0, top) for _, top, _ in charts)]
+    for k, (low, high) in enumerate(ranges, start=4):
+        traces.add({"xaxis": f"x{k}", "yaxis": f"y{k}", "mode": "lines", "fill": "toself", "fillcolor": AHEAD,
+                    "line": {"width": 0}, "hoverinfo": "skip", **_ahead(0, horizon, low, high)}, daily=True)
+    frames = [{"name": str(day + 1), "traces": traces.daily,
+               "data": _day_changes(run, day, refs, mine, theirs, saved, ranges)} for day in range(horizon)]
+    layout = _year_layout(horizon, run.num_stores, scenario, labels, charts, ranges, frame_ms)
+    return AnimatedFigure({"data": traces.data, "layout": layout, "frames": frames})
 
 
-def cost_difference_figure(run: Rollout, baseline: Rollout, day: int, label: str, baseline_label: str) -> go.Figure:
-    """Days 1..day+1: the baseline's cumulative system cost minus the run's (above zero: the run is cheaper)."""
-    saved = np.cumsum(baseline.ledger["total_cost"][: day + 1, 0].sum(axis=1)
-                      - run.ledger["total_cost"][: day + 1, 0].sum(axis=1))
-    days = np.arange(1, day + 2)
-    colour = COLOURS["stores"] if saved[-1] >= 0 else STOCKOUT
-    fig = go.Figure(go.Scatter(x=days, y=saved, mode="lines", fill="tozeroy", line={"color": colour},
-                               name=f"{baseline_label} minus {label}"))
-    fig.add_hline(y=0.0, line={"color": "#666", "width": 1})
-    fig.update_layout(title=f"Cumulative cost saved by {label} against {baseline_label}, same customers",
-                      xaxis_title="day", yaxis_title=f"cost saved ({CURRENCY})", height=300, showlegend=False,
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
-    return fig
+def _day_changes(run: Rollout, day: int, refs: tuple[float, float], mine: dict, theirs: dict, saved: np.ndarray,
+                 ranges: list[tuple[float, float]]) -> list[dict]:
+    """What changes on ``day``, in the order of the figure's daily traces."""
+    horizon = run.store_orders.shape[0]
+    values, differences, colours = _panel_cells(mine, theirs, day)
+    return [*_flow_day(run, day, refs), {"text": [_day_title(day, horizon)]}, {"text": values},
+            {"text": differences, "textfont": {"color": colours}}, {"text": _ledger_cells(run, day)},
+            _saved_point(saved, day), *(_ahead(day, horizon, low, high) for low, high in ranges)]
+
+
+def _controls(horizon: int, frame_ms: int) -> dict:
+    """Play, Fast and Pause buttons and a day slider: the animation runs in the browser, a frame a day."""
+    still = {"mode": "immediate", "frame": {"duration": 0, "redraw": False}, "transition": {"duration": 0}}
+
+    def play(ms: int) -> dict:
+        return {**still, "fromcurrent": True, "frame": {"duration": ms, "redraw": False}}
+
+    buttons = [("\u25b6 Play", [None, play(frame_ms)]), ("\u25b6\u25b6 Fast", [None, play(FAST_MS)]),
+               ("\u275a\u275a Pause", [[None], still])]
+    return {
+        "updatemenus": [{"type": "buttons", "direction": "left", "showactive": False, "x": 0.0, "xanchor": "left",
+                         "y": 1.0, "yanchor": "bottom", "pad": {"b": 22, "t": 0},
+                         "buttons": [{"label": label, "method": "animate", "args": args} for label, args in buttons]}],
+        "sliders": [{"active": 0, "x": 0.26, "len": 0.56, "xanchor": "left", "y": 1.0, "yanchor": "bottom",
+                     "pad": {"b": 16, "t": 0}, "ticklen": 0, "minorticklen": 0, "currentvalue": {"visible": False},
+                     "font": {"color": "rgba(0,0,0,0)"},  # no label under each of the year's days
+                     "steps": [{"label": str(day), "method": "animate", "args": [[str(day)], still]}
+                               for day in range(1, horizon + 1)]}],
+    }
+
+
+def _bands() -> tuple[int, tuple[float, float], tuple[float, float], list[tuple[float, float]]]:
+    """The year figure's height and, as paper fractions, the bands of its top block, its cost-saved chart and its
+    four time charts."""
+    plot = TOP_PX + SAVED_PX + 4 * CHART_PX + 3 * CHART_GAP_PX + 2 * GAP_PX
+
+    def band(top_px: float, height_px: float) -> tuple[float, float]:
+        return 1.0 - (top_px + height_px) / plot, 1.0 - top_px / plot
+
+    first = TOP_PX + GAP_PX + SAVED_PX + GAP_PX
+    return (plot + MARGIN["t"] + MARGIN["b"], band(0, TOP_PX), band(TOP_PX + GAP_PX, SAVED_PX),
+            [band(first + k * (CHART_PX + CHART_GAP_PX), CHART_PX) for k in range(4)])
+
+
+def _year_layout(horizon: int, stores: int, scenario: Scenario, labels: tuple[str, str],
+                 charts: list[tuple[str, float, bool]], ranges: list[tuple[float, float]], frame_ms: int) -> dict:
+    """Axes, legends, shaded windows, titles and controls of ``year_figure``."""
+    height, top, saved, bands = _bands()
+    hidden = {"visible": False, "fixedrange": True}
+    split = top[0] + 0.62 * (top[1] - top[0])
+    layout: dict = {
+        "height": height, "margin": MARGIN, "bargap": 0, "hovermode": "closest",
+        "xaxis": {**hidden, "domain": [0.0, 0.56], "range": list(X_RANGE)},
+        "yaxis": {**hidden, "domain": list(top), "range": list(Y_RANGE)},
+        "xaxis2": {**hidden, "domain": [0.6, 1.0], "range": [0, 1]},
+        "yaxis2": {**hidden, "domain": [split, top[1]], "range": [0, 1]},
+        "xaxis3": {**hidden, "domain": [0.6, 1.0], "range": [0, 1]},
+        "yaxis3": {**hidden, "domain": [top[0], split - 0.02], "range": [0, 1]},
+        **_controls(horizon, frame_ms),
+    }
+    titles = [f"saved ({CURRENCY})", *(title for title, _, _ in charts)]
+    for k, (title, band, (low, high)) in enumerate(zip(titles, [saved, *bands], ranges, strict=True), start=4):
+        layout[f"xaxis{k}"] = {"domain": [0.0, CHART_RIGHT], "range": [0.5, horizon + 0.5], "anchor": f"y{k}",
+                               "showticklabels": k in (4, 8), **({"matches": "x8"} if k < 8 else {}),
+                               **({"title": {"text": "day", "font": {"size": 11}}} if k == 8 else {})}
+        layout[f"yaxis{k}"] = {"domain": list(band), "anchor": f"x{k}", "range": [low, high],
+                               "title": {"text": title, "font": {"size": 11}}}
+        if k > 4:
+            layout["legend" if k == 5 else f"legend{k - 4}"] = {
+                "x": CHART_RIGHT + 0.01, "xanchor": "left", "y": band[1], "yanchor": "top", "font": {"size": 11},
+                "tracegroupgap": 0}
+    layout["annotations"] = [
+        _note(0.0, top[1], _flow_title(stores), size=13),
+        _note(0.0, saved[1], f"Cost saved by {labels[0]} against {labels[1]}, day by day on the same customers "
+                             "(shaded grey: the days still to come)", size=13),
+        *(_note(CHART_RIGHT + 0.01, band[0], f"days 1-{OPENING_DAYS} (opening<br>stock) off scale")
+          for (_, _, off), band in zip(charts, bands, strict=True) if off)]
+    layout["shapes"] = _windows(scenario)
+    if layout["shapes"]:
+        layout["legend5"] = {"title": {"text": "shaded:"}, "x": CHART_RIGHT + 0.01, "xanchor": "left", "y": saved[1],
+                             "yanchor": "top", "font": {"size": 11}}
+    return layout
+
+
+def _note(x: float, y: float, text: str, size: int = 10) -> dict:
+    return {"x": x, "y": y, "xref": "paper", "yref": "paper", "xanchor": "left", "yanchor": "bottom", "text": text,
+            "showarrow": False, "align": "left", "font": {"size": size, **({"color": GREY} if size < 12 else {})}}
+
+
+def _flow_title(stores: int) -> str:
+    title = "Stock and flows at the end of the day"
+    if stores > MAX_STORES_DRAWN:
+        title += f"<br><sup>{stores} stores: the {WORST_STORES_DRAWN} worst off drawn, " \
+                 f"{stores - WORST_STORES_DRAWN} summed (square); red: short today</sup>"
+    return title
+
+
+def _windows(scenario: Scenario) -> list[dict]:
+    """The scenario's promotions and supply disruptions shaded on the cost-saved chart and the time charts, each
+    kind named once in its own legend."""
+    shapes, named = [], set()
+    for kind, first, end in event_windows(scenario):
+        for k in range(4, 9):
+            shapes.append({"type": "rect", "xref": f"x{k}", "yref": f"y{k} domain", "x0": first + 0.5, "x1": end + 0.5,
+                           "y0": 0, "y1": 1, "fillcolor": WINDOW_COLOURS[kind], "line": {"width": 0}, "layer": "below",
+                           "name": kind, "legend": "legend5", "showlegend": k == 4 and kind not in named})
+        named.add(kind)
+    return shapes
 
 
 COMPARED_COLOURS = ("#e66101", "#5e3c99")  # orange and purple: apart for every colour vision, and not stockout red
