@@ -15,11 +15,9 @@ from typing import TypeVar
 import streamlit as st
 
 from core.agents.roles import ROLES
-from core.app.compare import PathResults, simulate
-from core.app.live import run_year, year_references
+from core.app.live import YearRun, run_year_and_paths, year_references
 from core.serving.models import OnnxChooser, PolicyLoadError, learned_policy
 from core.serving.registry import POLICIES, PolicyChoiceError, Sources, mix_of
-from core.simulation.rollout import Rollout
 from core.simulation.scenario import Scenario
 
 KEEP = "session"  # widgets keep their values when a person visits another page and comes back
@@ -80,27 +78,18 @@ def learned_for(choices: dict[str, str]) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl=CACHE_SECONDS)
-def cached_run(scenario_json: str, choices: tuple[tuple[str, str], ...], seed: int,
-               uploads: tuple[str, ...]) -> Rollout:
-    """One year of one chain; ``uploads`` (digests of uploaded models) is part of the cache key."""
+def cached_run(scenario_json: str, choices: tuple[tuple[str, str], ...], seed: int, paths: int,
+               uploads: tuple[str, ...]) -> YearRun:
+    """The year of one chain on ``seed``'s customers and the mix on ``paths`` evaluation demand paths, in one batched
+    rollout; ``uploads`` (digests of uploaded models) is part of the cache key."""
     del uploads
     scenario = Scenario.from_json(scenario_json)
-    return run_year(scenario, mix_for(scenario, dict(choices)), seed)
+    return run_year_and_paths(scenario, mix_for(scenario, dict(choices)), seed, paths)
 
 
 def mix_for(scenario: Scenario, choices: dict[str, str]):
     """The mix of per-role registry keys, with this session's uploaded policies where it has them."""
     return mix_of(choices, scenario, Sources(learned=learned_for(choices)))
-
-
-@st.cache_data(show_spinner=False, max_entries=64, ttl=CACHE_SECONDS)
-def cached_paths(scenario_json: str, choices: tuple[tuple[str, str], ...], paths: int,
-                 uploads: tuple[str, ...]) -> PathResults:
-    """The mix on ``paths`` evaluation demand paths (``compare.simulate``: one batched rollout); ``uploads``
-    (digests of uploaded models) is part of the cache key."""
-    del uploads
-    scenario = Scenario.from_json(scenario_json)
-    return simulate(scenario, mix_for(scenario, dict(choices)), paths)
 
 
 def upload_digests() -> tuple[str, ...]:
@@ -122,16 +111,10 @@ def _or_message(compute: Callable[[], Result]) -> Result | None:
     return None
 
 
-def run_for(scenario: Scenario, choices: dict[str, str], seed: int) -> Rollout | None:
-    """A cached run, or an error message on the page (never a traceback)."""
-    return _or_message(lambda: cached_run(scenario.to_json(), tuple(sorted(choices.items())), seed,
+def run_for(scenario: Scenario, choices: dict[str, str], seed: int, paths: int) -> YearRun | None:
+    """A cached ``cached_run``, or an error message on the page (never a traceback)."""
+    return _or_message(lambda: cached_run(scenario.to_json(), tuple(sorted(choices.items())), seed, paths,
                                           upload_digests()))
-
-
-def paths_for(scenario: Scenario, choices: dict[str, str], paths: int) -> PathResults | None:
-    """``cached_paths``, or an error message on the page (never a traceback)."""
-    return _or_message(lambda: cached_paths(scenario.to_json(), tuple(sorted(choices.items())), paths,
-                                            upload_digests()))
 
 
 def valid_choice(key: str, options: list[str], default: str, what: str, container=st.sidebar) -> str:

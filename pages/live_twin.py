@@ -16,11 +16,11 @@ from core.app.live import (
     TICK_SECONDS,
     Controls,
     apply_controls,
+    comparison_note,
     controls_of,
     headline,
     no_optimum_note,
     outside_training,
-    preset_year,
     references_text,
     tile_delta,
     year_kpis,
@@ -28,7 +28,7 @@ from core.app.live import (
 from core.evaluation.glossary import CURRENCY, KPIS
 from core.evaluation.plots import AnimatedFigure, year_figure
 from core.serving.models import PolicyLoadError, load_manifest
-from core.serving.registry import POLICIES, TUNERS, applicable, to_tune, uniform
+from core.serving.registry import POLICIES, applicable, to_tune, uniform
 from core.simulation.presets import PRESETS
 from core.simulation.rollout import Rollout
 from core.simulation.scenario import Scenario, ScenarioError
@@ -36,7 +36,6 @@ from pages.common import (
     CACHE_SECONDS,
     KEEP,
     cached_references,
-    paths_for,
     policy_pickers,
     run_for,
     upload_digests,
@@ -49,13 +48,12 @@ VERDICT_COLOURS = {"cheaper": "green", "dearer": "orange", "same": "gray"}
 
 
 @st.cache_data(show_spinner=False, ttl=CACHE_SECONDS)
-def best_rule(scenario_json: str) -> str:
-    """The preset's best rule in the shipped evaluation, among the rules that apply to the scenario."""
+def shipped_manifest() -> dict:
+    """The shipped manifest (its evaluation names each preset's best rule); empty if there is none to read."""
     try:
-        manifest = load_manifest()
+        return load_manifest()
     except PolicyLoadError:
-        manifest = {}
-    return default_baseline(Scenario.from_json(scenario_json), manifest)
+        return {}
 
 
 @st.cache_resource(show_spinner=False, max_entries=8, ttl=CACHE_SECONDS)
@@ -65,18 +63,6 @@ def cached_year_figure(key: tuple, labels: tuple[str, str], _run: Rollout, _base
     changed: a widget that does not change the data does not build it again."""
     del key
     return year_figure(_run, _baseline, _scenario, labels, round(1000 * TICK_SECONDS))
-
-
-def comparison_note(compare: str, best: str, preset: str, scenario: Scenario) -> str:
-    """What the comparison is, when it is the preset's best rule: on the preset itself, or tuned again for settings
-    that reshape it (where another rule may do better)."""
-    if compare != best:
-        return ""
-    note = f"Compared with {POLICIES[compare].label}: {preset}'s best rule in the shipped evaluation"
-    if scenario == preset_year(preset):
-        return note + ". "
-    again = ", tuned again for these settings" if compare in TUNERS else ""
-    return note + f"{again}; another rule may do better with these settings. "
 
 
 def comparison_chosen() -> None:
@@ -111,7 +97,7 @@ shown = PRESETS[preset] if scenario is None else scenario  # what the pickers of
 options = applicable(shown)
 choices = policy_pickers("live", options=options)
 comparable = [k for k in options if k != "random"]
-best = best_rule(shown.to_json())
+best = default_baseline(shown, shipped_manifest())  # the preset's best rule that applies to the scenario
 if st.session_state.get("live_compare_chosen") and st.session_state.get("live_compare") not in comparable:
     valid_choice("live_compare", comparable, best, "Compare with")  # says why a person's pick no longer applies
     st.session_state.live_compare_chosen = False
@@ -137,18 +123,19 @@ tuning = [POLICIES[k].label for k in to_tune({**choices, "comparison": compare},
 progress = (f"Tuning {' and '.join(tuning)} for these settings by simulation (once per setting; longer with more "
             "stores), then simulating the year..." if tuning else "Simulating the year...")
 with st.spinner(progress, show_time=True):
-    run, baseline = run_for(scenario, choices, seed), run_for(scenario, uniform(compare), seed)
-    paths = None if run is None or baseline is None else (paths_for(scenario, choices, HEADLINE_PATHS),
-                                                          paths_for(scenario, uniform(compare), HEADLINE_PATHS))
-if paths is None or paths[0] is None or paths[1] is None:
+    mine_run = run_for(scenario, choices, seed, HEADLINE_PATHS)
+    their_run = None if mine_run is None else run_for(scenario, uniform(compare), seed, HEADLINE_PATHS)
+if mine_run is None or their_run is None:
     st.stop()
+run, baseline = mine_run.year, their_run.year
 
 compare_label = POLICIES[compare].label
 mine_label = "the learned policies" if set(choices.values()) == {"learned"} else "your policies"
 outcome = headline(run, baseline, (mine_label, compare_label))
-spread = paths_headline(mix_names(choices, uniform(compare), frozenset(uploaded_models())), *paths, HEADLINE_PATHS)
+spread = paths_headline(mix_names(choices, uniform(compare), frozenset(uploaded_models())), mine_run.paths,
+                        their_run.paths, HEADLINE_PATHS)
 st.markdown(f"#### :{VERDICT_COLOURS[outcome.verdict]}[{outcome.title}]")
-st.markdown(f"{comparison_note(compare, best, preset, scenario)}{outcome.detail}")
+st.markdown(f"{comparison_note(compare, best, preset, scenario, shipped_manifest())}{outcome.detail}")
 st.caption(f"{spread.text} The year below is demand seed {seed}: press Play in the chart to watch it day by day (it "
            "plays in your browser, and Pause stops on the day shown).")
 mine, theirs = year_kpis(run), year_kpis(baseline)
@@ -160,7 +147,7 @@ for tile, key, shown_value in ((tiles[0], "cost_per_day", f"{CURRENCY}{mine['cos
     tile.metric(KPIS[key].label, shown_value, delta, delta_color=colour,
                 help=f"{KPIS[key].help}. Your policies over the year; the change against {compare_label}.")
 saved = theirs["cost"] - mine["cost"]
-tiles[3].metric("Saved in the year" if saved >= 0 else "Lost in the year", f"{CURRENCY}{abs(saved):,.0f}",
+tiles[3].metric("Saved in the year" if saved >= 0 else "Extra cost in the year", f"{CURRENCY}{abs(saved):,.0f}",
                 help=f"{compare_label}'s cost of the year minus your policies', on the same customers")
 
 figure_key = (scenario.to_json(), tuple(sorted(choices.items())), compare, seed, upload_digests())

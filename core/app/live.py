@@ -13,9 +13,12 @@ import numpy as np
 from core.agents.menus import SAFETY_FACTORS, menu_quantities
 from core.agents.observations import observe
 from core.agents.rules import PolicyMix, RolePolicy
+from core.app.compare import PathResults, evaluation_demand
 from core.evaluation.bound import clairvoyant_bound
 from core.evaluation.glossary import CURRENCY
 from core.evaluation.optimum import MAX_TRANSITIONS, optimum_or_reason
+from core.evaluation.statistics import REPORTED
+from core.serving.registry import POLICIES, TUNERS
 from core.simulation.demand import sample_demand
 from core.simulation.forecast import Forecast
 from core.simulation.presets import STORE_MEANS, WEEKLY_RETAIL, get_preset
@@ -217,6 +220,27 @@ def headline(run: Rollout, baseline: Rollout, labels: tuple[str, str]) -> Headli
     return Headline(f"Over the year, {labels[0]} {words} {labels[1]}", detail, verdict)
 
 
+def comparison_note(compare: str, best: str, preset: str, scenario: Scenario, manifest: dict) -> str:
+    """What the comparison is, when it is the preset's best rule (``best``): on the preset itself, with what the
+    shipped evaluation in ``manifest`` found of the learned hierarchy against it; on settings that reshape the preset
+    (a tuned rule tuned again for them), where another rule may do better."""
+    if compare != best:
+        return ""
+    note = f"Compared with {POLICIES[compare].label}: {preset}'s best rule in the shipped evaluation"
+    if scenario != preset_year(preset):
+        again = ", tuned again for these settings" if compare in TUNERS else ""
+        return note + f"{again}; another rule may do better with these settings. "
+    evaluation = manifest.get("evaluation") if isinstance(manifest.get("evaluation"), dict) else {}
+    try:
+        costs = evaluation["presets"][preset]["policies"]
+        change = costs["learned_hierarchy"]["cost_per_day"] / costs[best]["cost_per_day"] - 1.0
+        seeds = int(evaluation["seeds"])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return note + ". "
+    return note + (f", where the learned hierarchy costs {100 * abs(change):.1f} % {'less' if change < 0 else 'more'} "
+                   f"than it over {seeds} demand paths. ")
+
+
 def tile_delta(key: str, mine: float, theirs: float) -> tuple[str, str]:
     """A KPI tile's difference against the comparison, short enough for a narrow tile, and its colour rule:
     cost and stockouts in percent (lower is better), fill rate in points; "same" in grey when it rounds to zero."""
@@ -261,6 +285,28 @@ def references_text(run: Rollout, references: dict[str, float | str | None]) -> 
 def run_year(scenario: Scenario, mix: PolicyMix, seed: int) -> Rollout:
     """One chain for the scenario's horizon, on the demand of ``seed``."""
     return rollout(scenario, mix, sample_demand(scenario, 1, np.random.default_rng(seed)))
+
+
+@dataclass(frozen=True)
+class YearRun:
+    """One mix on the Live page: the year played (one chain, on the customers of a seed) and the same mix on the
+    evaluation demand paths (the headline's spread)."""
+
+    year: Rollout
+    paths: PathResults
+
+
+def run_year_and_paths(scenario: Scenario, mix: PolicyMix, seed: int, paths: int) -> YearRun:
+    """``run_year`` and ``compare.simulate`` on ``paths`` paths in one batched rollout (it costs about one)."""
+    demand = np.concatenate([sample_demand(scenario, 1, np.random.default_rng(seed)),
+                             evaluation_demand(scenario, paths)])
+    run = rollout(scenario, mix, demand)
+    year = Rollout(ledger={k: v[:, :1] for k, v in run.ledger.items()}, store_orders=run.store_orders[:, :1],
+                   warehouse_order=run.warehouse_order[:, :1], production=run.production[:, :1],
+                   sold=run.sold[:, :1], num_stores=run.num_stores)
+    per_path = kpis(run)
+    return YearRun(year, PathResults(kpis={k: per_path[k][1:] for k in REPORTED},
+                                     daily_cost=run.ledger["total_cost"].sum(axis=2).T[1:]))
 
 
 def inspect_store_policy(chooser, rule: RolePolicy, demand_level: float, lead_time: int,

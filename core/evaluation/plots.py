@@ -157,7 +157,7 @@ LEDGER_COLUMNS = (("on_hand", "On<br>hand"), ("in_transit", "In<br>transit"), ("
                   ("unmet", "Short"), ("total_cost", f"Cost<br>({CURRENCY})"))
 LABEL_CHARACTERS = 20  # a row label of the day's KPIs longer than this wraps
 TOP_PX, SAVED_PX, CHART_PX, CHART_GAP_PX, GAP_PX = 430, 170, 130, 20, 60  # block heights and the gaps between them
-MARGIN = {"l": 10, "r": 10, "t": 60, "b": 40}  # the top holds Play, Pause and the day slider
+MARGIN = {"l": 10, "r": 10, "t": 90, "b": 40}  # the top holds Play, Pause, the day slider and the flow view's title
 CHART_RIGHT = 0.86  # the time charts end here; their legends stand beside them
 FAST_MS = 0  # the Fast button: the next day as soon as the browser has drawn the last
 
@@ -481,10 +481,11 @@ def _controls(horizon: int, frame_ms: int) -> dict:
                ("\u275a\u275a Pause", [[None], still])]
     return {
         "updatemenus": [{"type": "buttons", "direction": "left", "showactive": False, "x": 0.0, "xanchor": "left",
-                         "y": 1.0, "yanchor": "bottom", "pad": {"b": 22, "t": 0},
+                         "y": 1.0, "yanchor": "bottom", "pad": {"b": 44, "t": 0},
                          "buttons": [{"label": label, "method": "animate", "args": args} for label, args in buttons]}],
         "sliders": [{"active": 0, "x": 0.26, "len": 0.56, "xanchor": "left", "y": 1.0, "yanchor": "bottom",
-                     "pad": {"b": 16, "t": 0}, "ticklen": 0, "minorticklen": 0, "currentvalue": {"visible": False},
+                     "pad": {"b": 38, "t": 0}, "ticklen": 0, "minorticklen": 0,
+                     "currentvalue": {"prefix": "day ", "xanchor": "left", "font": {"size": 11, "color": GREY}},
                      "font": {"color": "rgba(0,0,0,0)"},  # no label under each of the year's days
                      "steps": [{"label": str(day), "method": "animate", "args": [[str(day)], still]}
                                for day in range(1, horizon + 1)]}],
