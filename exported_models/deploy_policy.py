@@ -24,7 +24,8 @@ stock that leaves than the same without lost sales, in standard deviations of le
 The input's columns (``STATE_COLUMNS``; units in brackets) are listed below; ``example_states.csv`` beside this
 script is a small example. Extra columns are ignored (not even read), except ``store`` and ``product`` (numbers or
 text), which are copied to the output. The output has one row per input row: store and product (if given),
-menu_index, safety_factor, order_quantity [units].
+safety_factor (the chosen z, in standard deviations of lead-time demand) and order_quantity_units, the order as
+placed (``rounded_orders``): whole units where whole_units is 1, else ``DECIMALS`` decimals.
 
 Memory is bounded by a block, whatever the number of rows: the file is read, checked, decided and written a block
 at a time, ``BLOCK_ROWS`` rows of Parquet (its columns read ``READ_BUFFER`` bytes at a time) or ``BLOCK_BYTES``
@@ -59,11 +60,13 @@ decision into units:
      "order": {"forecast_per_day": 40, "protection_days": 2, "demand_sd_per_day": 12,
                "inventory_position": 150, "prebuild": 0, "whole_units": true}}
 
-It prints the chosen menu entry, its probability and, with "order", the order quantity:
+It prints the chosen menu entry, its probability and, with "order", the order quantity in units:
 max(0, target - inventory_position), target = forecast_per_day * protection_days
     + z * demand_sd_per_day * sqrt(protection_days) + prebuild,
-with prebuild (optional, the supplier's stock for planned capacity shortfalls) 0 if absent, and the target
-rounded to a whole unit if whole_units (optional, false if absent: true where demand comes in whole units).
+with prebuild (optional, the supplier's stock for planned capacity shortfalls) 0 if absent, and the target and the
+order rounded to whole units if whole_units (optional, false if absent: true where demand comes in whole units),
+else the order to ``DECIMALS`` decimals. ``example_observation.json`` beside this script is an example (a store
+of the ``steady`` preset on day 60, as the twin saw it).
 Every field of "order" is a finite number from 0 to ``MAX_VALUE`` (inventory_position from -MAX_VALUE).
 --models defaults to this script's folder, from whatever folder it is run. Every input is checked:
 a bad one ends in a one-line "error: ..." and exit code 2.
@@ -120,6 +123,7 @@ MAX_SAFETY_FACTOR = 10.0  # a menu entry beyond +-this many standard deviations 
 MAX_FEATURE_NAME = 80  # characters
 RUN_FLOOR_SECONDS = 0.5  # a run may take this long besides its rows' allowance (onnx_checks.MAX_SECONDS_PER_ROW)
 RUN_ROWS = 16_384  # rows per onnxruntime run: its buffers stay small (the checked session has no memory arena)
+DECIMALS = 3  # an order's decimals where demand does not come in whole units
 
 
 def sibling_module(name: str) -> ModuleType:
@@ -318,12 +322,13 @@ def run(args: argparse.Namespace) -> None:
     print(f"{args.role}: {checks.printable(policy.actions[index][:200])} (menu entry {index}, "
           f"probability {probability:.3f})")
     if quantity is not None:
-        print(f"order quantity: {quantity:.2f} units")
+        whole = data["order"].get("whole_units", False)
+        print(f"order quantity: {quantity:.{0 if whole else DECIMALS}f} units")
 
 
 def order_quantity(order: object, z: float) -> float | None:
-    """The order for safety factor ``z`` (None without an "order" object). Every field is a finite number within
-    its bounds (``bounded``), so with a menu's z the quantity is finite."""
+    """The order for safety factor ``z`` as placed (``rounded_orders``), or None without an "order" object. Every
+    field is a finite number within its bounds (``bounded``), so with a menu's z the quantity is finite."""
     if not order:
         return None
     if not isinstance(order, dict):
@@ -341,7 +346,14 @@ def order_quantity(order: object, z: float) -> float | None:
         raise InputError(f"order whole_units: got {shown(whole)}; allowed: true or false")
     if whole:
         target = float(round(target))
-    return max(0.0, target - bounded(order["inventory_position"], "order inventory_position", -MAX_VALUE))
+    quantity = max(0.0, target - bounded(order["inventory_position"], "order inventory_position", -MAX_VALUE))
+    return float(rounded_orders(np.array(quantity), np.array(whole)))
+
+
+def rounded_orders(quantity: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """Orders as placed: whole units where ``whole`` (demand comes in whole units: the target is whole, and so is
+    the order, even where the stock held is not), else ``DECIMALS`` decimals; no float noise either way."""
+    return np.where(whole, np.round(quantity), np.round(quantity, DECIMALS)) + 0.0  # + 0.0: no -0.0
 
 
 def bounded(value: object, name: str, low: float) -> float:
@@ -707,11 +719,11 @@ def observation_matrix(features: dict[str, np.ndarray], names: list[str]) -> np.
 
 
 def order_quantities(order: dict[str, np.ndarray], z: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    """Units to order: up to the forecast over the lead time plus z standard deviations of it (a whole number of
-    units where demand comes in whole units)."""
+    """Units to order: up to the forecast over the lead time plus z standard deviations of it (the target a whole
+    number of units where demand comes in whole units), as placed (``rounded_orders``)."""
     target = order["forecast_per_day"] * order["lead_time_days"] + z * sd * np.sqrt(order["lead_time_days"])
     target = np.where(order["whole_units"], np.round(target), target)
-    return np.maximum(target - order["position"], 0.0)
+    return rounded_orders(np.maximum(target - order["position"], 0.0), order["whole_units"])
 
 
 class StoreDecider(RolePolicy):
@@ -724,12 +736,10 @@ class StoreDecider(RolePolicy):
         return self.choose(obs)[0]
 
     def decide(self, states: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Menu index, safety factor and order quantity (units) of every row of checked ``states``."""
+        """The output's decisions of every row of checked ``states``: the safety factor and the order in units."""
         features, order = store_features(states)
-        index = self.indices(observation_matrix(features, self.names))
-        z = self.menu[index]
-        return {"menu_index": index, "safety_factor": z,
-                "order_quantity": order_quantities(order, z, states["demand_sd_per_day"])}
+        z = self.menu[self.indices(observation_matrix(features, self.names))]
+        return {"safety_factor": z, "order_quantity_units": order_quantities(order, z, states["demand_sd_per_day"])}
 
 
 def read_states(path: Path) -> Iterator[object]:

@@ -302,8 +302,8 @@ def assert_one_error(code: int, err: str, expect: str) -> None:
 
 
 def read_orders(path: Path) -> pa.Table:
-    types = {"store": pa.string(), "product": pa.string(), "menu_index": pa.int64(), "safety_factor": pa.float64(),
-             "order_quantity": pa.float64()}
+    types = {"store": pa.string(), "product": pa.string(), "safety_factor": pa.float64(),
+             "order_quantity_units": pa.float64()}
     return pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(column_types=types))
 
 
@@ -313,9 +313,9 @@ def assert_orders_of(out: Path, reference: pa.Table) -> None:
     orders = read_orders(out)
     assert orders.column_names == expected.column_names
     assert orders.num_rows == reference.num_rows
-    for name in ("menu_index", "safety_factor", "order_quantity"):
+    for name in ("safety_factor", "order_quantity_units"):
         np.testing.assert_array_equal(orders.column(name).to_numpy(), expected.column(name).to_numpy(), name)
-    assert np.isfinite(orders.column("order_quantity").to_numpy()).all()
+    assert np.isfinite(orders.column("order_quantity_units").to_numpy()).all()
     for name in ("store", "product"):
         assert orders.column(name).to_pylist() == [str(v) for v in expected.column(name).to_pylist()]
 
@@ -551,7 +551,7 @@ def test_flipped_bytes_are_refused_in_one_line_or_decided(suffix: str, tmp_path:
             assert list(tmp_path.iterdir()) == [states]
         else:
             assert code == 0 and err == "", err
-            assert np.isfinite(read_orders(out).column("order_quantity").to_numpy()).all()
+            assert np.isfinite(read_orders(out).column("order_quantity_units").to_numpy()).all()
             out.unlink()
     assert 2 in outcomes
 
@@ -570,7 +570,7 @@ def test_a_header_only_file_with_ray_gives_a_header_only_output(tmp_path: Path, 
     code, _, err = run_in_process(capsys, "--input", str(states), "--output", str(out), "--ray")
     assert code == 0, err
     orders = read_orders(out)
-    assert orders.num_rows == 0 and orders.column_names[-3:] == ["menu_index", "safety_factor", "order_quantity"]
+    assert orders.num_rows == 0 and orders.column_names[-2:] == ["safety_factor", "order_quantity_units"]
 
 
 def test_ray_at_an_address_where_nothing_answers_fails_fast_in_one_line(tmp_path: Path, capsys,
@@ -677,7 +677,33 @@ def test_orders_at_the_bounds_are_finite() -> None:
     top = dict.fromkeys(("forecast_per_day", "protection_days", "demand_sd_per_day", "prebuild"), deploy.MAX_VALUE)
     assert np.isfinite(deploy.order_quantity({**top, "inventory_position": -deploy.MAX_VALUE}, 10.0))
     assert deploy.order_quantity({**ORDER, "whole_units": True}, 0.0) == 0.0
-    assert deploy.order_quantity({**ORDER, "inventory_position": 0.0}, 1.0) == pytest.approx(80 + 12 * 2**0.5)
+    assert deploy.order_quantity({**ORDER, "inventory_position": 0.0}, 1.0) == round(80 + 12 * 2**0.5, deploy.DECIMALS)
+
+
+@pytest.mark.parametrize(("position", "whole", "expected"), [
+    (24.51, True, 55.0), (24.49, False, 55.51), (24.4999, False, 55.5), (0.1 + 0.2, False, 79.7), (81.0, True, 0.0),
+])
+def test_single_orders_are_placed_whole_or_to_three_decimals(position: float, whole: bool, expected: float) -> None:
+    """Where demand comes in whole units the target is whole and so is the order, even from stock that is not; else
+    three decimals, never float noise (80 - 24.49 is 55.510000000000005 in floating point)."""
+    order = {**ORDER, "protection_days": 2.0, "inventory_position": position, "whole_units": whole}
+    quantity = deploy.order_quantity(order, 0.0)
+    assert quantity == expected and repr(quantity) == repr(expected)
+
+
+def test_batch_orders_are_placed_whole_or_to_three_decimals() -> None:
+    """The batch mode's orders: whole units where whole_units is 1 (the example's rows), else three decimals; the
+    header names the unit; the menu's index stays inside."""
+    table = pcsv.read_csv(EXPORTED_MODELS / "example_states.csv")
+    decided = deploy.decide_table(table, EXPORTED_MODELS)
+    assert decided.column_names == ["store", "product", "safety_factor", "order_quantity_units"]
+    whole = decided.column("order_quantity_units").to_numpy()
+    assert (table.column("whole_units").to_numpy() == 1).all() and (whole == np.round(whole)).all() and whole.any()
+    fractional = deploy.decide_table(table.set_column(table.schema.get_field_index("whole_units"), "whole_units",
+                                                      pa.array(np.zeros(table.num_rows))), EXPORTED_MODELS)
+    quantities = fractional.column("order_quantity_units").to_numpy()
+    assert (quantities == np.round(quantities, 3)).all() and (quantities != np.round(quantities)).any()
+    assert all(len(repr(float(q)).split(".")[-1]) <= 3 for q in quantities)  # no 55.49000000000001
 
 
 # --- the benchmark's measures ---------------------------------------------------------------------------------

@@ -22,7 +22,13 @@ from core.cli import main
 from core.evaluation.distributed import RayExecutor, SerialExecutor, per_seed, policy_job
 from core.evaluation.report import LEARNED, evaluate_preset
 from core.evaluation.sweep import sweep
-from core.serving.deployment import store_rows
+from core.serving.deployment import (
+    EXAMPLE_OBSERVATION,
+    example_observation,
+    example_state,
+    store_rows,
+    write_example_observation,
+)
 from core.serving.models import EXPORTED_MODELS, learned_mix, learned_policy
 from core.serving.registry import Sources, mix_of, uniform
 from core.simulation.demand import sample_demand
@@ -147,11 +153,12 @@ def twin_states(name: str, chains: int = 6, days: tuple[int, ...] = (0, 9, 33, 7
 @pytest.mark.parametrize("name", ["seasonal", "serial_textbook", "supply_disruption"])
 def test_batch_decisions_equal_the_served_store_policy(name: str, tmp_path: Path) -> None:
     """Twin states written as raw rows (Parquet), decided by the deploy script's command: the same order
-    quantities as the served policy (the same float64 operations, so to rounding of the last bit)."""
+    quantities as the served policy (the same float64 operations, so to rounding of the last bit), placed as whole
+    units where demand comes in whole units and to three decimals otherwise."""
     tables, served = [], []
     for scenario, state, orders in twin_states(name):
         tables.append(pa.table(store_rows(state, scenario, Forecast.of(scenario))))
-        served.append(orders.reshape(-1))
+        served.append(np.round(orders.reshape(-1), 0 if scenario.whole_units else 3))
     states = tmp_path / "states.parquet"
     pq.write_table(pa.concat_tables(tables), states)
     result = subprocess.run([sys.executable, str(DEPLOY), "--input", str(states), "--output",
@@ -160,8 +167,8 @@ def test_batch_decisions_equal_the_served_store_policy(name: str, tmp_path: Path
     orders = pcsv.read_csv(tmp_path / "orders.csv")
     expected = np.concatenate(served)
     assert orders.num_rows == expected.size
-    np.testing.assert_allclose(orders.column("order_quantity").to_numpy(), expected, rtol=1e-12, atol=1e-9)
-    assert orders.column("order_quantity").to_numpy().max() > 0  # real orders, not all zero
+    np.testing.assert_array_equal(orders.column("order_quantity_units").to_numpy(), expected)
+    assert orders.column("order_quantity_units").to_numpy().max() > 0  # real orders, not all zero
 
 
 def test_batch_features_equal_the_twin_observations() -> None:
@@ -203,8 +210,23 @@ def test_the_shipped_example_file_is_decided(tmp_path: Path) -> None:
                              "--output", str(tmp_path / "orders.csv")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     orders = pcsv.read_csv(tmp_path / "orders.csv")
-    assert orders.column_names == ["store", "product", "menu_index", "safety_factor", "order_quantity"]
+    assert orders.column_names == ["store", "product", "safety_factor", "order_quantity_units"]
     assert orders.num_rows == pcsv.read_csv(EXPORTED_MODELS / "example_states.csv").num_rows
+
+
+def test_the_shipped_example_observation_is_written_from_the_twin(tmp_path: Path) -> None:
+    """``example_observation.json`` is what ``write_example_observation`` writes, and the single mode orders from
+    it what the served store policy orders in the twin's state it describes, placed as whole units."""
+    write_example_observation(tmp_path / "example_observation.json")
+    assert (tmp_path / "example_observation.json").read_bytes() == EXAMPLE_OBSERVATION.read_bytes()
+    assert json.loads(EXAMPLE_OBSERVATION.read_text()) == example_observation()
+    result = subprocess.run([sys.executable, str(DEPLOY), "--role", "store", "--observation",
+                             str(EXAMPLE_OBSERVATION)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    scenario, _, state = example_state()
+    served = float(learned_policy("store").act(state, scenario)[0, 0])
+    assert scenario.whole_units and served > 0 and served != round(served)  # the twin's order is fractional
+    assert result.stdout.splitlines()[-1] == f"order quantity: {round(served)} units"
 
 
 def _example_rows() -> list[str]:

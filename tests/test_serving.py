@@ -477,7 +477,7 @@ def test_deploy_script_decides_like_the_serving_code(learned, tmp_path: Path, ro
     index = int(load_policy(role, folder)(obs[None, :])[0])
     z = SAFETY_FACTORS[index]
     assert f"(menu entry {index}," in result.stdout
-    assert f"order quantity: {max(0.0, 160.0 + z * 10.0 * 2.0 + 5.0 - 100.0):.2f} units" in result.stdout
+    assert f"order quantity: {max(0.0, 160.0 + z * 10.0 * 2.0 + 5.0 - 100.0):.3f} units" in result.stdout
 
     del observation["features"][FEATURES[role][0]]
     path.write_text(json.dumps(observation))
