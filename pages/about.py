@@ -6,10 +6,10 @@ import streamlit as st
 
 from core.agents.menus import ACTION_LABELS
 from core.agents.observations import FEATURES
-from core.app.results import results_summary
+from core.app.results import learned_versus_best_rule, learning_pays_text, results_summary
 from core.app.sweep import shipped_sweep
 from core.evaluation.glossary import FEATURE_WORDS
-from core.evaluation.plots import chain_diagram_figure, sweep_figure
+from core.evaluation.plots import chain_diagram_figure, presets_figure, sweep_figure, verdict
 from core.serving import models
 from core.serving.models import PolicyLoadError
 
@@ -50,13 +50,15 @@ st.markdown("""
 """)
 
 st.subheader("Results of the shipped policies")
+evaluation = None
 try:
     manifest = models.load_manifest(models.EXPORTED_MODELS)
 except PolicyLoadError as exc:
     st.info(f"No results to show: the shipped policies' manifest cannot be read ({exc}). "
             "`python -m core pipeline` trains, exports and evaluates the policies and writes it.")
 else:
-    summary = results_summary(manifest.get("evaluation"))
+    evaluation = manifest.get("evaluation")
+    summary = results_summary(evaluation)
     for line in summary.headline:
         st.markdown(line)
     if summary.rows:
@@ -69,14 +71,19 @@ else:
         st.caption(note)
 
 st.subheader("Where does learning pay?")
+presets = learned_versus_best_rule(evaluation)
+if presets:
+    st.plotly_chart(presets_figure(presets), width="stretch", key="about_presets")
+    st.caption(learning_pays_text(presets))
 sweep = shipped_sweep()
 if sweep is None:
     st.info("No sweep shipped: `python -m core sweep --out docs/sweep.csv` writes one.")
 else:
     points, seeds = sweep
+    pays = sum(verdict(p)[0] == "learning pays" for p in points)
     st.plotly_chart(sweep_figure(points), width="stretch", key="about_sweep")
-    st.caption(f"Every registered policy on a grid of scenarios around the steady preset ({seeds} demand paths "
-               "each, the same for every policy): demand volatility (cv), store lead time (L, days), stores, "
-               "production capacity (a multiple of mean demand) and the stockout-to-holding cost ratio (p/h). A bar "
-               "is the learned policy's cost against the cheapest rule of that scenario, with its paired 95% "
-               "interval; below zero, learning pays.")
+    st.caption(f"Off the presets: every registered policy on a grid of scenarios around the steady preset ({seeds} "
+               "demand paths each, the same for every policy): demand volatility (cv), store lead time (L, days), "
+               "stores, production capacity (a multiple of mean demand) and the stockout-to-holding cost ratio (p/h). "
+               "A bar is the learned policy's cost against the cheapest rule of that scenario, with its paired 95% "
+               f"interval; below zero, learning pays. On this grid it pays in {pays} of {len(points)} scenarios.")

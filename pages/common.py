@@ -132,9 +132,10 @@ def valid_choice(key: str, options: list[str], default: str, what: str, containe
 
 
 def policy_pickers(key: str, defaults: dict[str, str] | None = None, container=st.sidebar,
-                   options: list[str] | None = None) -> dict[str, str]:
-    """One selectbox per echelon over ``options`` (default: the whole policy registry; pass
-    ``registry.applicable(scenario)``), kept for the session; the registry keys of the choices."""
+                   options: list[str] | None = None, roles: tuple[str, ...] = ROLES) -> dict[str, str]:
+    """One selectbox per echelon of ``roles`` (pass ``compare.active_roles(scenario)`` to leave out the roles with
+    nothing to do) over ``options`` (default: the whole policy registry; pass ``registry.applicable(scenario)``),
+    kept for the session; the registry keys of the choices, by role of ``roles``."""
     defaults = defaults or {}
     options = list(POLICIES) if options is None else options
     uploaded = uploaded_models()
@@ -148,7 +149,7 @@ def policy_pickers(key: str, defaults: dict[str, str] | None = None, container=s
         return container.selectbox(f"{ROLE_LABELS[role]} policy", options, format_func=label(role),
                                    index=options.index(default), key=f"{key}_{role}", persist_state=KEEP)
 
-    return {role: picker(role) for role in ROLES}
+    return {role: picker(role) for role in roles}
 
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl=CACHE_SECONDS)

@@ -49,6 +49,7 @@ seeds = seeds_column.slider("Demand paths in the summary", 5, PATHS, PATHS, key=
                                  "headline average the first ones.")
 scenario = PRESETS[preset]
 options = applicable(scenario)
+roles = compare.active_roles(scenario)
 shown = st.session_state.get("h2h_loaded_preset", preset)
 if shown != preset:  # a new preset: a second-mix pick still on the old preset's best rule follows the new one
     for role in ROLES:
@@ -57,13 +58,17 @@ if shown != preset:  # a new preset: a second-mix pick still on the old preset's
 st.session_state.h2h_loaded_preset = preset
 col_a, col_b = st.columns(2)
 col_a.markdown("**First mix** (default: the learned policies)")
-choices_a = policy_pickers("h2h_a", uniform("learned"), col_a, options)
+choices_a = compare.with_idle_roles(policy_pickers("h2h_a", uniform("learned"), col_a, options, roles), scenario)
 col_b.markdown("**Second mix** (default: the preset's best rule in the shipped evaluation)")
-choices_b = policy_pickers("h2h_b", uniform(baseline(preset)), col_b, options)
+choices_b = compare.with_idle_roles(policy_pickers("h2h_b", uniform(baseline(preset)), col_b, options, roles),
+                                    scenario)
+if idle := compare.idle_roles_note(scenario):
+    st.caption(idle)
 
 uploaded = uploaded_models()
 used = frozenset(r for r in uploaded if "learned" in (choices_a[r], choices_b[r]))
-names = compare.mix_names(choices_a, choices_b, used)
+names = compare.mix_names(choices_a, choices_b, used, roles)
+labels = compare.short_names(names)  # in the tables and the chart
 try:
     a, b = (simulated(preset, tuple(sorted(c.items())), tuple(sorted(
         f"{r}:{hashlib.sha256(uploaded[r]).hexdigest()}" for r in uploaded if c[r] == "learned")))
@@ -76,14 +81,16 @@ verdict = compare.headline(names, a, b, seeds)
 lead.markdown(f"#### {verdict.text}")
 lead.caption("Both mixes face exactly the same daily demand, path by path (common random numbers), so differences "
              "are the policies'. Significant: the paired 95 % interval of the difference excludes zero.")
+if legend := compare.legend(names):
+    lead.markdown(legend)
 
 help_by_column = compare.kpi_help()
-policy_width = 4 + 7 * max(len(name) for name in names)  # pixels, about
+policy_width = 4 + 7 * max(len(label) for label in labels)  # pixels, about
 columns = {"Policy": st.column_config.TextColumn("Policy", width=policy_width, help="difference: the first policy "
                                                  "minus the second, path by path"),
            **{title: st.column_config.TextColumn(title, help=text) for title, text in help_by_column.items()}}
 st.markdown(f"**{seeds} demand paths: mean ± 95 % interval; difference paired path by path**")
-st.dataframe(compare.summary_rows(names, a, b, seeds), hide_index=True, width="stretch", column_config=columns)
+st.dataframe(compare.summary_rows(labels, a, b, seeds), hide_index=True, width="stretch", column_config=columns)
 
 if st.toggle("Compare with what no policy can beat (clairvoyant bound; exact optimum where it exists)",
              key="h2h_bound", persist_state=KEEP, help="One linear programme per demand path, about 2 s the first "
@@ -92,7 +99,7 @@ if st.toggle("Compare with what no policy can beat (clairvoyant bound; exact opt
 
 path = st.number_input(f"Demand path shown below (0 to {PATHS - 1})", 0, PATHS - 1, 0, key="h2h_seed",
                        persist_state=KEEP)
-st.plotly_chart(cumulative_cost_figure({name: run.daily_cost[path] for name, run in zip(names, (a, b), strict=True)},
+st.plotly_chart(cumulative_cost_figure({label: run.daily_cost[path] for label, run in zip(labels, (a, b), strict=True)},
                                        f"Cumulative system cost on demand path {path}"), width="stretch")
 st.markdown(f"**KPIs on demand path {path}**")
-st.dataframe(compare.path_rows(names, a, b, path), hide_index=True, width="stretch", column_config=columns)
+st.dataframe(compare.path_rows(labels, a, b, path), hide_index=True, width="stretch", column_config=columns)

@@ -14,8 +14,12 @@ from core.serving.model_sets import set_files
 from core.serving.models import EXPORTED_MODELS, PolicyLoadError
 from pages.common import KEEP, ROLE_LABELS, uploaded_chooser, uploaded_label, uploaded_models, uploaded_names
 
-DEPLOY_SCRIPT = EXPORTED_MODELS / "deploy_policy.py"
-CHECKS_SCRIPT = EXPORTED_MODELS / "onnx_checks.py"  # deploy_policy.py imports it from its own folder
+DEPLOY_FILES = [EXPORTED_MODELS / name for name in (
+    "deploy_policy.py",
+    "onnx_checks.py",  # deploy_policy.py imports it from its own folder
+    "example_states.csv",  # the batch mode's example input (--input)
+    "example_observation.json",  # the single mode's (--observation)
+)]
 
 
 def download(column, name: str, data: bytes, key: str, label: str | None = None) -> None:
@@ -27,7 +31,10 @@ def download(column, name: str, data: bytes, key: str, label: str | None = None)
 st.title("Train and export")
 
 st.header("Download the shipped policies")
-shipped = [p for p in set_files(EXPORTED_MODELS) + [DEPLOY_SCRIPT, CHECKS_SCRIPT] if p.exists()]
+st.caption("The policies and their manifest, the deployment script with the checks it loads, and an example input for "
+           "each of its modes: put them in one folder and run `python deploy_policy.py --input example_states.csv "
+           "--output orders.csv`, or `python deploy_policy.py --role store --observation example_observation.json`.")
+shipped = [p for p in set_files(EXPORTED_MODELS) + DEPLOY_FILES if p.exists()]
 for row in range(0, len(shipped), 3):  # three to a row: the file names stay readable
     for col, path in zip(st.columns(3), shipped[row: row + 3], strict=False):
         download(col, path.name, path.read_bytes(), f"download_{path.name}")
@@ -38,7 +45,15 @@ st.caption("Phase 1 only (the store policy, shared by every store), on randomise
 budget = st.select_slider("Budget (agent transitions)", [50_000, 100_000, 200_000, 400_000, 800_000], 400_000,
                           key="train_budget", persist_state=KEEP)
 if st.button("Train, evaluate and export", key="train_go"):
-    from core.learning.in_app import TRAINED_FILE, RunInProgress, curve_note, run_in_app
+    from core.learning.in_app import (
+        EVALUATION_PRESET,
+        EVALUATION_SEEDS,
+        TRAINED_FILE,
+        RunInProgress,
+        acceptance_rows,
+        curve_note,
+        run_in_app,
+    )
     from core.learning.training import TrainConfig, TrainingProgress
 
     bar = st.progress(0.0, text="training the store policy")
@@ -69,18 +84,29 @@ if st.button("Train, evaluate and export", key="train_go"):
                                         "curve_note": curve_note(config, trained), "export": trained.export,
                                         "policy": trained.trained_policy, "policy_name": TRAINED_FILE,
                                         "episodes": trained.episodes, "updates": trained.updates,
-                                        "report": trained.evaluation}
+                                        "acceptance": acceptance_rows(trained.record),
+                                        "acceptance_seeds": config.acceptance_seeds, "report": trained.evaluation,
+                                        "report_scope": (EVALUATION_PRESET, EVALUATION_SEEDS)}
 
 if "trained_run" in st.session_state:
     trained_run = st.session_state.trained_run
     st.markdown(f"**Your store policy: {trained_run['verdict']}.**")
+    st.markdown(f"**The acceptance check** (which decides kept or not): held-out cost per day on "
+                f"{trained_run['acceptance_seeds']} demand paths of each preset, before the run and with the trained "
+                "stores (the warehouse and supplier keep their rule)")
+    st.dataframe(trained_run["acceptance"], hide_index=True, width="stretch", key="train_acceptance")
     if trained_run["episodes"] or trained_run["updates"]:
         st.plotly_chart(learning_curves_figure(trained_run["episodes"], trained_run["updates"],
                                                "Learning curves of the store policy"), width="stretch",
                         key="train_curves")
     st.caption(trained_run["curve_note"])
-    st.markdown(trained_run["report"])
-    st.caption("phase1_stores: the run's export, which serves the trained policy only if it was kept.")
+    preset, paths = trained_run["report_scope"]
+    st.markdown(f"**The run's export on {preset} alone**, {paths} evaluation demand paths (not the acceptance "
+                "check's), every policy on the same customers")
+    st.dataframe(trained_run["report"], hide_index=True, width="stretch", key="train_evaluation")
+    st.caption("Your run's export: the hierarchy the run ended with, the trained stores if the run was kept and the "
+               "stores' rule if not, the warehouse and supplier on forecast base-stock. One preset and few paths: "
+               "the acceptance check above weighs every preset.")
     name, data = trained_run["policy_name"], trained_run["policy"]
     kept = "kept" if trained_run["kept"] else "not kept"
     left, right = st.columns(2)

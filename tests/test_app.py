@@ -392,7 +392,7 @@ def test_head_to_head_names_the_policies_and_leads_with_the_difference() -> None
         assert list(table["Policy"][:2]) == [POLICIES["learned"].label, POLICIES[baseline].label]
         assert list(table.columns[1:]) == [compare.kpi_column(k) for k in REPORTED]  # glossary titles, no raw keys
     (chart,) = plotly_specs(at)
-    lines = chart["data"]
+    lines = chart["data"][:2]  # the cumulative costs; then their difference
     assert [line["name"] for line in lines] == [POLICIES["learned"].label, POLICIES[baseline].label]
     assert lines[0]["line"]["color"] != lines[1]["line"]["color"]
 
@@ -406,13 +406,15 @@ def test_head_to_head_names_the_policies_and_leads_with_the_difference() -> None
     assert "% less than" in text  # the shipped policies cost about 30 % less than (s, S) on steady
     assert "95 % interval" in text and text.endswith(", significant on the same 20 demand paths.")
     assert "20 demand paths" in at.markdown[-2].value
-    assert [line["name"] for line in plotly_specs(at)[0]["data"]] == [POLICIES["learned"].label, POLICIES[RULE].label]
+    assert [line["name"] for line in plotly_specs(at)[0]["data"][:2]] == [POLICIES["learned"].label,
+                                                                          POLICIES[RULE].label]
     before = dataframe_values(at)
     at.selectbox(key="h2h_b_store").set_value("forecast_base_stock").run()
     assert_clean(at)
     after = dataframe_values(at)
     assert after[0] != before[0] and after[1] != before[1]
-    assert at.dataframe[0].value["Policy"][1].startswith("B: stores forecast base-stock")
+    assert list(at.dataframe[0].value["Policy"][:2]) == ["A", "B"]  # long names: a legend says what they are
+    assert "**B**: stores forecast base-stock" in at.markdown[1].value
 
 
 @needs_models
@@ -432,15 +434,18 @@ def test_head_to_head_same_mix_reads_same() -> None:
 
 def test_head_to_head_offers_every_policy_that_applies_and_keeps_the_choices() -> None:
     at = open_page("head_to_head.py", clean=False)
-    for preset in ("steady", "lost_sales_textbook"):
-        at.selectbox(key="h2h_preset").set_value(preset).run()
-        for key in ("h2h_a_store", "h2h_b_supplier"):
-            assert at.selectbox(key=key).options == [POLICIES[k].label for k in applicable(PRESETS[preset])]
+    at.selectbox(key="h2h_preset").set_value("serial_textbook").run()  # one store, but a warehouse and supplier
+    for key in ("h2h_a_store", "h2h_b_supplier"):
+        assert at.selectbox(key=key).options == [POLICIES[k].label for k in applicable(PRESETS["serial_textbook"])]
     at.selectbox(key="h2h_b_warehouse").set_value("reorder_point").run()
+    at.selectbox(key="h2h_preset").set_value("lost_sales_textbook").run()
+    assert at.selectbox(key="h2h_a_store").options == [POLICIES[k].label
+                                                       for k in applicable(PRESETS["lost_sales_textbook"])]
     at.switch_page("pages/about.py").run()
     at.switch_page("pages/head_to_head.py").run()
     assert at.selectbox(key="h2h_preset").value == "lost_sales_textbook"
-    assert at.selectbox(key="h2h_b_warehouse").value == "reorder_point"
+    at.selectbox(key="h2h_preset").set_value("serial_textbook").run()
+    assert at.selectbox(key="h2h_b_warehouse").value == "reorder_point"  # kept while it was hidden
 
 
 @needs_models
@@ -457,6 +462,8 @@ def test_head_to_head_second_mix_follows_the_presets_best_rule_until_picked() ->
         at.selectbox(key="h2h_preset").set_value(preset).run()
         assert_clean(at)
         assert at.selectbox(key="h2h_b_store").value == best(preset)
+        if preset == "lost_sales_textbook":  # an ample source: the warehouse and supplier have no picker
+            continue
         assert at.selectbox(key="h2h_b_supplier").value == best(preset)
         assert at.selectbox(key="h2h_b_warehouse").value == "reorder_point"  # kept
     assert len({best(p) for p in ("high_volatility", "lost_sales_textbook", "steady")}) == 3
@@ -475,7 +482,8 @@ def test_head_to_head_summary_follows_each_sessions_uploaded_policy() -> None:
             at.selectbox(key=f"h2h_a_{role}").set_value(RULE)
         at.run()
         assert_clean(at)
-        assert at.dataframe[0].value["Policy"][0].startswith("A: stores uploaded (ONNX)")
+        assert at.dataframe[0].value["Policy"][0] == "A"
+        assert at.markdown[1].value.startswith("**A**: stores uploaded (ONNX)")
         tables.append(dataframe_values(at))
     (summary_0, single_0), (summary_19, single_19) = tables
     assert single_0 != single_19
@@ -540,7 +548,8 @@ def test_train_and_export_offers_the_shipped_files_for_download() -> None:
     manifest = json.loads(MANIFEST.read_text())  # the served set (a version folder, or files directly in MODELS)
     served = [card["file"] for card in [*manifest["roles"].values(), manifest.get("hierarchy") or {}] if "file" in card]
     assert served and all((MODELS / file).is_file() for file in served)
-    expected = sorted(Path(file).name for file in served) + ["manifest.json", "deploy_policy.py", "onnx_checks.py"]
+    expected = sorted(Path(file).name for file in served) + ["manifest.json", "deploy_policy.py", "onnx_checks.py",
+                                                             "example_states.csv", "example_observation.json"]
     labels = [b.label for b in at.download_button]
     assert labels == expected
     for name in expected:

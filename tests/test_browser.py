@@ -271,7 +271,8 @@ def test_train_and_export_download_and_a_rejected_upload(page, tmp_path: Path) -
     navigate(page, "Train and export")
     downloads = page.get_by_test_id("stDownloadButton")
     served = {path.name: path for path in set_files(MODELS)}  # the served set's files and its own manifest
-    shipped = [*served, "deploy_policy.py", "onnx_checks.py"]  # the script imports onnx_checks.py beside it
+    shipped = [*served, "deploy_policy.py", "onnx_checks.py",  # the script imports onnx_checks.py beside it
+               "example_states.csv", "example_observation.json"]  # and an example input of each of its modes
     expect(downloads).to_have_count(len(shipped))
     count_script_runs(page)
     for name in ("manifest.json", *[n for n in shipped if n.endswith(".onnx")][:1]):

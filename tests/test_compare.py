@@ -86,3 +86,55 @@ def test_mix_names_follow_the_policies() -> None:
 ])
 def test_default_baseline_is_the_best_applicable_rule(manifest: dict, expected: str) -> None:
     assert compare.default_baseline(PRESETS["steady"], manifest) == expected
+
+
+def test_close_costs_get_the_digits_that_tell_them_apart() -> None:
+    """"$4.8 against $4.8" on lost_sales_textbook: two costs that differ show different numbers."""
+    first, second = np.full(20, 4.7847) + np.tile([-0.01, 0.01], 10), np.full(20, 4.8233)
+    text = compare.headline(NAMES, results(first), results(second), 20).text
+    assert "($4.78 against $4.82;" in text
+    assert compare.cost_decimals(140.31, 140.02) == 1 and compare.cost_decimals(140.31, 140.29) == 2
+    assert compare.cost_decimals(4.78, 4.82) == 2 and compare.cost_decimals(4.7847, 4.7851) == 3
+    same = compare.headline(NAMES, results(second), results(second), 20).text
+    assert same.endswith("($4.82).")
+
+
+def test_long_mix_names_become_a_and_b_with_a_legend() -> None:
+    mixed = {**uniform("reorder_point"), "store": "learned"}
+    names = compare.mix_names(mixed, uniform("tuned_forecast_base_stock"))
+    assert max(map(len, names)) > compare.NAME_CHARACTERS
+    assert compare.short_names(names) == ("A", "B")
+    assert compare.legend(names) == ("**A**: stores learned (PPO, ONNX), warehouse and supplier reorder point (s, S); "
+                                     "**B**: forecast base-stock, tuned")
+    short = compare.mix_names(uniform("learned"), uniform("reorder_point"))
+    assert compare.short_names(short) == short and compare.legend(short) is None
+    rows = compare.summary_rows(compare.short_names(names), results(np.ones(5)), results(np.ones(5)), 5)
+    assert [row["Policy"] for row in rows] == ["A", "B", "difference"]
+
+
+def test_roles_with_nothing_to_do_have_no_choice_and_no_name() -> None:
+    textbook, serial = PRESETS["lost_sales_textbook"], PRESETS["serial_textbook"]
+    assert compare.active_roles(textbook) == ("store",)
+    assert compare.active_roles(serial) == ("store", "warehouse", "supplier")  # one store, but a network
+    assert compare.idle_roles_note(serial) is None
+    assert "warehouse and the supplier have nothing to do" in compare.idle_roles_note(textbook)
+    choices = compare.with_idle_roles({"store": "tuned_capped_base_stock"}, textbook)
+    assert choices == uniform("tuned_capped_base_stock")
+    kept = {"store": "learned", "warehouse": "reorder_point", "supplier": "random"}
+    assert compare.with_idle_roles(kept, serial) == kept
+    uploaded = {**uniform("learned")}
+    assert compare.mix_names(uploaded, uniform("reorder_point"), frozenset({"store"}), ("store",)) == (
+        "uploaded (ONNX)", POLICIES["reorder_point"].label)  # the idle roles' shipped models are not named
+
+
+def test_the_cost_chart_shows_the_difference_and_says_when_lines_coincide() -> None:
+    from core.evaluation.plots import cumulative_cost_figure
+
+    days = np.linspace(100.0, 120.0, 30)
+    fig = cumulative_cost_figure({"A": days, "B": days + 0.01}, "")
+    first, second, difference = fig.data
+    assert (first.name, second.name) == ("A", "B") and first.line.dash != second.line.dash
+    np.testing.assert_allclose(difference.y, np.cumsum(days) - np.cumsum(days + 0.01))
+    assert not fig.layout.annotations[-1].text.startswith("the two lines coincide")
+    same = cumulative_cost_figure({"A": days, "B": days.copy()}, "")
+    assert same.layout.annotations[-1].text == "the two lines coincide: both cost the same every day"

@@ -14,9 +14,11 @@ from test_training import TINY, biased_acceptance
 
 from core.agents.observations import FEATURES
 from core.learning import training
-from core.learning.in_app import TRAINED_FILE, curve_note, train_store_policy
+from core.learning.hierarchy import PhaseRecord
+from core.learning.in_app import TRAINED_FILE, acceptance_rows, curve_note, percent, train_store_policy, verdict
 from core.learning.training import TrainConfig
 from core.serving.models import OnnxChooser
+from core.serving.registry import POLICIES
 
 
 @pytest.mark.parametrize(("factor", "kept"), [(1e3, False), (1e-3, True)])
@@ -39,7 +41,20 @@ def test_a_short_run_always_exports_its_store_policy(tmp_path: Path, factor: flo
     card = json.loads(run.export["manifest.json"])["roles"]["store"]
     assert card["kind"] == ("learned" if kept else "rule")  # the run's export serves it only if it was kept
     assert set(run.export) == {"manifest.json"} | ({"store_policy.onnx", "hierarchy_policy.onnx"} if kept else set())
-    assert "| steady | phase1_stores |" in run.evaluation and "| steady | reorder_point |" in run.evaluation
+    policies = [row["Policy"] for row in run.evaluation]  # in words, no code names
+    assert policies[0] == ("your run's export (trained stores)" if kept else
+                           "your run's export (trained stores not kept: the stores' rule)")
+    assert {p.removesuffix(" (best of these rules)") for p in policies[1:]} == {
+        POLICIES[k].label for k in ("reorder_point", "tuned_base_stock", "forecast_base_stock")}
+    assert sum(p.endswith(" (best of these rules)") for p in policies) == 1
+    assert not any("_" in p for p in policies)
+    if not kept:  # the export serves forecast base-stock, every role on its reference entry: the same costs
+        start = next(row for row in run.evaluation if row["Policy"].startswith(POLICIES["forecast_base_stock"].label))
+        assert run.evaluation[0]["Cost per day ($, 95 % interval)"] == start["Cost per day ($, 95 % interval)"]
+    acceptance = acceptance_rows(run.record)  # the verdict's ratio is the mean of these presets' ratios
+    assert [row["Preset"] for row in acceptance] == list(run.record.cost_before)
+    assert f"the mean of the {len(acceptance)} presets' ratios" in run.verdict
+    assert "forecast base-stock" in run.verdict
     assert run.episodes and all({"timesteps", "reward", "cost_per_day"} <= set(e) for e in run.episodes)
     assert run.episodes[-1]["timesteps"] >= TINY["timesteps"] // 2  # the curve covers the run, not its start
     assert run.updates
@@ -50,3 +65,33 @@ def test_a_short_run_always_exports_its_store_policy(tmp_path: Path, factor: flo
     assert reports[-1][1] == len(run.episodes) and reports[-1][2] <= len(run.updates)
     assert curve_note(config, run).endswith(f"logged {len(run.updates)} updates and {len(run.episodes)} episode "
                                             "points.")
+
+
+def record(before: dict[str, float], after: dict[str, float]) -> PhaseRecord:
+    ratio = sum(after[k] / before[k] for k in before) / len(before)
+    return PhaseRecord(phase=1, role="store", kept=False, cost_before=before, cost_after=after, relative_cost=ratio,
+                       seconds=1.0)
+
+
+def test_the_verdict_says_what_is_compared_with_what_and_why_a_phase_was_not_kept() -> None:
+    """The verdict's ratio and the acceptance table's rows are one comparison (each preset: after over before);
+    a phase not kept says which condition failed; a change is never "-0.0 %"."""
+    rose = record({"steady": 140.0, "thin_margin": 40.0}, {"steady": 141.7, "thin_margin": 33.0})
+    assert rose.relative_cost < 1.0
+    assert verdict(rose).startswith(f"not kept: held-out system cost x{rose.relative_cost:.3f} of the rule it "
+                                    "started from (forecast base-stock), the mean of the 2 presets' ratios")
+    assert "steady rose 1.2 %, above the 1 % any preset may rise" in verdict(rose)
+    rows = acceptance_rows(rose)
+    assert [row["Change"] for row in rows] == ["+1.2 %", "-17.5 %"]
+    assert rows[0]["Before: forecast base-stock ($/day)"] == "140.00"
+    dearer = record({"steady": 140.0}, {"steady": 140.04})
+    assert "the mean ratio must be below x1.000" in verdict(dearer)
+    assert acceptance_rows(dearer)[0]["Change"] == "+0.03 %"
+
+
+@pytest.mark.parametrize(("value", "spread", "shown"), [
+    (-0.0004, 0.0, "-0.0004 %"), (-0.03, 0.0, "-0.03 %"), (-8.6, 0.0, "-8.6 %"), (0.0, 0.0, "+0.0 %"),
+    (-0.031, 0.12, "-0.03 %"), (12.345, 2.0, "+12.3 %"),
+])
+def test_percentages_never_round_a_change_away(value: float, spread: float, shown: str) -> None:
+    assert percent(value, spread) == shown

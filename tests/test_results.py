@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from core.app.results import NOT_RECORDED, results_summary
+import pytest
+
+from core.app.results import NOT_RECORDED, learned_versus_best_rule, results_summary
 
 
 def _policies(**costs: float) -> dict:
@@ -22,12 +24,38 @@ def test_current_shape_uses_the_recorded_best_rule_bound_and_optimum() -> None:
     textbook, steady = summary.rows
     assert textbook["Best rule"] == "capped base-stock, tuned"
     assert textbook["Learned vs best rule"] == "+115.4 %"  # 10.38 / 4.82 - 1
-    assert textbook["Exact optimum"] == "$4.7" and textbook["Clairvoyant bound"] == "$0.0"
+    assert textbook["Exact optimum"] == "$4.729" and textbook["Clairvoyant bound"] == "$0.03"  # small costs: 2 decimals
+    assert (textbook["Best rule, cost per day"], textbook["Learned, cost per day"]) == ("$4.82", "$10.38")
     assert steady["Exact optimum"] == "-" and steady["Clairvoyant bound"] == "$83.4"
     assert steady["Learned vs best rule"] == "+0.0 %"
     assert summary.seeds == 30
     assert "+0.0 % to +115.4 %" in summary.headline[0] and "best rule listed" not in summary.headline[0]
     assert not any("older evaluation" in note for note in summary.notes)
+
+
+def test_close_costs_are_shown_with_the_digits_that_tell_them_apart() -> None:
+    evaluation = {"seeds": 30, "presets": {"lost_sales_textbook": {
+        "best_rule": "tuned_capped_base_stock", "bound": 0.0304, "optimum": 4.7285,
+        "policies": _policies(tuned_capped_base_stock=4.8233, learned_hierarchy=4.7847)}}}
+    (row,) = results_summary(evaluation).rows
+    assert (row["Best rule, cost per day"], row["Learned, cost per day"]) == ("$4.82", "$4.78")  # not $4.8 and $4.8
+
+
+def test_learned_versus_best_rule_reads_the_recorded_interval() -> None:
+    recorded = {"cost_per_day": 4.7847, "fill_rate": 0.89, "cost_vs_best_rule": {"mean": -0.0386, "low": -0.07,
+                                                                                 "high": -0.0072}}
+    evaluation = {"seeds": 30, "presets": {
+        "lost_sales_textbook": {"best_rule": "tuned_capped_base_stock", "policies": {
+            "tuned_capped_base_stock": {"cost_per_day": 4.8233, "fill_rate": 0.89}, "learned_hierarchy": recorded}},
+        "steady": {"best_rule": "forecast_base_stock", "policies": _policies(forecast_base_stock=140.28,
+                                                                             learned_hierarchy=140.67)},
+        "seasonal": "oops"}}
+    textbook, steady = learned_versus_best_rule(evaluation)
+    assert textbook["preset"] == "lost_sales_textbook" and textbook["best_rule"] == "capped base-stock, tuned"
+    assert textbook["relative"] == pytest.approx(4.7847 / 4.8233 - 1)
+    assert textbook["low"] == pytest.approx(-0.07 / 4.8233) and textbook["high"] == pytest.approx(-0.0072 / 4.8233)
+    assert steady["relative"] > 0 and steady["low"] is None and steady["high"] is None  # no interval recorded
+    assert learned_versus_best_rule(None) == []
 
 
 def test_older_shape_picks_the_cheapest_listed_rule_and_says_what_is_missing() -> None:

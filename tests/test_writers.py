@@ -311,7 +311,8 @@ def stub_run_in_app(sets: dict, used: list[Path]):  # noqa: F811
             record = PhaseRecord(phase=1, role="store", kept=True, cost_before={"steady": 10.0},
                                  cost_after={"steady": 9.9}, relative_cost=0.99, seconds=1.0)
             return in_app.InAppRun(record=record, verdict=in_app.verdict(record), export=files,
-                                   trained_policy=files["store_policy.onnx"], evaluation="| steady | phase1_stores |")
+                                   trained_policy=files["store_policy.onnx"],
+                                   evaluation=[{"Policy": "your run's export (trained stores)"}])
         return in_temporary_folder(work)
     return run_in_app
 

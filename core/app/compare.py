@@ -28,6 +28,8 @@ PATHS = 50  # evaluation demand paths simulated per mix: the most the page can a
 FALLBACK_BASELINE = "forecast_base_stock"  # the comparison rule when the shipped evaluation does not name one
 ROLE_NAMES = {"store": "stores", "warehouse": "warehouse", "supplier": "supplier"}
 SAME = 1e-9  # a difference within this share of the compared values is float rounding: "same"
+NAME_CHARACTERS = 28  # a mix name longer than this is "A" or "B" in the tables and the chart, named in a legend
+SMALL_COST = 10.0  # a cost per day below this is shown with at least two decimals
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,29 @@ def default_baseline(scenario: Scenario, manifest: Mapping) -> str:
     return min(costs, key=costs.__getitem__) if costs else FALLBACK_BASELINE
 
 
+# ------------------------------------------------------------------------------------------------ roles
+
+def active_roles(scenario: Scenario) -> tuple[str, ...]:
+    """The roles whose policy changes anything on ``scenario``: with an ample source upstream the warehouse and
+    the supplier neither hold nor ship anything (the source ships every store order), so only the stores."""
+    return ("store",) if scenario.upstream == "ample" else ROLES
+
+
+def idle_roles_note(scenario: Scenario) -> str | None:
+    """Why some roles have no policy to pick on ``scenario``, or None where every role acts."""
+    idle = [ROLE_NAMES[role] for role in ROLES if role not in active_roles(scenario)]
+    if not idle:
+        return None
+    return (f"{scenario.name}: an ample source ships every store order in full, so the {' and the '.join(idle)} "
+            "have nothing to do; only the stores' policy is chosen.")
+
+
+def with_idle_roles(choices: Mapping[str, str], scenario: Scenario) -> dict[str, str]:
+    """``choices`` (of the active roles) for every role: a role with nothing to do on ``scenario`` runs the
+    stores' policy (so the mix stays one policy, and one that applies)."""
+    return {role: choices[role] if role in active_roles(scenario) else choices["store"] for role in ROLES}
+
+
 # ------------------------------------------------------------------------------------------------ names
 
 def policy_label(key: str, role: str, uploaded: frozenset[str] = frozenset()) -> str:
@@ -73,24 +98,38 @@ def policy_label(key: str, role: str, uploaded: frozenset[str] = frozenset()) ->
     return "uploaded (ONNX)" if key == "learned" and role in uploaded else POLICIES[key].label
 
 
-def _describe(choices: Mapping[str, str], uploaded: frozenset[str]) -> tuple[str, bool]:
-    """The mix in words and whether every role runs the same policy."""
+def _describe(choices: Mapping[str, str], uploaded: frozenset[str], roles: tuple[str, ...]) -> tuple[str, bool]:
+    """The mix of ``roles`` in words and whether every one of them runs the same policy."""
     groups: dict[str, list[str]] = {}
-    for role in ROLES:
+    for role in roles:
         groups.setdefault(policy_label(choices[role], role, uploaded), []).append(ROLE_NAMES[role])
     if len(groups) == 1:
         return next(iter(groups)), True
-    return ", ".join(f"{' and '.join(roles)} {label}" for label, roles in groups.items()), False
+    return ", ".join(f"{' and '.join(names)} {label}" for label, names in groups.items()), False
 
 
 def mix_names(choices_a: Mapping[str, str], choices_b: Mapping[str, str],
-              uploaded: frozenset[str] = frozenset()) -> tuple[str, str]:
-    """What the page calls the two mixes: the policy's label when every role runs it ("learned (PPO, ONNX)"),
-    the roles' policies otherwise ("A: stores learned (PPO, ONNX), warehouse and supplier reorder point (s, S)");
-    "A: " and "B: " tell two equal descriptions apart."""
-    (a, uniform_a), (b, uniform_b) = _describe(choices_a, uploaded), _describe(choices_b, uploaded)
+              uploaded: frozenset[str] = frozenset(), roles: tuple[str, ...] = ROLES) -> tuple[str, str]:
+    """What the page calls the two mixes of ``roles`` (the roles that act: ``active_roles``): the policy's label
+    when every role runs it ("learned (PPO, ONNX)"), the roles' policies otherwise ("A: stores learned (PPO,
+    ONNX), warehouse and supplier reorder point (s, S)"); "A: " and "B: " tell two equal descriptions apart."""
+    (a, uniform_a), (b, uniform_b) = (_describe(c, uploaded, roles) for c in (choices_a, choices_b))
     same = a == b
     return (a if uniform_a and not same else f"A: {a}"), (b if uniform_b and not same else f"B: {b}")
+
+
+def short_names(names: tuple[str, str]) -> tuple[str, str]:
+    """The mixes' names in the tables and the chart: as they are when both are at most ``NAME_CHARACTERS`` long,
+    else "A" and "B" (``legend`` names them), so that the KPI columns stay in view."""
+    return names if max(len(name) for name in names) <= NAME_CHARACTERS else ("A", "B")
+
+
+def legend(names: tuple[str, str]) -> str | None:
+    """What "A" and "B" stand for where ``short_names`` uses them, or None."""
+    if short_names(names) == names:
+        return None
+    return "; ".join(f"**{short}**: {name.removeprefix(f'{short}: ')}"
+                     for short, name in zip(("A", "B"), names, strict=True))
 
 
 # ------------------------------------------------------------------------------------------------ numbers
@@ -195,6 +234,13 @@ class Headline:
     verdict: str
 
 
+def cost_decimals(first: float, second: float) -> int:
+    """Decimals that show two costs per day apart when they differ (their difference to one significant digit),
+    at least one, and two below ``SMALL_COST``; at most three."""
+    at_least = 2 if min(abs(first), abs(second)) < SMALL_COST else 1
+    return _decimals(abs(first - second), at_least, 3)
+
+
 def headline(names: tuple[str, str], a: PathResults, b: PathResults, seeds: int) -> Headline:
     """The first mix's cost per day against the second's over the first ``seeds`` paths, in percent of the
     second's, with the paired 95 % interval and whether it excludes zero:
@@ -202,11 +248,11 @@ def headline(names: tuple[str, str], a: PathResults, b: PathResults, seeds: int)
     significant"."""
     first, second = a.kpis["cost_per_day"][:seeds], b.kpis["cost_per_day"][:seeds]
     difference = paired(first, second)
-    base = float(np.mean(second))
+    base, mine = float(np.mean(second)), float(np.mean(first))
     where = f"on the same {seeds} demand paths"
     if _is_same(min(difference["low"], difference["mean"]), max(difference["high"], difference["mean"]), base):
         return Headline(f"{names[0]} and {names[1]} cost the same per day {where} "
-                        f"({CURRENCY}{_number(base, 1)}).", "same")
+                        f"({CURRENCY}{_number(base, cost_decimals(base, base))}).", "same")
     mean, low, high = (100 * difference[k] / base for k in ("mean", "low", "high"))
     decimals = _decimals((high - low) / 2, 0, 3)
     if low < 0 < high:
@@ -218,8 +264,9 @@ def headline(names: tuple[str, str], a: PathResults, b: PathResults, seeds: int)
     shown = _number(abs(mean), decimals)
     direction = "less" if mean < 0 else "more"
     change = f"costs {shown} % {direction} than" if round(abs(mean), decimals) else "costs about the same as"
-    return Headline(f"{names[0]} {change} {names[1]} per day ({CURRENCY}{_number(float(np.mean(first)), 1)} against "
-                    f"{CURRENCY}{_number(base, 1)}; 95 % interval {interval}), {verdict} {where}.", verdict)
+    money = cost_decimals(mine, base)
+    return Headline(f"{names[0]} {change} {names[1]} per day ({CURRENCY}{_number(mine, money)} against "
+                    f"{CURRENCY}{_number(base, money)}; 95 % interval {interval}), {verdict} {where}.", verdict)
 
 
 # ------------------------------------------------------------------------------------------------ references

@@ -571,35 +571,55 @@ def _windows(scenario: Scenario) -> list[dict]:
     return shapes
 
 
-COMPARED_COLOURS = ("#e66101", "#5e3c99")  # orange and purple: apart for every colour vision, and not stockout red
+COMPARED_COLOURS = ("#e66101", "#8c6bb1")  # orange and purple: apart for every colour vision, not stockout red, and
+# readable on a light and on a dark background
+NEUTRAL = "#8a8a8a"  # lines, arrows and notes readable on a light and on a dark background
+SAME_COST = 1e-9  # cumulative costs within this share of the larger are equal up to float rounding
 
 
 def cumulative_cost_figure(daily_costs: dict[str, np.ndarray], title: str) -> go.Figure:
-    """System cost accumulated day by day, one line per named policy (two: orange, then purple and dashed, so
-    that equal costs still show both)."""
-    fig = go.Figure()
-    for (name, cost), colour, dash in zip(daily_costs.items(), COMPARED_COLOURS, ("solid", "dash"), strict=False):
-        fig.add_trace(go.Scatter(x=np.arange(1, cost.size + 1), y=np.cumsum(cost), name=name, mode="lines",
+    """System cost accumulated day by day of two named policies (the first orange and solid, the second purple,
+    dashed and marked), and under it the first's minus the second's: two lines that lie on each other at the scale
+    of a year's cost still differ there, and where they are equal every day a note says that they coincide."""
+    (first, _), (second, _) = daily_costs.items()
+    so_far = {name: np.cumsum(cost) for name, cost in daily_costs.items()}
+    gap = so_far[first] - so_far[second]
+    days = np.arange(1, gap.size + 1)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.6, 0.4], vertical_spacing=0.12,
+                        subplot_titles=["cost so far", f"{first} minus {second}: below 0, {first} costs less"])
+    for (name, cost), colour, dash in zip(so_far.items(), COMPARED_COLOURS, ("solid", "dash"), strict=True):
+        fig.add_trace(go.Scatter(x=days, y=cost, name=name, mode="lines+markers" if dash == "dash" else "lines",
                                  line={"color": colour, "width": 2.5, "dash": dash},
-                                 hovertemplate=f"day %{{x}}: {CURRENCY}%{{y:,.0f}}<extra>{name}</extra>"))
-    fig.update_layout(title=title, xaxis_title="day", yaxis_title=f"cost so far ({CURRENCY})", height=380,
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0.0},
-                      margin={"t": 90})
+                                 marker={"symbol": "circle-open", "size": 7, "maxdisplayed": 26},
+                                 hovertemplate=f"day %{{x}}: {CURRENCY}%{{y:,.0f}}<extra>{name}</extra>"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=days, y=gap, name=f"{first} minus {second}", mode="lines", showlegend=False,
+                             line={"color": NEUTRAL, "width": 2}, fill="tozeroy", fillcolor="rgba(138, 138, 138, 0.25)",
+                             hovertemplate=f"day %{{x}}: %{{y:+,.2f}} {CURRENCY}<extra></extra>"), row=2, col=1)
+    fig.add_hline(y=0.0, line={"color": NEUTRAL, "width": 1}, row=2, col=1)
+    scale = max([1.0] + [float(np.abs(cost).max(initial=0.0)) for cost in so_far.values()])
+    if np.abs(gap).max(initial=0.0) <= SAME_COST * scale:
+        fig.add_annotation(xref="x2 domain", yref="y2 domain", x=0.5, y=0.5, showarrow=False,
+                           text="the two lines coincide: both cost the same every day")
+    fig.update_yaxes(title_text=f"cost so far ({CURRENCY})", row=1, col=1)
+    fig.update_yaxes(title_text=f"difference ({CURRENCY})", row=2, col=1)
+    fig.update_xaxes(title_text="day", row=2, col=1)
+    fig.update_layout(title=title, height=520, legend={"orientation": "h", "yanchor": "bottom", "y": 1.08, "x": 0.0},
+                      margin={"t": 110})
     return fig
 
 
-INSPECTOR_PANELS = (  # grid key, panel title, colour-bar title, colour scale, hover unit
+INSPECTOR_PANELS = (  # grid key, panel title ({rule}: the compared rule's label), colour-bar title, scale, hover unit
     ("safety_factor", "learned: safety factor z", "z (sd)", "Viridis", "standard deviations"),
     ("learned_order", "learned: order (units)", "units", "Blues", "units"),
-    ("rule_order", "reorder point: order (units)", "units", "Oranges", "units"),
+    ("rule_order", "{rule}: order (units)", "units", "Oranges", "units"),
 )
 
 
-def inspector_figure(grid: dict[str, np.ndarray]) -> go.Figure:
-    """The store policy's safety factor and order, and the rule's order, over on hand x in transit: each
-    panel on its own colour scale, with its colour bar beside it."""
+def inspector_figure(grid: dict[str, np.ndarray], rule: str) -> go.Figure:
+    """The store policy's safety factor and order, and the order of the rule labelled ``rule``, over on hand x in
+    transit: each panel on its own colour scale, with its colour bar beside it."""
     fig = make_subplots(rows=1, cols=3, shared_yaxes=True, horizontal_spacing=0.11,
-                        subplot_titles=[title for _, title, *_ in INSPECTOR_PANELS])
+                        subplot_titles=[title.format(rule=rule) for _, title, *_ in INSPECTOR_PANELS])
     for col, (key, _, bar_title, scale, unit) in enumerate(INSPECTOR_PANELS, start=1):
         right_edge = fig.layout[f"xaxis{'' if col == 1 else col}"].domain[1]
         fig.add_trace(go.Heatmap(
@@ -636,13 +656,14 @@ CHAIN_NODES = (  # name, what it does, centre x, centre y
     ("Store N", "decides how much to order", 2.7, 0.15),
     ("Customers", "random daily demand;<br>unserved: lost or waiting", 4.05, 0.5),
 )
-GOODS = "#333333"
-ORDERS = "#8c564b"
+GOODS = NEUTRAL
+ORDERS = "#b07a5a"  # brown, light enough to read on a dark background
 
 
 def chain_diagram_figure() -> go.Figure:
-    """The chain as boxes and arrows: goods flow supplier -> warehouse -> stores -> customers (dark
-    arrows), orders flow back (brown arrows); each box says what its agent decides."""
+    """The chain as boxes and arrows: goods flow supplier -> warehouse -> stores -> customers (grey
+    arrows), orders flow back (brown arrows); each box says what its agent decides. Light boxes with dark text on a
+    transparent background: readable in the light and the dark theme."""
     half_width, half_height = 0.42, 0.1
     fig = go.Figure()
     for name, role, x, y in CHAIN_NODES:
@@ -668,9 +689,9 @@ def chain_diagram_figure() -> go.Figure:
                                font={"size": 11, "color": GOODS})
     fig.add_annotation(x=(CHAIN_NODES[0][2] + CHAIN_NODES[1][2]) / 2, y=0.5 - 0.07, text="orders",
                        showarrow=False, font={"size": 11, "color": ORDERS})
-    fig.add_annotation(x=2.0, y=-0.05, text="goods flow right (dark arrows, each leg takes its lead time); "
-                       "orders flow left (brown arrows)", showarrow=False, font={"size": 11, "color": "#555"})
-    fig.update_layout(height=330, margin={"l": 10, "r": 10, "t": 10, "b": 10}, plot_bgcolor="white",
+    fig.add_annotation(x=2.0, y=-0.05, text="goods flow right (grey arrows, each leg takes its lead time); "
+                       "orders flow left (brown arrows)", showarrow=False, font={"size": 11, "color": NEUTRAL})
+    fig.update_layout(height=330, margin={"l": 10, "r": 10, "t": 10, "b": 10}, plot_bgcolor="rgba(0, 0, 0, 0)",
                       xaxis={"visible": False, "range": [-0.5, 4.55]}, yaxis={"visible": False, "range": [-0.1, 1.0]})
     return fig
 
@@ -700,34 +721,90 @@ def comparison_figure(report: dict) -> go.Figure:
     return fig
 
 
+EPISODE_PANELS = (("reward", "episode reward (scale-free)"), ("fill_rate", "fill rate"),
+                  ("cost_per_day", "system cost per chain-day"), ("holding_cost_per_day", "holding cost per chain-day"))
+LOSS_PANELS = (("train/policy_gradient_loss", "policy-gradient loss"), ("train/value_loss", "value loss"),
+               ("train/entropy_loss", "entropy loss"))
+
+
 def learning_curves_figure(episodes: list[dict], updates: list[dict], title: str) -> go.Figure:
-    """A training phase's episode reward, fill rate and costs, and its PPO losses."""
-    panels = [("reward", "episode reward (scale-free)"), ("fill_rate", "fill rate"),
-              ("cost_per_day", "system cost per chain-day"), ("holding_cost_per_day", "holding cost per chain-day")]
-    losses = [k for k in ("train/policy_gradient_loss", "train/value_loss", "train/entropy_loss")
-              if any(k in u for u in updates)]
-    fig = make_subplots(rows=2, cols=3, subplot_titles=[t for _, t in panels] + [k.split("/")[1] for k in losses[:2]])
-    for i, (key, _) in enumerate(panels):
-        fig.add_trace(go.Scatter(x=[e["timesteps"] for e in episodes], y=[e[key] for e in episodes], mode="markers",
-                                 name=key), row=1 + i // 3, col=1 + i % 3)
-    for j, key in enumerate(losses[:2]):
-        rows = [u for u in updates if key in u]
-        fig.add_trace(go.Scatter(x=[u["timesteps"] for u in rows], y=[u[key] for u in rows], name=key),
-                      row=2, col=2 + j)
-    fig.update_layout(height=700, showlegend=False, title=title)
+    """A training phase's episode reward, fill rate and costs, and its PPO losses: only the panels that have
+    points (a short run logs PPO updates before any whole episode), three to a row, against transitions."""
+    panels = [(key, words, episodes) for key, words in EPISODE_PANELS if any(key in e for e in episodes)]
+    panels += [(key, words, updates) for key, words in LOSS_PANELS if any(key in u for u in updates)]
+    if not panels:
+        fig = go.Figure()
+        fig.add_annotation(text="no points yet", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+        fig.update_layout(title=title, height=200, xaxis={"visible": False}, yaxis={"visible": False})
+        return fig
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=[words for _, words, _ in panels],
+                        vertical_spacing=0.22 if rows > 1 else 0.1)
+    for i, (key, words, points) in enumerate(panels):
+        shown = [p for p in points if key in p]
+        per_episode = points is episodes
+        fig.add_trace(go.Scatter(x=[p["timesteps"] for p in shown], y=[p[key] for p in shown], name=words,
+                                 mode="markers" if per_episode else "lines+markers",
+                                 marker={"color": COLOURS["warehouse"] if per_episode else COMPARED_COLOURS[0]}),
+                      row=1 + i // columns, col=1 + i % columns)
+    fig.update_xaxes(title_text="transitions")
+    fig.update_layout(height=120 + 300 * rows, showlegend=False, title=title)
+    return fig
+
+
+PAYS, COSTS_MORE = COLOURS["stores"], "#e66101"  # learning cheaper, and dearer, than the best rule (else NEUTRAL)
+
+
+def verdict(point: dict) -> tuple[str, str]:
+    """Whether learning pays at ``point`` (``relative``: learned vs best rule; ``low`` and ``high``: its paired 95 %
+    interval, None where not recorded), in words, and its bar's colour."""
+    low, high = point.get("low"), point.get("high")
+    if low is None or high is None:
+        return ("cheaper" if point["relative"] < 0 else "dearer") + " (no interval recorded)", NEUTRAL
+    if high < 0:
+        return "learning pays", PAYS
+    if low > 0:
+        return "learning costs more", COSTS_MORE
+    return "no significant difference", NEUTRAL
+
+
+def presets_figure(points: list[dict]) -> go.Figure:
+    """The learned hierarchy against each preset's best rule (``core.app.results.learned_versus_best_rule``): its
+    cost relative to the rule's with the paired 95 % interval, one bar per preset, coloured and named by
+    ``verdict`` (a legend entry each), cheapest first."""
+    ordered = sorted(points, key=lambda p: p["relative"])
+    fig = go.Figure()
+    for words in dict.fromkeys(verdict(p)[0] for p in ordered):
+        group = [p for p in ordered if verdict(p)[0] == words]
+        fig.add_trace(go.Bar(
+            name=words, orientation="h", y=[p["preset"] for p in group], x=[100 * p["relative"] for p in group],
+            marker_color=verdict(group[0])[1], customdata=[p["best_rule"] for p in group],
+            text=[f"{100 * p['relative']:+.1f} %" for p in group], textposition="outside", cliponaxis=False,
+            hovertemplate="%{y}: learned %{x:+.2f} % against %{customdata}<extra></extra>",
+            error_x={"type": "data", "symmetric": False,
+                     "array": [100 * (p["high"] - p["relative"]) if p["high"] is not None else 0.0 for p in group],
+                     "arrayminus": [100 * (p["relative"] - p["low"]) if p["low"] is not None else 0.0
+                                    for p in group]}))
+    fig.add_vline(x=0.0, line={"color": NEUTRAL, "width": 1})
+    fig.update_layout(title="The shipped policies on the presets: learned against each preset's best rule",
+                      xaxis_title="cost per day against the preset's best rule (%): below 0, learning pays",
+                      yaxis={"categoryorder": "array", "categoryarray": [p["preset"] for p in ordered][::-1]},
+                      barmode="overlay", height=140 + 40 * len(ordered), margin={"l": 10, "r": 60},
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0.0})
     return fig
 
 
 def sweep_figure(points: list[dict]) -> go.Figure:
     """Learned against the best rule over a sweep's grid (``core.evaluation.sweep.learned_versus_best_rule``):
     the learned policy's cost relative to the best rule with its paired 95 % interval, below zero where
-    learning pays, and the clairvoyant bound's where it was computed."""
+    learning pays (bars coloured by ``verdict``), and the clairvoyant bound's where it was computed."""
     labels = [p["point"] for p in points]
     fig = go.Figure(go.Bar(
         name="learned vs best rule", x=labels, y=[100 * p["relative"] for p in points],
-        marker_color=[COLOURS["stores"] if p["relative"] < 0 else STOCKOUT for p in points],
-        customdata=[p["best_rule"] for p in points],
-        hovertemplate="%{x}<br>learned %{y:+.1f}% vs best rule (%{customdata})<extra></extra>",
+        marker_color=[verdict(p)[1] for p in points],
+        customdata=[[p["best_rule"], verdict(p)[0]] for p in points],
+        hovertemplate="%{x}<br>learned %{y:+.1f}% vs best rule (%{customdata[0]}): %{customdata[1]}<extra></extra>",
         error_y={"type": "data", "symmetric": False, "array": [100 * (p["high"] - p["relative"]) for p in points],
                  "arrayminus": [100 * (p["relative"] - p["low"]) for p in points]}))
     bound = [p for p in points if np.isfinite(p["bound_relative"])]
@@ -735,7 +812,7 @@ def sweep_figure(points: list[dict]) -> go.Figure:
         fig.add_trace(go.Scatter(name="clairvoyant bound vs best rule", x=[p["point"] for p in bound],
                                  y=[100 * p["bound_relative"] for p in bound], mode="markers",
                                  marker={"symbol": "line-ew-open", "size": 18, "color": COLOURS["demand"]}))
-    fig.update_layout(title="Where does learning pay? Learned policy's cost against the best rule, per scenario",
+    fig.update_layout(title="Around steady: the learned policy's cost against the best rule, per scenario of the grid",
                       yaxis_title="cost vs best rule (%), below 0: learning pays", xaxis_tickangle=-35,
                       height=560, margin={"b": 180})
     return fig

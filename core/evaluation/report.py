@@ -245,17 +245,27 @@ def write(report: EvaluationReport, out: Path) -> None:
         write_bytes_atomic(out / name, text.encode())
 
 
+def _summary(entry: PresetResult, policy: str) -> dict[str, Any]:
+    """A policy's cost per day and fill rate, and (for every policy but the best rule) its paired cost difference
+    against the best rule per day, with its 95 % interval."""
+    values = entry.policies[policy]
+    summary: dict[str, Any] = {k: values[k].mean for k in ("cost_per_day", "fill_rate")}
+    versus = entry.differences[policy].get("vs_best_rule", {}).get("cost_per_day")
+    if versus is not None:
+        summary["cost_vs_best_rule"] = {"mean": versus.mean, "low": versus.low, "high": versus.high}
+    return summary
+
+
 def record_evaluation(out: Path, report: EvaluationReport, command: str = "") -> None:
     """Put the evaluation summary in the manifest: per preset, its best rule, clairvoyant bound and exact
-    optimum, and every policy's cost per day and fill rate. Only into the set the evaluation loaded: refused
-    (``model_sets.ModelSetChanged``, nothing written) if ``out`` serves another set by now, and while another
-    writer changes ``out`` (``FolderBusy``)."""
+    optimum, and every policy's cost per day, fill rate and paired difference against the best rule (``_summary``).
+    Only into the set the evaluation loaded: refused (``model_sets.ModelSetChanged``, nothing written) if ``out``
+    serves another set by now, and while another writer changes ``out`` (``FolderBusy``)."""
     evaluation = {
         "command": command,
         "seeds": report.seeds,
         "presets": {preset: {"best_rule": entry.best_rule, "bound": entry.bound.mean, "optimum": entry.optimum,
-                             "policies": {policy: {k: values[k].mean for k in ("cost_per_day", "fill_rate")}
-                                          for policy, values in entry.policies.items()}}
+                             "policies": {policy: _summary(entry, policy) for policy in entry.policies}}
                     for preset, entry in report.presets.items()},
     }
     model_sets.update_manifest(out, lambda manifest: manifest.update(evaluation=evaluation), report.model_set,
