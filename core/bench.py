@@ -265,15 +265,12 @@ def _page_steps() -> dict[str, list[tuple[str, Callable[[Any], Any]]]]:
     return {
         "live_twin.py": [
             ("first load (new session, cold caches)", lambda at: at),
-            ("preset steady -> seasonal", lambda at: at.selectbox(key="live_preset").set_value("seasonal")),
+            ("preset thin_margin -> seasonal", lambda at: at.selectbox(key="live_preset").set_value("seasonal")),
             ("stores 3 -> 20", lambda at: at.slider(key="live_num_stores").set_value(20)),
             ("store policy -> reorder point", lambda at: at.selectbox(key="live_store").set_value("reorder_point")),
             ("demand slider +0.3", lambda at: at.slider(key="live_demand_scale").set_value(
                 round(at.slider(key="live_demand_scale").value + 0.3, 2))),
             ("comparison mix -> reorder point", lambda at: at.selectbox(key="live_compare").set_value("reorder_point")),
-            ("step a day", lambda at: at.button(key="live_step").click()),
-            ("play (the first tick's run)", lambda at: at.toggle(key="live_play").set_value(True)),
-            ("pause", lambda at: at.toggle(key="live_play").set_value(False)),
         ],
         "head_to_head.py": [
             ("first load (cold caches, 50 paths x 2 mixes)", at_page("head_to_head.py")),

@@ -34,7 +34,7 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
 SERVER_START_TIMEOUT = 60.0  # seconds
 TIMEOUT = 90_000  # ms, for anything that waits on the app (the machine may be slow)
 VIEWPORT = {"width": 1400, "height": 1000}
-PAUSED = re.compile(r"^Paused on day \d+$")  # the Live page's caption once it has paused
+PLAY, FAST, PAUSE = "\u25b6 Play", "\u25b6\u25b6 Fast", "\u275a\u275a Pause"  # the Live year figure's buttons
 
 
 class BrowserError(RuntimeError):
@@ -140,10 +140,10 @@ def app_page(browser, url: str, viewport: dict[str, int] | None = None) -> Itera
 
 QUIET_MS = 250  # drawn: nothing in the app has changed for this long
 NO_RUN_MS = 5000  # an action after which no script run starts within this long needed none
-STILL_MS = 1000  # and drawn for good: still nothing changed this much later (two ticks of the Live animation)
+STILL_MS = 1000  # and drawn for good: still nothing changed this much later (ten days of the Live animation)
 
 WATCH = """(() => {
-  const DAY = 'Day', ALERT = '[data-testid="stAlert"]';  // the Live page's tile of the day on screen; alerts
+  const DAY = /^Day (\\d+) of \\d+/, ALERT = '[data-testid="stAlert"]';  // the Live figure's day on screen; alerts
   const PROGRESS = ['stSpinner', 'stProgress', 'stToast', 'stExpanderIconSpinner']  // the last: a running st.status
     .map(id => `[data-testid="${id}"]`).join(', ');
   const texts = selector => [...document.querySelectorAll(selector)].map(element =>
@@ -153,10 +153,13 @@ WATCH = """(() => {
     changed: 0, armed: false, input: null, day: null, runs: 0, progress: new Set(), alerts: new Set(),
     before: new Set(),
     start() { return this.armed ? this.input : 0; },
+    pressDay: null,  // the day on screen at the latest key or pointer press
     shownDay() {
-      const tile = [...document.querySelectorAll('[data-testid="stMetric"]')].find(
-        m => (m.querySelector('[data-testid="stMetricLabel"]') || {}).innerText?.trim() === DAY);
-      return tile ? tile.querySelector('[data-testid="stMetricValue"]').innerText.trim() : null;
+      for (const text of document.querySelectorAll('.st-key-live_year text')) {
+        const found = DAY.exec(text.textContent);
+        if (found) return parseInt(found[1]);
+      }
+      return null;
     },
     arm() {
       Object.assign(this, {armed: true, input: null, day: null, runs: 0, progress: new Set(), alerts: new Set(),
@@ -185,6 +188,7 @@ WATCH = """(() => {
     },
   };
   const press = event => {
+    watch.pressDay = watch.shownDay();
     if (watch.armed && watch.input === null) { watch.input = event.timeStamp; watch.day = watch.shownDay(); }
   };
   window.addEventListener('keydown', press, true);
@@ -252,7 +256,7 @@ def wait_drawn(page, timeout: float = TIMEOUT, still_ms: int = STILL_MS) -> Wait
         if time.monotonic() > deadline:
             raise TimeoutError(f"the page kept changing for {timeout / 1000:.0f} s")
     day = seen["day"]
-    return Waited(seen["start"], seen["end"], seen["runs"] > 0, int(day.split("/")[0]) if day else None,
+    return Waited(seen["start"], seen["end"], seen["runs"] > 0, None if day is None else int(day),
                   tuple(seen["messages"]), tuple(seen["errors"]))
 
 
@@ -291,26 +295,29 @@ def metric(page, label: str):
     return page.get_by_test_id("stMetric").filter(has=labels).get_by_test_id("stMetricValue")
 
 
-def day_of(page) -> int:
-    return int(metric(page, "Day").inner_text().split("/")[0])
+def day_of(page) -> int | None:
+    """The day on screen in the Live page's year figure (its text "Day N of 365"); None without the figure."""
+    return page.evaluate("() => window.__watch.shownDay()")
 
 
 def button(page, key: str):
     return page.locator(f".st-key-{key}").get_by_role("button")
 
 
-def play_switch(page):
-    """The Live page's Play switch (on while the year plays)."""
-    return page.locator(".st-key-live_play").get_by_role("switch")
+def year_button(page, label: str):
+    """A button of the Live page's year figure (``PLAY``, ``FAST`` or ``PAUSE``), once the figure is drawn."""
+    buttons = page.locator(".st-key-live_year .updatemenu-button")
+    expect(buttons.first).to_be_visible(timeout=TIMEOUT)
+    return buttons.filter(has_text=label)
 
 
-def flip_play(page):
-    """Flip the Play switch from the keyboard (its input is visually hidden behind the drawn switch)."""
+def play(page, label: str = PLAY) -> int:
+    """Press the year figure's Play (or Fast) button and wait until the day on screen moves on; the day it
+    started from."""
     wait_idle(page)
-    play = play_switch(page)
-    play.focus()
-    play.press("Space")
-    return play
+    start = click_now(page, label)
+    page.wait_for_function("start => window.__watch.shownDay() > start", arg=start, polling=50, timeout=TIMEOUT)
+    return start
 
 
 def open_list(page, key: str):
@@ -389,21 +396,21 @@ SCREENSHOT_DAY = 185  # past the production cut (days 150-179), when the warehou
 def take_screenshots(out: Path, log_path: Path, preset: str = SCREENSHOT_PRESET, day: int = SCREENSHOT_DAY
                      ) -> list[Path]:
     """The README's pictures, from a served app on ``preset``: the Live page with the preset's stores and with 20,
-    ``day`` days or a tick more into the year, and head-to-head, each time the learned policies against the preset's
-    best rule in the shipped evaluation, on the same customers."""
+    the year part-played (Play pressed, Pause pressed once it reached ``day``), and head-to-head, each time the
+    learned policies against the preset's best rule in the shipped evaluation, on the same customers."""
     best_rule = POLICIES[best_rule_of(preset)].label
     written = []
     with served_app(log_path) as url, chromium() as browser, app_page(browser, url) as page:
-        expect(metric(page, "Day")).to_have_text("1 / 365", timeout=TIMEOUT)
+        expect(metric(page, "Cost per day")).to_be_visible(timeout=TIMEOUT)
         choose(page, "live_preset", preset)
         wait_idle(page, settle_ms=500)
         choose(page, "live_compare", best_rule)
         wait_idle(page, settle_ms=500)
         set_slider(page, "live_num_stores", PRESETS[preset].num_stores)
-        reached = _play_until(page, day)
+        _play_until(page, day)
         written.append(screenshot(page, out / "live_twin.png", full_page=True))
-        set_slider(page, "live_num_stores", 20)
-        expect(metric(page, "Day")).to_have_text(f"{reached} / 365", timeout=TIMEOUT)
+        set_slider(page, "live_num_stores", 20)  # a new year figure, from day 1
+        _play_until(page, day)
         written.append(screenshot(page, out / "live_20_stores.png", full_page=True))
         navigate(page, "Head-to-head")
         choose(page, "h2h_preset", preset)
@@ -426,32 +433,37 @@ def best_rule_of(preset: str) -> str:
 
 
 def _play_until(page, day: int) -> int:
-    """Play the Live page until ``day`` or later, then pause; the day it stopped on."""
-    play = flip_play(page)
-    expect(play).to_be_checked(timeout=TIMEOUT)
-    while day_of(page) < day:
-        page.wait_for_timeout(200)
+    """Press Play on the Live page, wait until the year reaches ``day``, press Pause; the day it paused on."""
+    play(page)
+    page.wait_for_function("day => window.__watch.shownDay() >= day", arg=day, polling=100, timeout=TIMEOUT)
     return pause(page)
 
 
 def pause(page) -> int:
-    """Switch Play off at once (see ``click_now``) and wait until the app says it has paused; the day it paused
-    on (the day on screen at the click, or a tick later when the click came as that tick was being drawn)."""
-    click_now(page, "live_play")
-    expect(play_switch(page)).not_to_be_checked(timeout=TIMEOUT)
-    expect(page.get_by_text(PAUSED)).to_be_visible(timeout=TIMEOUT)
-    wait_idle(page, settle_ms=750)
-    return day_of(page)
+    """Click the year figure's Pause button (``click_now``) and wait until the day on screen holds still; the day
+    it paused on (the day on screen at the click: the year plays in the browser, no tick is under way elsewhere)."""
+    click_now(page, PAUSE)
+    return still_day(page)
 
 
-def click_now(page, key: str) -> int:
-    """Click the switch or button with ``key`` at once, from the page's own script (no wait for it to be stable,
-    as a Playwright click does while the animation redraws it); the day shown at that instant."""
-    return int(page.evaluate(
-        """key => {
-            const day = [...document.querySelectorAll('[data-testid="stMetric"]')]
-                .find(m => m.querySelector('[data-testid="stMetricLabel"]').innerText.trim() === 'Day')
-                .querySelector('[data-testid="stMetricValue"]').innerText;
-            document.querySelector(`.st-key-${key} [role=switch], .st-key-${key} button`).click();
-            return day.split('/')[0];
-        }""", key))
+def still_day(page, still_ms: int = 600) -> int:
+    """The Live figure's day on screen once it has not changed for ``still_ms`` (several frames of Play)."""
+    day, since = day_of(page), time.monotonic()
+    deadline = since + TIMEOUT / 1000
+    while time.monotonic() - since < still_ms / 1000:
+        page.wait_for_timeout(50)
+        now = day_of(page)
+        if now != day:
+            day, since = now, time.monotonic()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the day on screen kept changing for {TIMEOUT / 1000:.0f} s")
+    return day
+
+
+def click_now(page, label: str) -> int:
+    """Click the year figure's button ``label`` as a person does (a Playwright click: the buttons hold still while
+    the year plays, only the slider and the charts move); the day on screen as the press landed (``WATCH``)."""
+    target = year_button(page, label)
+    page.evaluate("() => { window.__watch.pressDay = null; }")
+    target.click()
+    return page.evaluate("() => window.__watch.pressDay")

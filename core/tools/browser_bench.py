@@ -2,10 +2,10 @@
 
 Every interaction is done as a person does it, with Playwright's clicks and keys only: a selectbox's list opened from
 the keyboard (its combobox focused, ArrowDown) and the option clicked, a slider's thumb focused and a key pressed, the
-Play switch clicked or flipped with Space, another page reached from the sidebar. Each is timed from the press until
-the app is idle and its charts drawn (``core.tools.browser.WATCH``). Every repeat starts a fresh server (its first
-page view is the cold first load; the first use of a tuned rule is a first use). Pause counts the days the year moved
-on past the day on screen at the press.
+Live year figure's Play, Fast and Pause buttons and its day slider clicked, another page reached from the sidebar.
+Each is timed from the press until the app is idle and its charts drawn (``core.tools.browser.WATCH``). Every repeat
+starts a fresh server (its first page view is the cold first load; the first use of a tuned rule is a first use).
+Pause counts the days the year moved on past the day on screen at the press.
 """
 
 from __future__ import annotations
@@ -20,32 +20,32 @@ from pathlib import Path
 from core.serving.registry import POLICIES
 from core.simulation.untrusted import one_line
 from core.tools.browser import (
+    PAUSE,
     ROOT,
     Waited,
     arm,
-    button,
     chromium,
+    click_now,
     day_of,
-    expect,
-    metric,
     open_list,
     option,
+    play,
     served_app,
     session,
     wait_drawn,
 )
 
 LIVE, HEAD_TO_HEAD = "Live twin", "Head-to-head"  # sidebar titles; the app opens on LIVE
-RESET = "live_reset"  # the Live page's Reset button, pressed before each Pause trial
 
 
 @dataclass(frozen=True)
 class Interaction:
     """A line of the benchmark. ``act``: ``load`` (a new session's first page view), ``cold load`` (a fresh server's
     first page view), ``pick`` (the selectbox ``widget``'s first option in ``values`` that is not chosen already),
-    ``keys`` (``values`` pressed on the slider ``widget``'s thumb), ``pause`` (the switch ``widget`` turned on, then
-    off after 1-4 s of play, both by ``values[0]``: a ``click`` or the key named). ``target``: the issue's bound on
-    the median (seconds; days for ``pause``). ``needs``: an interaction done first (untimed when not asked for)."""
+    ``keys`` (``values`` pressed on the slider ``widget``'s thumb), ``pause`` (the year figure ``widget`` rewound to
+    day 1 on its day slider, its button ``values[0]`` clicked, Play or Fast, then its Pause button after 1-4 s).
+    ``target``: the issue's bound on the median (seconds; days for ``pause``). ``needs``: an interaction done first
+    (untimed when not asked for)."""
 
     id: str
     label: str
@@ -61,8 +61,10 @@ class Interaction:
 INTERACTIONS = (  # in the order they are done, each repeat (widget keys as the pages name them)
     Interaction("load-cold", "first load, cold server", LIVE, "cold load", target=4.0),
     Interaction("load-warm", "first load, warm server", LIVE, "load", target=2.0),
-    Interaction("pause-click", "Pause by a click on the switch", LIVE, "pause", "live_play", ("click",), target=0),
-    Interaction("pause-key", "Pause by the keyboard (Space)", LIVE, "pause", "live_play", ("Space",), target=0),
+    Interaction("pause-click", "Pause by a click, after Play", LIVE, "pause", "live_year", ("\u25b6 Play",),
+                target=0),
+    Interaction("pause-fast", "Pause by a click, after Fast", LIVE, "pause", "live_year", ("\u25b6\u25b6 Fast",),
+                target=0),
     Interaction("store-policy", "store policy switch", LIVE, "pick", "live_store",
                 (POLICIES["reorder_point"].label, POLICIES["learned"].label)),
     Interaction("preset", "preset change", LIVE, "pick", "live_preset", ("seasonal", "steady")),
@@ -230,45 +232,27 @@ def _act(page, item: Interaction, result: Measured, turn: tuple[int, int]) -> No
 
 
 def _pause(page, item: Interaction, result: Measured, turn: tuple[int, int]) -> None:
-    """Reset the year, switch Play on, let it play 1-4 s (spread over the repeats), switch it off; the days between
-    the day on screen at the press and the day shown once the page is still and drawn."""
-    if metric(page, "Day").count() == 0:
-        raise Unavailable("no Day tile on the Live page")
-    switch = page.locator(f".st-key-{item.widget}").get_by_role("switch")
-    if page.locator(f".st-key-{RESET}").count():
-        arm(page)
-        button(page, RESET).click()
-        wait_drawn(page)
-    flip = _flipper(page, item)
-    flip()
-    expect(switch).to_be_checked()
+    """Rewind the year to day 1 (a click at the start of the figure's day slider), click ``item.values[0]`` (Play or
+    Fast), let it play 1-4 s (spread over the repeats), click Pause; the days between the day on screen at the press
+    and the day shown once the page is still and drawn."""
+    if day_of(page) is None:
+        raise Unavailable("no day on screen in the Live page's year figure")
+    if day_of(page) != 1:
+        rail = page.locator(f".st-key-{item.widget} .slider-rail-touch-rect")  # what takes the slider's clicks
+        box = rail.bounding_box()
+        rail.click(position={"x": 2, "y": box["height"] / 2})
+        page.wait_for_function("() => window.__watch.shownDay() === 1", polling=50)
     playing_from = page.evaluate("() => performance.now()"), day_of(page)
+    play(page, item.values[0])
     repeat, repeats = turn
     page.wait_for_timeout(1000 + 3000 * repeat / max(repeats - 1, 1))
     arm(page)
-    flip()
-    expect(switch).not_to_be_checked()
-    waited = wait_drawn(page)  # still for a second: no tick under way at the press lands later
+    click_now(page, PAUSE)
+    waited = wait_drawn(page)  # no script run: until nothing has changed for a second after NO_RUN_MS
     day = day_of(page)
     result.add(day - waited.day_at_press, waited, f"day {waited.day_at_press} at the press, paused on {day}")
     result.seconds.append(waited.seconds)
     result.days_per_s.append((waited.day_at_press - playing_from[1]) / (waited.start - playing_from[0]) * 1000)
-
-
-def _flipper(page, item: Interaction):
-    """How the person flips the switch: a click on the drawn switch (its visually hidden input lies under it), or
-    the key in ``item.values`` on the focused switch."""
-    container = page.locator(f".st-key-{item.widget}")
-    switch, label = container.get_by_role("switch"), container.locator("label").first
-    if item.values[0] != "click":
-        return lambda: switch.press(item.values[0])
-
-    def click() -> None:
-        box, frame = switch.bounding_box(), label.bounding_box()
-        label.click(position={"x": box["x"] + box["width"] / 2 - frame["x"],
-                              "y": box["y"] + box["height"] / 2 - frame["y"]})
-
-    return click
 
 
 def report_lines(result: dict[str, object]) -> list[str]:
