@@ -26,7 +26,7 @@ from core.agents.tuning import tune_base_stock
 from core.serving.guard import read_model
 from core.serving.manifest import file_inside, role_card
 from core.serving.models import EXPORTED_MODELS, learned_policy, load_hierarchy, load_manifest, load_policy
-from core.serving.registry import Sources, mix_of, uniform
+from core.serving.registry import Sources, mix_of, tuned_menu, uniform
 from core.simulation.demand import sample_demand
 from core.simulation.forecast import Forecast
 from core.simulation.presets import get_preset
@@ -95,7 +95,8 @@ def decision_latency(models: Path = EXPORTED_MODELS, repeats: int = 2000) -> dic
     scenario = get_preset("steady")
     state = reset(scenario, 1)
     forecast = Forecast.of(scenario)
-    obs = {role: observe(role, state, scenario, forecast).reshape(-1, len(FEATURES[role])) for role in ROLES}
+    tuned = tuned_menu(scenario)
+    obs = {role: observe(role, state, scenario, forecast, tuned).reshape(-1, len(FEATURES[role])) for role in ROLES}
     manifest = load_manifest(models)
     learned = [r for r in ROLES if role_card(manifest, r).kind == "learned"]
     result: dict[str, object] = {"learned_roles": learned, "agents": sum(len(obs[r]) for r in learned)}

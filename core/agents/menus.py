@@ -42,6 +42,13 @@ ACTION_MEANINGS = tuple(f"order up to forecast + {z:g} standard deviations" for 
 NUM_ACTIONS = len(SAFETY_FACTORS)
 
 Chooser = Callable[[np.ndarray], np.ndarray]  # observations (M, F) -> action indices (M,)
+Tuning = Callable[[Scenario], Mapping[str, float]]  # a scenario -> each role's tuned safety factor (its best constant
+# menu entry, ``core.agents.tuning.tuned_safety_factors``): what a learned policy observes and corrects
+
+
+def menu_index(safety_factor: float) -> int:
+    """Index of the menu entry nearest ``safety_factor``."""
+    return int(np.argmin(np.abs(np.asarray(SAFETY_FACTORS) - safety_factor)))
 
 
 def menu_quantities(state: State, scenario: Scenario, forecast: Forecast, role: str,
@@ -70,26 +77,34 @@ class MenuPolicy:
     """A role policy that observes, asks ``choose`` for menu indices, and orders accordingly.
 
     The forecast is built for the scenario on first use, grown when a run goes past it
-    (``Forecast.grow``), and kept while the scenario is the same.
+    (``Forecast.grow``), and kept while the scenario is the same; so are the scenario's tuned safety
+    factors (from ``tuning``), which a chooser that observes (a learned one) or ``TunedEntry`` needs.
     """
 
     role: str
     choose: Chooser
     name: str = "learned"
-    _cache: tuple[Scenario, Forecast] | None = None
+    tuning: Tuning | None = None
+    _cache: tuple[Scenario, Forecast, Mapping[str, float] | None] | None = None
 
-    def forecast(self, scenario: Scenario, periods: int) -> Forecast:
-        cached = self._cache[1] if self._cache is not None and self._cache[0] is scenario else None
-        self._cache = (scenario, Forecast.grow(cached, scenario, periods))
-        return self._cache[1]
+    def context(self, scenario: Scenario, periods: int) -> tuple[Forecast, Mapping[str, float] | None]:
+        """The scenario's forecast for a run of ``periods`` days, and its tuned safety factors (None without
+        ``tuning``)."""
+        same = self._cache is not None and self._cache[0] is scenario
+        forecast = Forecast.grow(self._cache[1] if same else None, scenario, periods)
+        tuned = self._cache[2] if same else None if self.tuning is None else dict(self.tuning(scenario))
+        self._cache = (scenario, forecast, tuned)
+        return forecast, tuned
 
-    def choices(self, state: State, scenario: Scenario, forecast: Forecast) -> np.ndarray:
+    def choices(self, state: State, scenario: Scenario, forecast: Forecast,
+                tuned: Mapping[str, float] | None) -> np.ndarray:
         """Menu indices of the role's agents."""
-        return choose(self.choose, self.role, state, scenario, forecast)
+        return choose(self.choose, self.role, state, scenario, forecast, tuned)
 
     def act(self, state: State, scenario: Scenario) -> np.ndarray:
-        forecast = self.forecast(scenario, state.day + 1)
-        return menu_quantities(state, scenario, forecast, self.role, self.choices(state, scenario, forecast))
+        forecast, tuned = self.context(scenario, state.day + 1)
+        return menu_quantities(state, scenario, forecast, self.role,
+                               self.choices(state, scenario, forecast, tuned))
 
 
 @dataclass(frozen=True)
@@ -117,16 +132,31 @@ class BlockChooser:
     block: int  # chains per block
 
 
-def choose(chooser: Chooser, role: str, state: State, scenario: Scenario, forecast: Forecast) -> np.ndarray:
-    """Menu indices of the role's agents: (B, N) for stores, (B,) upstream. Constant and block choosers
-    need no observation, so none is computed for them."""
+@dataclass(frozen=True)
+class TunedEntry:
+    """The role's tuned constant menu entry for the scenario (forecast base-stock, tuned): what a learned policy
+    starts from and corrects, and what a role without a learned policy does."""
+
+
+class NoTuning(ValueError):
+    """A chooser needs the scenario's tuned safety factors, and its policy has no ``tuning``."""
+
+
+def choose(chooser: Chooser, role: str, state: State, scenario: Scenario, forecast: Forecast,
+           tuned: Mapping[str, float] | None) -> np.ndarray:
+    """Menu indices of the role's agents: (B, N) for stores, (B,) upstream. Constant, block and tuned-entry
+    choosers need no observation, so none is computed for them."""
     shape = ROLE[role].agents_shape(state)
     if isinstance(chooser, ConstantChooser):
         return np.full(shape, chooser.index, dtype=np.int64)
+    if tuned is None and not isinstance(chooser, BlockChooser):
+        raise NoTuning(f"the {role} policy needs the scenario's tuned safety factors (its tuning is not set)")
+    if isinstance(chooser, TunedEntry):
+        return np.full(shape, menu_index(tuned[role]), dtype=np.int64)
     if isinstance(chooser, BlockChooser):
         chains = np.repeat(np.asarray(chooser.indices, dtype=np.int64), chooser.block)
         return np.broadcast_to(chains.reshape(-1, *[1] * (len(shape) - 1)), shape).copy()
-    obs = observe(role, state, scenario, forecast)
+    obs = observe(role, state, scenario, forecast, tuned)
     return chooser(obs.reshape(-1, obs.shape[-1])).reshape(obs.shape[:-1])
 
 
@@ -142,7 +172,12 @@ def reference_policy(role: str) -> MenuPolicy:
     return forecast_base_stock(role, ROLE[role].reference_safety_factor)
 
 
+def tuned_entry_policy(role: str, tuning: Tuning) -> MenuPolicy:
+    """The role's tuned constant menu entry for each scenario (``TunedEntry``)."""
+    return MenuPolicy(role, TunedEntry(), name="tuned_forecast_base_stock", tuning=tuning)
+
+
 def forecast_base_stock(role: str, safety_factor: float) -> MenuPolicy:
     """The menu entry closest to ``safety_factor`` standard deviations of safety stock, every day."""
-    index = int(np.argmin(np.abs(np.asarray(SAFETY_FACTORS) - safety_factor)))
+    index = menu_index(safety_factor)
     return MenuPolicy(role, ConstantChooser(index), name=f"forecast_base_stock(z={SAFETY_FACTORS[index]:g})")

@@ -11,6 +11,7 @@ calendar and the demand forecast (``core.simulation.forecast``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from statistics import NormalDist
 
 import numpy as np
@@ -23,6 +24,7 @@ from core.simulation.scenario import Scenario
 from core.simulation.twin import State, reset
 
 CLIP = 60.0
+TUNED = "tuned_safety_factor"  # every role's last feature: its tuned constant menu entry for the scenario
 NORMAL = NormalDist()
 NEWSVENDOR_LIMIT = 3.0  # the newsvendor safety factor feature stays within +-this
 PROFILE_DAYS = 7  # a store sees what arrives on each of the next this many mornings (longer lead times: the rest
@@ -194,10 +196,10 @@ def supplier_observation(state: State, scenario: Scenario, forecast: Forecast) -
 OBSERVERS = {"store": store_observation, "warehouse": warehouse_observation, "supplier": supplier_observation}
 
 
-def observe(role: str, state: State, scenario: Scenario, forecast: Forecast) -> np.ndarray:
+def observe(role: str, state: State, scenario: Scenario, forecast: Forecast, tuned: Mapping[str, float]) -> np.ndarray:
     """The role's observations, float32 of shape (agents shape, features) in ``FEATURES[role]`` order,
-    each feature clipped to +-``CLIP``."""
-    columns = OBSERVERS[role](state, scenario, forecast)
+    each feature clipped to +-``CLIP``; ``tuned`` holds each role's tuned safety factor for the scenario."""
+    columns = {**OBSERVERS[role](state, scenario, forecast), TUNED: tuned[role]}
     names = FEATURES[role]
     stacked = np.empty((*ROLE[role].agents_shape(state), len(names)), np.float32)
     for i, name in enumerate(names):
@@ -209,7 +211,7 @@ def _feature_names() -> dict[str, tuple[str, ...]]:
     """Every observer's feature names, in the order it lists them (read off one observation of a preset)."""
     scenario = get_preset("steady")
     state, forecast = reset(scenario, 1), Forecast.of(scenario, 1)
-    return {role: tuple(observer(state, scenario, forecast)) for role, observer in OBSERVERS.items()}
+    return {role: (*observer(state, scenario, forecast), TUNED) for role, observer in OBSERVERS.items()}
 
 
 FEATURES = _feature_names()  # role -> its feature names: the columns of its observations, in order

@@ -18,7 +18,7 @@ from core.evaluation.bound import clairvoyant_bound
 from core.evaluation.glossary import CURRENCY
 from core.evaluation.optimum import MAX_TRANSITIONS, optimum_or_reason
 from core.evaluation.statistics import REPORTED
-from core.serving.registry import POLICIES, TUNERS
+from core.serving.registry import POLICIES, TUNERS, tuned_menu
 from core.simulation.demand import sample_demand
 from core.simulation.forecast import Forecast
 from core.simulation.presets import STORE_MEANS, WEEKLY_RETAIL, get_preset
@@ -324,7 +324,7 @@ def inspect_store_policy(chooser, rule: RolePolicy, demand_level: float, lead_ti
     pipeline[:, 0, :] = (in_transit.reshape(-1, 1) * mean) / lead_time
     state = dataclasses.replace(state, store_on_hand=on_hand.reshape(-1, 1) * mean, store_pipeline=pipeline)
     forecast = Forecast.of(scenario)
-    obs = observe("store", state, scenario, forecast).reshape(grid * grid, -1)
+    obs = observe("store", state, scenario, forecast, tuned_menu(scenario)).reshape(grid * grid, -1)
     action, probabilities = chooser.run(obs)
     learned_order = menu_quantities(state, scenario, forecast, "store", action.reshape(-1, 1))
     return {

@@ -1,20 +1,9 @@
 """The held-out generalisation benchmark (``python -m core generalise``): the learned hierarchy against each
 scenario's best rule on scenarios that neither training nor ``evaluate`` sees.
 
-A held-out scenario is what a person can build on the Live page, and a business can be: a preset drawn evenly,
-reshaped the way the page's sliders reshape it (``core.app.live.apply_controls``), each slider drawn evenly over its
-range (``SLIDERS``; a promotion and a supplier disruption each half the time), with the stores drawn log-uniformly
-from 1 to 50 (about as many chains of 1 to 7 stores as of 8 to 50), normal or integer demand, lost sales or backorders
-(each half the time), and a stockout costing 3 to 60 days of store holding, drawn evenly in log scale. The production
-capacity keeps the preset's proportion to mean demand (the page scales it with the number of stores, which leaves a
-single retail store, the busiest, short of supply for good). Every draw is a valid scenario over the app's year (365
-days), and every observation of the learned policies is defined on it (they are clipped,
-``core.agents.observations``). Some dimensions lie outside what the learned policies were trained on
-(``core.simulation.randomization``): training keeps each preset's demand kind (normal demand at a retail preset,
-integer demand at ``serial_textbook``, are new), its weekly pattern (a week between flat and twice the retail one is
-new), runs 3 stores per chain (other store counts are new), and reshapes the textbook presets less (no seasonality,
-promotion or disruption; volatility up to 0.6; a supplier lead time of 1 or 2 days); promotion and disruption start
-days reach a little beyond its ranges.
+A held-out scenario is what a person can build on the Live page, and a business can be: a draw of
+``core.simulation.randomization.draw_scenario``, the family the policies are trained on, from seeds training never
+uses.
 
 Every scenario is evaluated as ``evaluate`` evaluates a preset (``core.evaluation.report.evaluate_preset``, without
 the clairvoyant bound and the exact optimum): every applicable rule of the registry, each tuned for the scenario on
@@ -23,9 +12,10 @@ them (which can only flatter it), and the learned policy's cost per day is compa
 
 Seeds: the benchmark's generators are seeded with integers from ``GENERALISATION_SEED`` (2**128) up, ``SEED_STREAMS``
 of them per ``--seed`` (``held_out_seed``): stream 0 draws the scenarios, stream k the demand of scenario k. Training
-(100 x its seed plus a phase offset), phase acceptance (``ACCEPTANCE_SEED``), ``evaluate`` (``EVAL_SEED``) and the
-tuners seed theirs with integers far below (``tests/test_generalisation.py`` checks it), so no benchmark customer is
-one a policy was trained, accepted or tuned on. Scenario k and its demand do not depend on how many are drawn.
+scenarios and phase acceptance's (``core.learning.pool``, from 2**96), training's demand (100 x its seed plus a phase
+offset), phase acceptance's demand (``ACCEPTANCE_SEED``), ``evaluate`` (``EVAL_SEED``) and the tuners seed theirs
+with integers far below (``tests/test_generalisation.py`` checks it), so no benchmark scenario or customer is one a
+policy was trained, accepted or tuned on. Scenario k and its demand do not depend on how many are drawn.
 """
 
 from __future__ import annotations
@@ -43,33 +33,14 @@ from core.evaluation.distributed import Executor, SerialExecutor
 from core.evaluation.report import LEARNED, PresetResult, evaluate_preset, rule_policies
 from core.serving.files import write_bytes_atomic
 from core.serving.models import EXPORTED_MODELS
-from core.simulation.limits import MAX_STORES
-from core.simulation.presets import PRESETS, WEEKLY_RETAIL
-from core.simulation.randomization import RANGES
-from core.simulation.scenario import DISTRIBUTIONS, UNMET_DEMAND, Disruption, LeadTimes, Promotion, Scenario
+from core.simulation.randomization import draw_scenario
+from core.simulation.scenario import UNMET_DEMAND, Scenario
 
 MAX_SCENARIOS = 256  # ``--scenarios``
 MIN_SEEDS = 2  # ``--seeds``: a paired interval needs two demand paths
 DEFAULT_SEEDS = 16  # common demand paths per scenario
 GENERALISATION_SEED = 2**128  # the benchmark's first seed
 SEED_STREAMS = MAX_SCENARIOS + 1  # seeds per ``--seed``: the scenario draws, then each scenario's demand
-HORIZON = 365  # days: the Live page's year
-SLIDERS = {  # the Live page's slider ranges (``core.app.live.SLIDERS``), a promotion's and a disruption's when on
-    "demand_scale": RANGES["demand_scale"],
-    "dispersion": RANGES["dispersion"],
-    "weekly_seasonality": (0.0, 2.0),  # 0 flat, 1 the retail week (``WEEKLY_RETAIL``), 2 twice as peaked
-    "seasonality_amplitude": RANGES["seasonality_amplitude"],
-    "promotion_start_day": (0, 364),
-    "promotion_length": RANGES["promotion_length"],
-    "promotion_lift": RANGES["promotion_lift"],
-    "disruption_start_day": (0, 364),
-    "disruption_length": RANGES["disruption_length"],
-    "disruption_capacity_loss": RANGES["disruption_capacity_loss"],
-    "warehouse_to_store": RANGES["warehouse_to_store"],
-    "supplier_to_warehouse": RANGES["supplier_to_warehouse"],
-    "production": RANGES["production"],
-}
-STOCKOUT_RATIO = RANGES["stockout_to_holding"]  # a stockout's cost in days of store holding, drawn log-uniformly
 CANDIDATE = "learned_hierarchy"  # the compared policy's row, as in ``evaluate``
 LOSS, WIN = 0.01, 0.03  # a significant loss: over 1 % above the best rule; a significant win: 3 % or more below
 STOCKOUT_BANDS = {"p/h <= 10": (0.0, 10.0), "10 < p/h <= 30": (10.0, 30.0), "p/h > 30": (30.0, math.inf)}
@@ -80,52 +51,10 @@ def held_out_seed(seed: int, stream: int) -> int:
     return GENERALISATION_SEED + seed * SEED_STREAMS + stream
 
 
-def _uniform(rng: np.random.Generator, key: str) -> float:
-    low, high = SLIDERS[key]
-    return float(rng.uniform(low, high))
-
-
-def _integer(rng: np.random.Generator, key: str) -> int:
-    low, high = SLIDERS[key]
-    return int(rng.integers(low, high + 1))
-
-
-def _held_out(rng: np.random.Generator, index: int) -> Scenario:
-    """Scenario ``index``: a preset reshaped as the Live page's sliders reshape it, with the draws described in the
-    module docstring (every value is drawn, used or not, so each scenario takes the same share of the stream)."""
-    base = PRESETS[list(PRESETS)[int(rng.integers(len(PRESETS)))]]
-    num_stores = min(int(math.exp(rng.uniform(0.0, math.log(MAX_STORES + 1)))), MAX_STORES)
-    scale, dispersion = _uniform(rng, "demand_scale"), _uniform(rng, "dispersion")
-    weekly = 1.0 + _uniform(rng, "weekly_seasonality") * (np.asarray(WEEKLY_RETAIL) - 1.0)
-    amplitude = _uniform(rng, "seasonality_amplitude")
-    distribution = DISTRIBUTIONS[int(rng.integers(len(DISTRIBUTIONS)))]
-    promotion = Promotion(start_day=_integer(rng, "promotion_start_day"), length=_integer(rng, "promotion_length"),
-                          lift=_uniform(rng, "promotion_lift"))
-    disruption = Disruption(start_day=_integer(rng, "disruption_start_day"), length=_integer(rng, "disruption_length"),
-                            capacity_loss=_uniform(rng, "disruption_capacity_loss"))
-    promoted, disrupted = rng.random(2) < 0.5
-    lead_times = LeadTimes(production=_integer(rng, "production"),
-                           supplier_to_warehouse=_integer(rng, "supplier_to_warehouse"),
-                           warehouse_to_store=_integer(rng, "warehouse_to_store"))
-    ratio = float(math.exp(rng.uniform(math.log(STOCKOUT_RATIO[0]), math.log(STOCKOUT_RATIO[1]))))
-    unmet = UNMET_DEMAND[int(rng.integers(len(UNMET_DEMAND)))]
-    stores = tuple(dataclasses.replace(m, mean=m.mean * scale, dispersion=dispersion, distribution=distribution,
-                                       weekly_pattern=tuple(float(x) for x in weekly), seasonality_amplitude=amplitude,
-                                       promotions=(promotion,) if promoted else ())
-                   for m in base.with_num_stores(num_stores).stores)
-    demand = sum(m.mean for m in stores) / sum(m.mean for m in base.stores)  # x the preset's total mean demand
-    capacity = base.capacities.production * demand  # the preset's capacity per unit of demand; unlimited stays so
-    return dataclasses.replace(
-        base, name=f"held_out_{index}_{base.name}", stores=stores, horizon=HORIZON, lead_times=lead_times,
-        disruptions=(disruption,) if disrupted else (), unmet_demand=unmet,
-        capacities=dataclasses.replace(base.capacities, production=capacity),
-        costs=dataclasses.replace(base.costs, stockout=ratio * base.costs.store_holding))
-
-
 def held_out_scenarios(n: int, seed: int) -> list[Scenario]:
     """The benchmark's first ``n`` scenarios for ``seed`` (``held_out_1_<preset>`` ...)."""
     rng = np.random.default_rng(held_out_seed(seed, 0))
-    return [_held_out(rng, index) for index in range(1, n + 1)]
+    return [draw_scenario(rng, f"held_out_{index}") for index in range(1, n + 1)]
 
 
 def key_parameters(scenario: Scenario) -> dict[str, Any]:

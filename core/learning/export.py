@@ -43,7 +43,8 @@ class Actor(nn.Module):
     """What acting needs from an SB3 PPO policy, in few operators for low latency: one clip of
     every feature to the range whose standardised value lies within the extractor's
     +-``STANDARD_CLIP`` (and the observations' +-``CLIP``), the actor network with the
-    standardisation folded into its first layer, argmax and softmax. Equal to the policy's own
+    standardisation folded into its first layer, the head (the correction, a linear layer of the latent, plus
+    the tuned safety factor's part, a linear layer of the clipped observation), argmax and softmax. Equal to the policy's own
     clip -> standardise -> clip -> network up to float rounding (so a near-tie of two menu entries
     may resolve either way)."""
 
@@ -62,11 +63,11 @@ class Actor(nn.Module):
             folded.weight.copy_(first.weight / std)
             folded.bias.copy_(first.bias - first.weight @ (mean / std))
         self.features = nn.Sequential(folded, *layers[1:])
-        self.head = model.policy.action_net.as_linear()
+        self.head, self.tuned = model.policy.action_net.as_linear(first.in_features)
 
     def forward(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         clipped = torch.minimum(torch.maximum(observation, self.low), self.high)
-        logits = self.head(self.features(clipped))
+        logits = self.head(self.features(clipped)) + self.tuned(clipped)
         return torch.argmax(logits, dim=-1), torch.softmax(logits, dim=-1)
 
 

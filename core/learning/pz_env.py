@@ -18,6 +18,7 @@ from pettingzoo import ParallelEnv
 from core.agents.menus import NUM_ACTIONS, decide
 from core.agents.observations import FEATURES, observe
 from core.agents.roles import ROLE, ROLES, role_of_agent
+from core.serving.registry import tuned_menu
 from core.simulation.demand import sample_demand
 from core.simulation.forecast import Forecast
 from core.simulation.presets import get_preset
@@ -33,6 +34,7 @@ class SupplyChainParallelEnv(ParallelEnv):
         self.scenario = get_preset(scenario) if isinstance(scenario, str) else scenario
         self.possible_agents = node_names(self.scenario.num_stores)
         self.forecast = Forecast.of(self.scenario)
+        self.tuned = tuned_menu(self.scenario)  # what the learned policies observe of the scenario
         self.agents: list[str] = []
 
     @functools.cache  # noqa: B019 - PettingZoo expects the same space object per agent
@@ -47,7 +49,8 @@ class SupplyChainParallelEnv(ParallelEnv):
         n = self.scenario.num_stores
         out = {}
         for role in ROLES:
-            obs = observe(role, self.twin_state, self.scenario, self.forecast)[0].reshape(-1, len(FEATURES[role]))
+            obs = observe(role, self.twin_state, self.scenario, self.forecast, self.tuned)[0]
+            obs = obs.reshape(-1, len(FEATURES[role]))
             out.update(zip(ROLE[role].agent_ids(n), obs, strict=True))
         return out
 

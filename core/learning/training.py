@@ -1,23 +1,25 @@
 """Hierarchical PPO training, one role at a time (``python -m core train``).
 
-Phase 0 gives every role its start policy, untrained: the menu entry ``start_aims`` picks for its situation
-(the reference entry on ``steady``). Phase 1 trains the store policy, shared by every store; phase 2 the
-warehouse with the stores frozen; phase 3 the supplier with stores and warehouse frozen; phase 4 fine-tunes
-the learned roles in turn (round robin, each with the others frozen at their latest version) at a lower
-learning rate. A role without a kept phase acts by its reference menu entry (forecast base-stock with
-``Role.reference_safety_factor``). Every phase begins with the critic's warm-up: for its first
-``critic_warmup`` share of transitions only the value function learns (``actor_frozen``). After it the learning rate
-falls over the phase (``LearningRateDecay``), and after every update the actor is pulled a little back toward its
-start (``StartAnchor``), so that it leaves the rule only where the cost says to.
+Every policy corrects a rule: it observes its role's tuned safety factor for the scenario (the best constant menu
+entry, ``core.agents.tuning.tuned_safety_factors``) and aims at it plus a learned correction that starts at zero
+(``core.learning.policies.SafetyFactorHead``). Training and acceptance scenarios come from the run's pools
+(``core.learning.pool``: scenarios of the benchmark's family from seeds of their own, and the presets), each tuned
+once. Phase 0 gives every role its start policy, untrained: the tuned rule itself. Phase 1 trains the store policy,
+shared by every store; phase 2 the warehouse with the stores frozen; phase 3 the supplier with stores and warehouse
+frozen; phase 4 fine-tunes the learned roles in turn (round robin, each with the others frozen at their latest
+version) at a lower learning rate. A role without a kept phase acts by its tuned entry. Every phase begins with the
+critic's warm-up: for its first ``critic_warmup`` share of transitions only the value function learns
+(``actor_frozen``). After it the learning rate falls over the phase (``LearningRateDecay``), and after every update
+the actor is pulled a little back toward its start (``StartAnchor``): toward a correction of zero, so that it leaves
+the rule only where the cost says to.
 
-After each phase the new hierarchy and the previous one are evaluated on held-out seeds of every
-preset; the phase is kept only if it lowers the mean system cost and raises no preset's by more than
-``TOLERATED_RISE``, otherwise the role keeps its previous policy. Each phase writes, under ``OUT/phaseK_ROLE/``:
-the SB3 checkpoint (``model.zip``, plus periodic ones to resume from: each written atomically, and a damaged
-latest one is skipped for the one before), TensorBoard logs, ``metrics.json`` (per
-episode: reward, fill rate, lost sales, holding and total cost per day; per update: losses) and
-plotly learning curves (``learning_curves.html``). ``OUT/hierarchy.json`` records which model
-each role uses.
+After each phase the new hierarchy and the previous one are evaluated on held-out seeds of every preset and of the
+acceptance pool's scenarios; the phase is kept only if it lowers the mean system cost and raises no scenario's by
+more than ``TOLERATED_RISE`` (it is judged by its worst scenario), otherwise the role keeps its previous policy.
+Each phase writes, under ``OUT/phaseK_ROLE/``: the SB3 checkpoint (``model.zip``, plus periodic ones to resume from:
+each written atomically, and a damaged latest one is skipped for the one before), TensorBoard logs, ``metrics.json``
+(per episode: reward, fill rate, lost sales, holding and total cost per day; per update: losses) and plotly learning
+curves (``learning_curves.html``). ``OUT/hierarchy.json`` records which model each role uses.
 """
 
 from __future__ import annotations
@@ -40,16 +42,17 @@ from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.logger import KVWriter, Logger, make_output_format
 from stable_baselines3.common.utils import FloatSchedule
 
-from core.agents.menus import SAFETY_FACTORS
-from core.agents.observations import FEATURES, newsvendor_safety_factor
+from core.agents.menus import SAFETY_FACTORS, Tuning
+from core.agents.observations import FEATURES
 from core.agents.roles import ROLE, ROLES
 from core.evaluation.plots import learning_curves_figure
 from core.evaluation.statistics import mean_cost
+from core.learning import pool as pools
 from core.learning.hierarchy import Hierarchy, PhaseRecord
 from core.learning.policies import SafetyFactorPolicy, Standardize, frozen_choosers, model_mix
+from core.learning.pool import PoolScenario
 from core.learning.vec_env import RoleVecEnv
 from core.serving.files import remove_temporaries, write_atomic, write_bytes_atomic, write_json_atomic
-from core.simulation.presets import PRESETS
 from core.simulation.scenario import Scenario
 
 TOLERATED_RISE = 0.01  # a phase is rejected if it raises any preset's held-out cost by more than this fraction
@@ -65,12 +68,15 @@ class TrainConfig:
     """Everything a training run depends on; written to ``OUT/config.json``."""
 
     out: str = "runs/latest"  # output folder
-    timesteps: int = 3_000_000  # agent transitions per upstream phase (phase 4: in total)
+    timesteps: int = 1_000_000  # agent transitions per upstream phase (phase 4: in total)
     store_timesteps: int = 7_000_000  # agent transitions of the store phase (the stores learn the most)
     seed: int = 0
     groups: int = 16  # scenarios trained on at once (each redrawn every episode)
-    chains: int = 16  # chains per scenario (times num_stores for the warehouse and supplier)
-    num_stores: int = 3  # stores per chain while training (observations do not depend on it)
+    rows: int = pools.STORE_ROWS  # stores per scenario while the stores learn (rows / its stores chains)
+    upstream_chains: int = 16  # chains per scenario while the warehouse or the supplier learns
+    pool_scenarios: int = 192  # random training scenarios (``core.learning.pool``), besides the presets
+    acceptance_scenarios: int = 16  # random scenarios of the phase acceptance check, besides the presets
+    preset_share: float = 0.2  # share of training scenarios that are presets
     horizon: int = 365  # days per training episode
     learning_rate: float = 1e-3
     joint_learning_rate: float = 3e-4
@@ -94,11 +100,17 @@ class TrainConfig:
     scenario: str | None = None  # a scenario's JSON: train and accept on it alone (``train --scenario``)
 
     def __post_init__(self) -> None:
-        for name in ("timesteps", "store_timesteps", "groups", "chains", "num_stores", "horizon", "n_steps",
-                     "batch_size", "n_epochs", "acceptance_seeds", "checkpoint_every", "joint_rounds"):
+        for name in ("timesteps", "store_timesteps", "groups", "rows", "upstream_chains", "pool_scenarios", "horizon",
+                     "n_steps", "batch_size", "n_epochs", "acceptance_seeds", "checkpoint_every", "joint_rounds"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: got {value!r}; allowed: an integer >= 1")
+        if self.rows % max(pools.STORE_COUNTS):
+            raise ValueError(f"rows: got {self.rows!r}; allowed: a multiple of {max(pools.STORE_COUNTS)}")
+        if not isinstance(self.acceptance_scenarios, int) or self.acceptance_scenarios < 0:
+            raise ValueError(f"acceptance_scenarios: got {self.acceptance_scenarios!r}; allowed: an integer >= 0")
+        if not 0.0 <= self.preset_share <= 1.0:
+            raise ValueError(f"preset_share: got {self.preset_share!r}; allowed: 0 to 1")
         if self.acceptance_days is not None and (not isinstance(self.acceptance_days, int) or self.acceptance_days < 1):
             raise ValueError(f"acceptance_days: got {self.acceptance_days!r}; allowed: an integer >= 1, or None")
         if not 0.0 < self.learning_rate_end <= 1.0:
@@ -242,22 +254,8 @@ def observation_sample(env: RoleVecEnv, seed: int, days: int = 120) -> np.ndarra
 
 
 def start_aims(observations: np.ndarray, role: str) -> np.ndarray:
-    """Where a fresh policy aims in each situation, within the menu: its reference entry (the best constant one on
-    ``steady``) where the situation is steady's, less safety stock where a shortage costs less relative to holding.
-    A store: the reference entry scaled by the ratio of the situation's newsvendor safety factor to steady's
-    (measured: started at the newsvendor factor itself, the stores stayed 0.3-0.7 % above the reference entry's cost
-    on the retail presets; shifted by the difference, they started too high where sales are lost at a low margin and
-    did not come down within the phase). The warehouse and supplier: moved by the difference (started at the
-    newsvendor's, they started too low for the retail presets)."""
-    newsvendor = observations[:, FEATURES[role].index("newsvendor_safety_factor")].astype(float)
-    steady = PRESETS["steady"].costs
-    steady_newsvendor = newsvendor_safety_factor(steady.stockout / (steady.stockout + steady.store_holding))
-    reference = ROLE[role].reference_safety_factor
-    if ROLE[role].per_store:
-        aims = reference * newsvendor / steady_newsvendor
-    else:
-        aims = reference + newsvendor - steady_newsvendor
-    return np.clip(aims, min(SAFETY_FACTORS), max(SAFETY_FACTORS))
+    """Where a fresh policy aims in each situation: the role's tuned safety factor (its last observation)."""
+    return observations[:, -1].astype(float)
 
 
 class LearningRateDecay(BaseCallback):
@@ -338,19 +336,26 @@ def actor_frozen(policy: SafetyFactorPolicy) -> Iterator[None]:
             parameter.requires_grad_(True)
 
 
-def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str, PPO], timesteps: int,
-               learning_rate: float, seed: int, start_from: Path | None = None,
+def vec_env(config: TrainConfig, role: str, models: dict[str, PPO], pool: list[PoolScenario], seed: int
+            ) -> RoleVecEnv:
+    """The VecEnv ``role`` learns in, the other roles frozen: ``config.rows`` stores per group (a run on one scenario:
+    the most whole chains of it within them), or ``config.upstream_chains`` chains."""
+    fixed = config.fixed_scenario()
+    if not ROLE[role].per_store:
+        rows = config.upstream_chains
+    else:
+        rows = config.rows if fixed is None else max(1, config.rows // fixed.num_stores) * fixed.num_stores
+    return RoleVecEnv(role, frozen_choosers(models, role), pool, groups=config.groups, rows=rows,
+                      horizon=config.horizon, seed=seed, preset_share=config.preset_share)
+
+
+def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str, PPO], pool: list[PoolScenario],
+               timesteps: int, learning_rate: float, seed: int, start_from: Path | None = None,
                progress: Callable[[TrainingProgress], None] | None = None) -> PPO:
-    """Train ``role`` for ``timesteps`` transitions with the other roles frozen; resumable."""
+    """Train ``role`` for ``timesteps`` transitions on scenarios of ``pool`` with the other roles frozen; resumable."""
     torch.set_num_threads(1)
     phase_dir.mkdir(parents=True, exist_ok=True)
-    fixed = config.fixed_scenario()
-    num_stores = config.num_stores if fixed is None else fixed.num_stores
-    # the same rows per role: config.chains x num_stores agents
-    chains = config.chains * num_stores // ROLE[role].agents_per_chain(num_stores)
-    env = RoleVecEnv(role, frozen_choosers(models, role), groups=config.groups, chains=chains,
-                     num_stores=num_stores, horizon=config.horizon, seed=seed,
-                     scenarios=None if fixed is None else [fixed])
+    env = vec_env(config, role, models, pool, seed)
     checkpoint_dir = phase_dir / "checkpoints"
     for folder in (phase_dir, checkpoint_dir):  # what an interrupted write left
         if folder.is_dir():
@@ -367,18 +372,15 @@ def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str
     else:
         sample = observation_sample(env, seed)
         mean, std = sample.mean(axis=0).tolist(), np.maximum(sample.std(axis=0), 1e-3).tolist()
-        # a fresh policy aims at the textbook's safety factor for its situation: PPO then improves on a rule
-        # instead of starting from uniformly random safety stock
+        # a fresh policy is the tuned rule (its correction starts at zero): PPO then improves on the rule
         policy_kwargs = {"net_arch": list(config.net_arch), "features_extractor_class": Standardize,
                          "features_extractor_kwargs": {"mean": mean, "std": std},
-                         "safety_factor": ROLE[role].reference_safety_factor, "spread": config.exploration_spread}
+                         "spread": config.exploration_spread}
         model = PPO(SafetyFactorPolicy, env, learning_rate=learning_rate, n_steps=config.n_steps,
                     batch_size=config.batch_size, n_epochs=config.n_epochs,
                     gamma=config.gamma,
                     gae_lambda=config.gae_lambda, clip_range=config.clip_range, ent_coef=config.ent_coef,
                     policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0)
-        miss = model.policy.aim_at(sample, start_aims(sample, role), seed=seed)
-        LOG.info("%s: a fresh policy aims at its start within %.3f (root-mean-square)", role, miss)
     log = TrainingLog()
     model.set_logger(Logger(str(phase_dir), [log, make_output_format("tensorboard", str(phase_dir / "tensorboard"))]))
     episodes = EpisodeLog()
@@ -413,14 +415,38 @@ def train_role(config: TrainConfig, role: str, phase_dir: Path, models: dict[str
     return model
 
 
-def acceptance_cost(config: TrainConfig, models: dict[str, PPO]) -> dict[str, float]:
-    """Mean system cost per day on held-out seeds of every preset (of the run's one scenario, if it has one), each
-    over its own horizon as ``evaluate`` measures it: cut to the training year, a textbook preset's 1,000 days would
-    weigh the start-up three times as much (``lost_sales_textbook``: about 3 % dearer than over its horizon)."""
-    fixed = config.fixed_scenario()
-    scenarios = [p if config.acceptance_days is None else dataclasses.replace(p, horizon=config.acceptance_days)
-                 for p in (PRESETS.values() if fixed is None else [fixed])]
-    return mean_cost(scenarios, model_mix(models), config.acceptance_seeds)
+@dataclass(frozen=True)
+class Pools:
+    """A run's training and acceptance scenarios, tuned (``core.learning.pool``; kept in ``OUT/pool.json`` and
+    ``OUT/acceptance.json``)."""
+
+    training: list[PoolScenario]
+    acceptance: list[PoolScenario]
+
+    @staticmethod
+    def of(config: TrainConfig) -> Pools:
+        """The run's pools: the presets (or the run's one scenario) and scenarios drawn for the run's seed."""
+        out, fixed = Path(config.out), config.fixed_scenario()
+        presets = pools.preset_scenarios(fixed)
+        drawn = [] if fixed else pools.drawn_scenarios(config.pool_scenarios, config.seed, "training")
+        accept = [] if fixed else pools.drawn_scenarios(config.acceptance_scenarios, config.seed, "acceptance")
+        return Pools(pools.load_or_build(out / "pool.json", drawn, presets),
+                     pools.load_or_build(out / "acceptance.json", accept, presets))
+
+    def tuning(self) -> Tuning:
+        """The tuned safety factors of the pools' scenarios, by name."""
+        by_name = {p.scenario.name: p.tuned for p in [*self.training, *self.acceptance]}
+        return lambda scenario: by_name[scenario.name]
+
+
+def acceptance_cost(config: TrainConfig, models: dict[str, PPO], acceptance: Pools) -> dict[str, float]:
+    """Mean system cost per day on held-out seeds of every acceptance scenario (the presets, or the run's one
+    scenario, and the drawn ones), each over its own horizon as ``evaluate`` measures it: cut to the training year, a
+    textbook preset's 1,000 days would weigh the start-up three times as much (``lost_sales_textbook``: about 3 %
+    dearer than over its horizon)."""
+    scenarios = [p.scenario if config.acceptance_days is None
+                 else dataclasses.replace(p.scenario, horizon=config.acceptance_days) for p in acceptance.acceptance]
+    return mean_cost(scenarios, model_mix(models, acceptance.tuning()), config.acceptance_seeds)
 
 
 def _relative(new: dict[str, float], old: dict[str, float]) -> float:
@@ -428,7 +454,7 @@ def _relative(new: dict[str, float], old: dict[str, float]) -> float:
 
 
 def _accepted(after: dict[str, float], before: dict[str, float]) -> bool:
-    """Lower mean held-out cost, and no preset's raised by more than ``TOLERATED_RISE``."""
+    """Lower mean held-out cost, and no scenario's raised by more than ``TOLERATED_RISE``."""
     return _relative(after, before) < 1.0 and max(after[k] / before[k] for k in before) <= 1.0 + TOLERATED_RISE
 
 
@@ -446,12 +472,12 @@ def fallback_checkpoints(phase_dir: Path, budget: int) -> list[Path]:
 
 
 def _kept_checkpoint(config: TrainConfig, trained: dict[str, PPO], role: str, candidates: list[Path],
-                     before: dict[str, float]) -> tuple[Path, PPO, dict[str, float]] | None:
+                     before: dict[str, float], run_pools: Pools) -> tuple[Path, PPO, dict[str, float]] | None:
     """The first of ``candidates`` (checkpoints of ``role``'s rejected phase) that passes acceptance, with its model
     and held-out costs; None if none does."""
     for candidate in candidates:
         model = PPO.load(candidate, device="cpu")
-        cost = acceptance_cost(config, {**trained, role: model})
+        cost = acceptance_cost(config, {**trained, role: model}, run_pools)
         LOG.info("%s: its checkpoint %s: held-out cost x%.3f", role, candidate.name, _relative(cost, before))
         if _accepted(cost, before):
             return candidate, model, cost
@@ -470,26 +496,28 @@ def run_phases(config: TrainConfig, phases: list[int], progress: Callable[[Train
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "config.json", dataclasses.asdict(config))
     hierarchy = Hierarchy.load(out)
+    run_pools = Pools.of(config)
     models = {role: PPO.load(hierarchy.model_path(out, role), device="cpu") for role in hierarchy.roles}
     for phase in phases:
         if hierarchy.done(phase):
             LOG.info("phase %d (%s): already done in %s, skipped", phase, PHASES[phase], out)
             continue
         started = time.perf_counter()
-        before = acceptance_cost(config, models)
+        before = acceptance_cost(config, models, run_pools)
         trained = dict(models)
         paths: dict[str, str] = {}
         if PHASES[phase] == "start":  # every role's fresh policy, untrained: what it does until its phase is kept
             for role in ROLES:
                 phase_dir = out / f"phase0_start/{role}"
-                trained[role] = train_role(config, role, phase_dir, {}, 0, config.learning_rate,
+                trained[role] = train_role(config, role, phase_dir, {}, run_pools.training, 0, config.learning_rate,
                                            seed=config.seed * 100 + ROLES.index(role))
                 paths[role] = str((phase_dir / "model.zip").relative_to(out))
         elif PHASES[phase] != "joint":
             role = PHASES[phase]
             phase_dir = phase_folder(out, phase)
             budget = config.store_timesteps if ROLE[role].per_store else config.timesteps
-            trained[role] = train_role(config, role, phase_dir, models, budget, config.learning_rate,
+            trained[role] = train_role(config, role, phase_dir, models, run_pools.training, budget,
+                                       config.learning_rate,
                                        seed=config.seed * 100 + phase, progress=progress)
             paths[role] = str((phase_dir / "model.zip").relative_to(out))
         else:
@@ -499,17 +527,19 @@ def run_phases(config: TrainConfig, phases: list[int], progress: Callable[[Train
                 for role in learned:
                     phase_dir = out / f"phase4_joint/round{round_}_{role}"
                     start = out / paths[role] if role in paths else hierarchy.model_path(out, role)
-                    trained[role] = train_role(config, role, phase_dir, trained, budget, config.joint_learning_rate,
+                    trained[role] = train_role(config, role, phase_dir, trained, run_pools.training, budget,
+                                               config.joint_learning_rate,
                                                seed=config.seed * 100 + 40 + 3 * round_ + ROLES.index(role),
                                                start_from=start)
                     paths[role] = str((phase_dir / "model.zip").relative_to(out))
-        after = acceptance_cost(config, trained)
-        kept, checkpoint = _accepted(after, before), None
+        after = acceptance_cost(config, trained, run_pools)
+        kept, checkpoint = PHASES[phase] == "start" or _accepted(after, before), None  # the start is the tuned rule
         if not kept and PHASES[phase] not in ("start", "joint"):
             worst = max(before, key=lambda k: after[k] / before[k])
             LOG.info("phase %d (%s): rejected at its end (held-out cost x%.3f, %s %+.1f %%); trying its checkpoints",
                      phase, PHASES[phase], _relative(after, before), worst, 100 * (after[worst] / before[worst] - 1))
-            fallback = _kept_checkpoint(config, trained, role, fallback_checkpoints(phase_dir, budget), before)
+            fallback = _kept_checkpoint(config, trained, role, fallback_checkpoints(phase_dir, budget), before,
+                                        run_pools)
             if fallback is not None:
                 candidate, trained[role], after = fallback
                 kept, checkpoint, paths[role] = True, trained[role].num_timesteps, str(candidate.relative_to(out))

@@ -1,14 +1,14 @@
 """An SB3 ``VecEnv`` that trains one role with parameter sharing, at NumPy speed.
 
-The environment holds ``groups`` batches of ``chains`` supply chains; every group runs its own
-randomised scenario (``core.simulation.randomization``) through the batched twin. Each row of the VecEnv
-is one agent of the trained role: for stores a (group, chain, store) triple, so one policy learns
-from every store of every chain (centralised training, decentralised execution); for the
-warehouse and the supplier a (group, chain) pair. The other roles act through fixed choosers
-(rule-based menu entries or frozen learned policies).
+The environment holds ``groups`` batches of supply chains; every group runs its own scenario drawn from the run's
+pool (``core.learning.pool``: a preset ``preset_share`` of the time, else a random scenario) through the batched twin,
+redrawn every episode. Each row of the VecEnv is one agent of the trained role: for stores a (group, chain, store)
+triple, so one policy learns from every store of every chain (centralised training, decentralised execution), ``rows``
+of them per group (``rows / stores`` chains); for the warehouse and the supplier a (group, chain) pair, ``rows``
+chains per group. The other roles act through fixed choosers (their tuned entries or frozen learned policies).
 
 Rewards are per day, scale-free (cost divided by mean demand x stockout price) and measured
-against a shadow copy of every chain run by the reference menu entry on the same demand
+against a shadow copy of every chain run by every role's tuned entry on the same demand
 (common random numbers). The shadow's cost does not depend on the agent's actions, so
 subtracting it leaves the policy gradient unbiased while cancelling most of the demand noise.
 A store is charged an equal share of its chain's cost (charged only its own, a store learns to
@@ -27,12 +27,12 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from core.agents.menus import NUM_ACTIONS, Chooser, ConstantChooser, choose, decide, reference_index
+from core.agents.menus import NUM_ACTIONS, Chooser, TunedEntry, choose, decide
 from core.agents.observations import FEATURES, observe
 from core.agents.roles import ROLE, ROLES
+from core.learning.pool import PoolScenario
 from core.simulation.demand import sample_demand
 from core.simulation.forecast import Forecast
-from core.simulation.randomization import sample_scenario
 from core.simulation.reconcile import Ledger, reconcile
 from core.simulation.rollout import day_sums, flow_rates
 from core.simulation.scenario import Scenario
@@ -44,6 +44,7 @@ TRAINING_KPIS = ("fill_rate", "lost_sales_per_day", "holding_cost_per_day", "cos
 @dataclass
 class Group:
     scenario: Scenario
+    tuned: dict[str, float]  # each role's tuned safety factor on the scenario
     forecast: Forecast
     demand: np.ndarray  # (chains, T, N)
     state: State
@@ -63,49 +64,54 @@ class Group:
 
 
 class RoleVecEnv(VecEnv):
-    """Rows are the trained role's agents across ``groups`` x ``chains`` chains."""
+    """Rows are the trained role's agents, ``rows`` per group, in ``groups`` groups of chains."""
 
-    def __init__(self, role: str, frozen: dict[str, Chooser], *, groups: int = 16, chains: int = 16,
-                 num_stores: int = 3, horizon: int = 365, seed: int = 0,
-                 scenarios: list[Scenario] | None = None) -> None:
+    def __init__(self, role: str, frozen: dict[str, Chooser], pool: list[PoolScenario], *, groups: int = 16,
+                 rows: int = 48, horizon: int = 365, seed: int = 0, preset_share: float = 0.2) -> None:
         if role not in ROLES:
             raise ValueError(f"role: got {role!r}; allowed: {', '.join(ROLES)}")
         missing = [r for r in ROLES if r != role and r not in frozen]
         if missing:
             raise ValueError(f"frozen: no policy for {', '.join(missing)}")
         self.role, self.frozen = role, frozen
-        self.num_groups, self.chains, self.num_stores = groups, chains, num_stores
-        self.fixed_scenarios, self.horizon = scenarios, horizon
+        # upstream roles have no work where the source is ample
+        usable = [p for p in pool if ROLE[role].per_store or p.scenario.upstream == "network"]
+        uneven = sorted({p.scenario.num_stores for p in usable
+                         if ROLE[role].per_store and rows % p.scenario.num_stores})
+        if not usable or uneven:
+            raise ValueError(f"pool: {'no scenario for the ' + role if not usable else f'stores {uneven}'}; "
+                             f"allowed: scenarios whose store counts divide rows ({rows})")
+        self.presets = [p for p in usable if p.preset] or usable
+        self.drawn = [p for p in usable if not p.preset] or usable
+        self.num_groups, self.rows, self.horizon, self.preset_share = groups, rows, horizon, preset_share
         self.rng = np.random.default_rng(seed)
-        per_chain = ROLE[role].agents_per_chain(num_stores)
         observation_space = gym.spaces.Box(-np.inf, np.inf, (len(FEATURES[role]),), np.float32)
-        super().__init__(groups * chains * per_chain, observation_space, gym.spaces.Discrete(NUM_ACTIONS))
+        super().__init__(groups * rows, observation_space, gym.spaces.Discrete(NUM_ACTIONS))
         self.groups: list[Group] = []
         self.returns = np.zeros(self.num_envs)
         self.pending: np.ndarray | None = None
         self.completed_episodes: list[dict[str, float | str]] = []  # drained by the training log
-        # The reference mix runs a shadow copy of every chain on the same demand; rewards are
+        # The tuned entries run a shadow copy of every chain on the same demand; rewards are
         # measured against it (see the module docstring).
-        self.reference = {role: ConstantChooser(reference_index(role)) for role in ROLES}
+        self.reference = dict.fromkeys(ROLES, TunedEntry())
 
     # --- episode management -------------------------------------------------------------
-    def _new_group(self, index: int) -> Group:
-        if self.fixed_scenarios is not None:
-            scenario = self.fixed_scenarios[index % len(self.fixed_scenarios)].with_num_stores(self.num_stores)
-        else:
-            scenario = sample_scenario(self.rng, self.num_stores, ample=ROLE[self.role].per_store)
-        scenario = dataclasses.replace(scenario, horizon=self.horizon)
+    def _new_group(self) -> Group:
+        candidates = self.presets if self.rng.random() < self.preset_share else self.drawn
+        drawn = candidates[int(self.rng.integers(len(candidates)))]
+        scenario = dataclasses.replace(drawn.scenario, horizon=self.horizon)
+        chains = self.rows // ROLE[self.role].agents_per_chain(scenario.num_stores)
         scale = ROLE[self.role].pool(np.array([m.mean for m in scenario.stores]) * scenario.costs.stockout)
-        start = reset(scenario, self.chains)
-        return Group(scenario, Forecast.of(scenario), sample_demand(scenario, self.chains, self.rng), start, start,
-                     scale)
+        start = reset(scenario, chains)
+        return Group(scenario, drawn.tuned, Forecast.of(scenario), sample_demand(scenario, chains, self.rng), start,
+                     start, scale)
 
     def _observe(self) -> np.ndarray:
-        obs = [observe(self.role, g.state, g.scenario, g.forecast) for g in self.groups]
+        obs = [observe(self.role, g.state, g.scenario, g.forecast, g.tuned) for g in self.groups]
         return np.concatenate([o.reshape(-1, o.shape[-1]) for o in obs])
 
     def reset(self) -> np.ndarray:
-        self.groups = [self._new_group(i) for i in range(self.num_groups)]
+        self.groups = [self._new_group() for _ in range(self.num_groups)]
         self.returns[:] = 0.0
         return self._observe()
 
@@ -116,15 +122,15 @@ class RoleVecEnv(VecEnv):
     def _decide(self, group: Group, state: State, choosers: dict[str, Chooser],
                 choice: np.ndarray | None = None) -> Actions:
         """Actions of every role: ``choice`` for the trained role if given, else the choosers'."""
-        choices = {role: choose(choosers[role], role, state, group.scenario, group.forecast) for role in ROLES
-                   if role != self.role or choice is None}
+        choices = {role: choose(choosers[role], role, state, group.scenario, group.forecast, group.tuned)
+                   for role in ROLES if role != self.role or choice is None}
         if choice is not None:
             choices[self.role] = choice.reshape(ROLE[self.role].agents_shape(state))
         return decide(state, group.scenario, group.forecast, choices)
 
     def step_wait(self):
         assert self.pending is not None, "step_async first"
-        rows = self.num_envs // self.num_groups
+        rows = self.rows
         rewards = np.empty(self.num_envs)
         for i, group in enumerate(self.groups):
             choice = self.pending[i * rows: (i + 1) * rows]
@@ -145,8 +151,8 @@ class RoleVecEnv(VecEnv):
         infos: list[dict] = [{} for _ in range(self.num_envs)]
         if horizon_reached:
             length = self.groups[0].state.day
-            self.completed_episodes.extend(
-                g.summary(float(self.returns[i * rows: (i + 1) * rows].mean())) for i, g in enumerate(self.groups))
+            self.completed_episodes.extend(g.summary(float(self.returns[i * self.rows: (i + 1) * self.rows].mean()))
+                                           for i, g in enumerate(self.groups))
             for j, info in enumerate(infos):
                 info.update({"terminal_observation": obs[j], "TimeLimit.truncated": True,
                              "episode": {"r": float(self.returns[j]), "l": length}})
@@ -174,8 +180,9 @@ class RoleVecEnv(VecEnv):
         return [seed] * self.num_envs
 
     def row_agent(self, row: int) -> tuple[int, int, str]:
-        """(group, chain, agent id) of a row."""
+        """(group, chain, agent id) of a row (after ``reset``)."""
         role = ROLE[self.role]
-        group, rest = divmod(row, self.num_envs // self.num_groups)
-        chain, agent = divmod(rest, role.agents_per_chain(self.num_stores))
-        return group, chain, role.agent_ids(self.num_stores)[agent]
+        group, rest = divmod(row, self.rows)
+        num_stores = self.groups[group].scenario.num_stores
+        chain, agent = divmod(rest, role.agents_per_chain(num_stores))
+        return group, chain, role.agent_ids(num_stores)[agent]

@@ -24,6 +24,7 @@ from core.agents.menus import reference_policy
 from core.agents.observations import FEATURES, observe
 from core.agents.roles import ROLES, STORE
 from core.agents.rules import PolicyMix, demand_sd
+from core.agents.tuning import tuned_safety_factors
 from core.serving.files import write_bytes_atomic
 from core.serving.models import EXPORTED_MODELS
 from core.simulation.demand import demand_cv, sample_demand
@@ -89,7 +90,7 @@ def example_observation(preset: str = EXAMPLE_PRESET, day: int = EXAMPLE_DAY, se
     the shortest decimal of its float32) and its order's terms (the twin's protection window, daily forecast and
     demand spread over it, and inventory position, to 6 decimals), as the script reads them."""
     scenario, forecast, state = example_state(preset, day, seed)
-    observation = observe("store", state, scenario, forecast)[0, 0]
+    observation = observe("store", state, scenario, forecast, tuned_safety_factors(scenario))[0, 0]
     days = STORE.protection_days(scenario, forecast, state.day)
     daily = STORE.daily_forecast(scenario, forecast, state.day)
     return {

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from core.agents.menus import NUM_ACTIONS
+from core.agents.menus import NUM_ACTIONS, SAFETY_FACTORS
 from core.agents.observations import CLIP, FEATURES, observe
 from core.agents.roles import ROLES
 from core.agents.rules import random_mix, reorder_point_mix
@@ -46,7 +46,7 @@ from core.serving.onnx_checks import (
 )
 from core.simulation.demand import sample_demand
 from core.simulation.forecast import Forecast
-from core.simulation.randomization import sample_scenario
+from core.simulation.randomization import draw_scenario
 from core.simulation.twin import reset, step
 from core.simulation.untrusted import InputFileError, read_bytes
 
@@ -95,7 +95,8 @@ def rollout_observations(scenarios: int = 4, chains: int = 4, days: int = 60, ev
     rng = np.random.default_rng(1)
     seen: dict[str, list[np.ndarray]] = {role: [] for role in ROLES}
     for i in range(scenarios):
-        scenario = sample_scenario(rng, num_stores=3)
+        scenario = draw_scenario(rng, "probe", store_counts=(3,))
+        tuned = {role: float(rng.choice(SAFETY_FACTORS)) for role in ROLES}  # what tuning may find
         forecast = Forecast.of(scenario, days)
         demand = sample_demand(scenario, chains, rng, days)
         mix = reorder_point_mix() if i % 2 == 0 else random_mix(rng)
@@ -103,7 +104,7 @@ def rollout_observations(scenarios: int = 4, chains: int = 4, days: int = 60, ev
         for day in range(days):
             if day % every == 0:
                 for role in ROLES:
-                    seen[role].append(observe(role, state, scenario, forecast).reshape(-1, len(FEATURES[role])))
+                    seen[role].append(observe(role, state, scenario, forecast, tuned).reshape(-1, len(FEATURES[role])))
             state, _ = step(state, mix.actions(state, scenario), demand[:, day], scenario)
     return {role: np.concatenate(parts) for role, parts in seen.items()}
 

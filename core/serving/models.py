@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from core.agents.menus import MenuPolicy, decide, forecast_base_stock
+from core.agents.menus import MenuPolicy, Tuning, decide, tuned_entry_policy
 from core.agents.observations import observe
 from core.agents.roles import ROLES
 from core.agents.rules import PolicyMix
@@ -88,13 +88,25 @@ def load_policy(role: str, folder: Path = EXPORTED_MODELS, manifest: dict | None
     return OnnxChooser.checked(data, role, path.name)
 
 
-def learned_policy(role: str, folder: Path = EXPORTED_MODELS, manifest: dict | None = None) -> MenuPolicy:
-    """The role's exported policy; a role whose training was never kept is its rule-based menu entry."""
+def _tuning(folder: Path, tuning: Tuning | None) -> Tuning:
+    """``tuning``, or by default the registry's: the tuned safety factors ``folder`` ships for a scenario, else tuned
+    here (``core.serving.registry.scenario_tuning``)."""
+    if tuning is not None:
+        return tuning
+    from core.serving.registry import scenario_tuning  # the registry builds on this module
+    return scenario_tuning(Path(folder))
+
+
+def learned_policy(role: str, folder: Path = EXPORTED_MODELS, manifest: dict | None = None,
+                   tuning: Tuning | None = None) -> MenuPolicy:
+    """The role's exported policy, observing the tuned safety factors ``tuning`` gives each scenario (``_tuning``);
+    a role whose training was never kept acts by its tuned entry."""
     manifest = load_manifest(folder) if manifest is None else manifest
     card = role_card(manifest, role)
+    tuning = _tuning(folder, tuning)
     if card.kind == "rule":
-        return forecast_base_stock(role, card.safety_factor)
-    return MenuPolicy(role, load_policy(role, folder, manifest))
+        return tuned_entry_policy(role, tuning)
+    return MenuPolicy(role, load_policy(role, folder, manifest), tuning=tuning)
 
 
 @dataclass
@@ -144,19 +156,20 @@ class HierarchyMix(PolicyMix):
 
     def actions(self, state: State, scenario: Scenario) -> Actions:
         policies: dict[str, MenuPolicy] = {role: getattr(self, role) for role in ROLES}
-        forecast = policies[self.joint.roles[0]].forecast(scenario, state.day + 1)
-        obs = {role: observe(role, state, scenario, forecast) for role in self.joint.roles}
+        forecast, tuned = policies[self.joint.roles[0]].context(scenario, state.day + 1)
+        obs = {role: observe(role, state, scenario, forecast, tuned) for role in self.joint.roles}
         decided = self.joint.run({role: o.reshape(-1, o.shape[-1]) for role, o in obs.items()})
         choices = {role: decided[role][0].reshape(obs[role].shape[:-1]) if role in decided
-                   else policies[role].choices(state, scenario, forecast) for role in ROLES}
+                   else policies[role].choices(state, scenario, forecast, tuned) for role in ROLES}
         return decide(state, scenario, forecast, choices)
 
 
-def learned_mix(folder: Path = EXPORTED_MODELS) -> PolicyMix:
-    """The shipped hierarchy: one exported policy per role, deciding in one onnxruntime call a day
-    when the export has a hierarchy file."""
+def learned_mix(folder: Path = EXPORTED_MODELS, tuning: Tuning | None = None) -> PolicyMix:
+    """The shipped hierarchy: one exported policy per role (observing the tuned safety factors of ``_tuning``),
+    deciding in one onnxruntime call a day when the export has a hierarchy file."""
     manifest = load_manifest(folder)
-    policies = [learned_policy(role, folder, manifest) for role in ROLES]
+    tuning = _tuning(folder, tuning)
+    policies = [learned_policy(role, folder, manifest, tuning) for role in ROLES]
     choosers = {p.role: p.choose for p in policies if isinstance(p.choose, OnnxChooser)}
     if not choosers or not manifest.get("hierarchy"):
         return PolicyMix(*policies)

@@ -22,16 +22,22 @@ from pathlib import Path
 
 import numpy as np
 
-from core.agents.menus import Chooser, MenuPolicy, forecast_base_stock, reference_policy
+from core.agents.menus import Chooser, MenuPolicy, Tuning, forecast_base_stock, reference_policy
 from core.agents.roles import ROLES
 from core.agents.rules import PolicyMix, RandomPolicy, ReorderPoint, RolePolicy, base_stock_mix
-from core.agents.tuning import capped_mix, tune_base_stock, tune_capped_base_stock, tune_menu
+from core.agents.tuning import (
+    MENU_SEEDS,
+    capped_mix,
+    tune_base_stock,
+    tune_capped_base_stock,
+    tune_menu,
+    tuned_safety_factors,
+)
 from core.serving import model_sets
 from core.serving.models import EXPORTED_MODELS, PolicyLoadError, learned_mix, learned_policy, load_manifest
 from core.simulation.scenario import Scenario
 
 TUNED_RULES = "tuned_rules"  # the manifest's section of tuned rules: {"command", "scenarios": {key: {rule: entry}}}
-MENU_SEEDS = 8  # demand paths the forecast base-stock's menu entries are tuned on
 
 
 @dataclass
@@ -84,10 +90,7 @@ def tuned_mix(scenario: Scenario) -> PolicyMix:
     return tune_base_stock(scenario).mix()
 
 
-@TunedCache
-def tuned_menu(scenario: Scenario) -> dict[str, float]:
-    """Each role's best constant menu entry (safety factor) on ``scenario`` (about 2 s at 3 stores, 10 s at 50)."""
-    return tune_menu(scenario, seeds=MENU_SEEDS)["safety_factors"]
+tuned_menu = TunedCache(tuned_safety_factors)
 
 
 @TunedCache
@@ -193,9 +196,15 @@ def to_tune(choices: Mapping[str, str], scenario: Scenario, models: Path = EXPOR
     return [k for k in keys if shipped_entry(k, scenario, models) is None and scenario not in TUNERS[k]]
 
 
+def scenario_tuning(models: Path = EXPORTED_MODELS) -> Tuning:
+    """What the learned policies observe of a scenario: the tuned forecast base-stock's safety factors, shipped in
+    ``models``'s manifest for it or tuned here (the same entries the rule ``tuned_forecast_base_stock`` uses)."""
+    return functools.partial(tuned, "tuned_forecast_base_stock", models=models)
+
+
 def _learned(role: str, scenario: Scenario, sources: Sources) -> RolePolicy:
     if role in sources.learned:
-        return MenuPolicy(role, sources.learned[role])
+        return MenuPolicy(role, sources.learned[role], tuning=scenario_tuning(sources.models))
     return learned_policy(role, sources.models)
 
 

@@ -1,21 +1,27 @@
-"""Domain randomisation: the ranges the learned policies are trained on (the app's sliders span them,
-``core.app.live.SLIDERS``), and a sampler of training scenarios inside them.
+"""The family of scenarios the learned policies are trained on and the generalisation benchmark draws from: what a
+person can build on the Live page, and a business can be (``draw_scenario``). ``RANGES`` are the ranges the app's
+sliders span (``core.app.live.SLIDERS``).
 
-A training scenario starts from a preset (so every preset's neighbourhood is well covered) and redraws
-its demand level, volatility, seasonality, promotions, shocks, disruption, lead times, capacity and
-half the time its cost of a stockout relative to holding (and now and then lost sales for backorders
-or the reverse) within ``RANGES``. Presets with an ample source upstream are drawn only when the stores
-are trained (``ample=True``): upstream roles have no work there.
+A scenario is a preset drawn evenly, reshaped the way the page's sliders reshape it (``core.app.live.apply_controls``),
+each slider drawn evenly over its range (``SLIDERS``; a promotion and a supplier disruption each half the time), with
+the stores drawn log-uniformly from 1 to 50 (about as many chains of 1 to 7 stores as of 8 to 50), normal or integer
+demand, lost sales or backorders (each half the time), and a stockout costing 3 to 60 days of store holding, drawn
+evenly in log scale. The production capacity keeps the preset's proportion to mean demand (the page scales it with
+the number of stores, which leaves a single retail store, the busiest, short of supply for good). Every draw is a
+valid scenario over the app's year (365 days). Who draws with which seeds: ``core.evaluation.generalisation`` (the
+benchmark) and ``core.learning.pool`` (training and phase acceptance), never the same.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
-from core.simulation.presets import PRESETS
-from core.simulation.scenario import Capacities, Costs, DemandModel, Disruption, LeadTimes, Promotion, Scenario
+from core.simulation.limits import MAX_STORES
+from core.simulation.presets import PRESETS, WEEKLY_RETAIL
+from core.simulation.scenario import DISTRIBUTIONS, UNMET_DEMAND, Disruption, LeadTimes, Promotion, Scenario
 
 RANGES = {
     "demand_scale": (0.5, 2.0),  # multiplier of the preset's store means
@@ -34,89 +40,67 @@ RANGES = {
     "num_stores": (1, 50),
     "stockout_to_holding": (3.0, 60.0),  # a lost sale's (or a day's backorder's) cost / a day's store holding
 }
-PRESET_SHARE = 0.8  # probability that a training scenario is a preset as it is (each is a setting the policies
-# must master; the rest of the time they learn the neighbourhood the sliders span)
-PRESET_WEIGHT = {"lost_sales_textbook": 3.0}  # how often a preset is drawn relative to the others (1): the stores
-# learn most slowly where sales are lost at a low margin (one preset in eight, the generalist stalled 3 % above its
-# optimum, where a specialist got within 1.3 %)
-SWITCH_UNMET_DEMAND = 0.15  # probability that a training scenario trades lost sales for backorders (or back)
+HORIZON = 365  # days: the Live page's year
+SLIDERS = {  # the Live page's slider ranges (``core.app.live.SLIDERS``), a promotion's and a disruption's when on
+    "demand_scale": RANGES["demand_scale"],
+    "dispersion": RANGES["dispersion"],
+    "weekly_seasonality": (0.0, 2.0),  # 0 flat, 1 the retail week (``WEEKLY_RETAIL``), 2 twice as peaked
+    "seasonality_amplitude": RANGES["seasonality_amplitude"],
+    "promotion_start_day": (0, 364),
+    "promotion_length": RANGES["promotion_length"],
+    "promotion_lift": RANGES["promotion_lift"],
+    "disruption_start_day": (0, 364),
+    "disruption_length": RANGES["disruption_length"],
+    "disruption_capacity_loss": RANGES["disruption_capacity_loss"],
+    "warehouse_to_store": RANGES["warehouse_to_store"],
+    "supplier_to_warehouse": RANGES["supplier_to_warehouse"],
+    "production": RANGES["production"],
+}
+STOCKOUT_RATIO = RANGES["stockout_to_holding"]  # a stockout's cost in days of store holding, drawn log-uniformly
 
 
 def _uniform(rng: np.random.Generator, key: str) -> float:
-    lo, hi = RANGES[key]
-    return float(rng.uniform(lo, hi))
+    low, high = SLIDERS[key]
+    return float(rng.uniform(low, high))
 
 
 def _integer(rng: np.random.Generator, key: str) -> int:
-    lo, hi = RANGES[key]
-    return int(rng.integers(lo, hi + 1))
+    low, high = SLIDERS[key]
+    return int(rng.integers(low, high + 1))
 
 
-def _costs(rng: np.random.Generator, base: Scenario) -> tuple[Costs, str]:
-    """The preset's costs and unmet-demand rule, or (half the time) a stockout cost drawn log-uniformly
-    in ``RANGES`` relative to store holding, now and then with the other unmet-demand rule."""
-    unmet = base.unmet_demand
-    if rng.random() < SWITCH_UNMET_DEMAND:
-        unmet = "backorders" if unmet == "lost_sales" else "lost_sales"
-    if unmet == base.unmet_demand and rng.random() < 0.5:
-        return base.costs, unmet
-    lo, hi = RANGES["stockout_to_holding"]
-    ratio = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-    return dataclasses.replace(base.costs, stockout=ratio * base.costs.store_holding), unmet
-
-
-def _textbook(rng: np.random.Generator, base: Scenario) -> Scenario:
-    """A textbook instance (one product, integer or normal demand) with its demand, lead times and costs redrawn."""
-    scale = _uniform(rng, "demand_scale")
-    stores = tuple(dataclasses.replace(m, mean=m.mean * scale * rng.uniform(0.8, 1.25),
-                                       dispersion=float(rng.uniform(0.1, 0.6))) for m in base.stores)
-    costs, unmet = _costs(rng, base)
-    lead = base.lead_times
+def draw_scenario(rng: np.random.Generator, name: str, store_counts: tuple[int, ...] | None = None) -> Scenario:
+    """The next scenario of ``rng``, named ``NAME_<preset>``: a preset reshaped as the Live page's sliders reshape it,
+    with the draws the module docstring describes (every value is drawn, used or not, so each scenario takes the same
+    share of the stream); its stores are the nearest of ``store_counts`` to the count drawn, if given."""
+    base = PRESETS[list(PRESETS)[int(rng.integers(len(PRESETS)))]]
+    num_stores = min(int(math.exp(rng.uniform(0.0, math.log(MAX_STORES + 1)))), MAX_STORES)
+    if store_counts:
+        num_stores = min(store_counts, key=lambda count: abs(math.log(count / num_stores)))
+    scale, dispersion = _uniform(rng, "demand_scale"), _uniform(rng, "dispersion")
+    weekly = 1.0 + _uniform(rng, "weekly_seasonality") * (np.asarray(WEEKLY_RETAIL) - 1.0)
+    amplitude = _uniform(rng, "seasonality_amplitude")
+    distribution = DISTRIBUTIONS[int(rng.integers(len(DISTRIBUTIONS)))]
+    promotion = Promotion(start_day=_integer(rng, "promotion_start_day"), length=_integer(rng, "promotion_length"),
+                          lift=_uniform(rng, "promotion_lift"))
+    disruption = Disruption(start_day=_integer(rng, "disruption_start_day"), length=_integer(rng, "disruption_length"),
+                            capacity_loss=_uniform(rng, "disruption_capacity_loss"))
+    promoted, disrupted = rng.random(2) < 0.5
+    lead_times = LeadTimes(production=_integer(rng, "production"),
+                           supplier_to_warehouse=_integer(rng, "supplier_to_warehouse"),
+                           warehouse_to_store=_integer(rng, "warehouse_to_store"))
+    ratio = float(math.exp(rng.uniform(math.log(STOCKOUT_RATIO[0]), math.log(STOCKOUT_RATIO[1]))))
+    unmet = UNMET_DEMAND[int(rng.integers(len(UNMET_DEMAND)))]
+    stores = tuple(dataclasses.replace(m, mean=m.mean * scale, dispersion=dispersion, distribution=distribution,
+                                       weekly_pattern=tuple(float(x) for x in weekly), seasonality_amplitude=amplitude,
+                                       promotions=(promotion,) if promoted else ())
+                   for m in base.with_num_stores(num_stores).stores)
+    demand = sum(m.mean for m in stores) / sum(m.mean for m in base.stores)  # x the preset's total mean demand
+    capacity = base.capacities.production * demand  # the preset's capacity per unit of demand; unlimited stays so
     return dataclasses.replace(
-        base, name=f"random_{base.name}", stores=stores, horizon=365, costs=costs, unmet_demand=unmet,
-        lead_times=LeadTimes(production=_integer(rng, "production"),
-                             supplier_to_warehouse=int(rng.integers(1, 3)) if base.upstream == "network"
-                             else lead.supplier_to_warehouse,
-                             warehouse_to_store=_integer(rng, "warehouse_to_store")))
+        base, name=f"{name}_{base.name}", stores=stores, horizon=HORIZON, lead_times=lead_times,
+        disruptions=(disruption,) if disrupted else (), unmet_demand=unmet,
+        capacities=dataclasses.replace(base.capacities, production=capacity),
+        costs=dataclasses.replace(base.costs, stockout=ratio * base.costs.store_holding))
 
 
-def sample_scenario(rng: np.random.Generator, num_stores: int, ample: bool = False) -> Scenario:
-    """A random training scenario with ``num_stores`` stores (from an ample-source preset only if ``ample``)."""
-    names = [name for name, preset in PRESETS.items() if ample or preset.upstream == "network"]
-    weights = np.array([PRESET_WEIGHT.get(name, 1.0) for name in names])
-    base = PRESETS[rng.choice(names, p=weights / weights.sum())].with_num_stores(num_stores)
-    if rng.random() < PRESET_SHARE:
-        return base
-    if base.name.endswith("_textbook"):
-        return _textbook(rng, base)
-    scale = _uniform(rng, "demand_scale")
-    amplitude = _uniform(rng, "seasonality_amplitude") if rng.random() < 0.5 else base.stores[0].seasonality_amplitude
-    promotions = tuple(
-        Promotion(start_day=int(rng.integers(0, 350)), length=_integer(rng, "promotion_length"),
-                  lift=_uniform(rng, "promotion_lift"))
-        for _ in range(int(rng.integers(0, 4)))
-    ) if rng.random() < 0.5 else base.stores[0].promotions
-    dispersion = _uniform(rng, "dispersion")
-    shock = _uniform(rng, "shock_probability") if rng.random() < 0.5 else 0.0
-    peak = int(rng.integers(0, 365))
-    stores = tuple(
-        DemandModel(mean=m.mean * scale * rng.uniform(0.7, 1.4), dispersion=dispersion, distribution=m.distribution,
-                    weekly_pattern=m.weekly_pattern, seasonality_amplitude=amplitude,
-                    seasonality_peak_day=peak if amplitude != m.seasonality_amplitude else m.seasonality_peak_day,
-                    promotions=promotions, shock_probability=shock, shock_size=float(rng.uniform(0.5, 2.0)))
-        for m in base.stores
-    )
-    disruptions = (
-        Disruption(start_day=int(rng.integers(20, 320)), length=_integer(rng, "disruption_length"),
-                   capacity_loss=_uniform(rng, "disruption_capacity_loss"),
-                   extra_lead_time=_integer(rng, "disruption_extra_lead_time")),
-    ) if rng.random() < 0.3 else base.disruptions
-    mean_total = sum(m.mean for m in stores)
-    costs, unmet = _costs(rng, base)
-    return dataclasses.replace(
-        base, name=f"random_{base.name}", stores=stores, disruptions=disruptions, costs=costs, unmet_demand=unmet,
-        lead_times=LeadTimes(production=_integer(rng, "production"),
-                             supplier_to_warehouse=_integer(rng, "supplier_to_warehouse"),
-                             warehouse_to_store=_integer(rng, "warehouse_to_store")),
-        capacities=Capacities(production=_uniform(rng, "capacity_factor") * mean_total),
-    )
