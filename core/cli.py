@@ -643,6 +643,26 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_zipkin(args: argparse.Namespace) -> int:
+    from core.evaluation.zipkin import LEADS, PENALTIES, instance, markdown, summary, to_json, zipkin_table
+    from core.serving.models import learned_mix
+
+    for lead in LEADS:
+        for penalty in PENALTIES:
+            _check_run(instance(lead, penalty), args.seeds, instance(lead, penalty).horizon)
+    learned_mix(Path(args.models))  # a missing or damaged model set fails here, before any instance is evaluated
+    rows = zipkin_table(args.seeds, Path(args.models), None if args.ray is None else _executor(args.ray))
+    if args.json:
+        print(to_json(rows))
+    else:
+        worst = summary(rows)
+        print(markdown(rows))
+        print(f"\nworst: {100 * worst['worst_vs_optimum']:+.2f}% against the optimum ({worst['with_optimum']} of "
+              f"{worst['instances']} instances have one), {100 * worst['worst_vs_capped']:+.2f}% against tuned capped "
+              "base-stock")
+    return 0
+
+
 def ray_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="run the (scenario, policy, block of seeds) tasks on Ray: a local instance (2 CPUs) without "
@@ -761,6 +781,14 @@ def build_parser() -> argparse.ArgumentParser:
     ray_option(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_generalise)
+
+    p = sub.add_parser("zipkin", help="the learned policies against the exact optimum and the tuned rules on Zipkin's "
+                                      "lost-sales instances")
+    p.add_argument("--seeds", type=int, default=30, help="common demand paths per instance")
+    p.add_argument("--models", default=str(EXPORTED_MODELS), help="folder of exported policies")
+    ray_option(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_cmd_zipkin)
 
     p = sub.add_parser("pipeline", help="validate, train all phases, export, evaluate")
     p.add_argument("--out", default="runs/pipeline", help="training run folder")

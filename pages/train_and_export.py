@@ -52,9 +52,10 @@ if st.button("Train, evaluate and export", key="train_go"):
         RunInProgress,
         acceptance_rows,
         curve_note,
+        in_app_config,
         run_in_app,
     )
-    from core.learning.training import TrainConfig, TrainingProgress
+    from core.learning.training import TrainingProgress
 
     bar = st.progress(0.0, text="training the store policy")
     live_curve = st.empty()
@@ -70,7 +71,7 @@ if st.button("Train, evaluate and export", key="train_go"):
                                                            "Learning curves of the store policy, so far"),
                                     width="stretch")
 
-    config = TrainConfig(timesteps=budget, store_timesteps=budget, progress_bar=False, acceptance_seeds=4)
+    config = in_app_config(budget)
     try:
         with st.spinner("training, then checking the policy on held-out demand, exporting and evaluating it"):
             trained = run_in_app(config, progress=show)  # in a temporary folder, removed afterwards
@@ -105,7 +106,7 @@ if "trained_run" in st.session_state:
                 "check's), every policy on the same customers")
     st.dataframe(trained_run["report"], hide_index=True, width="stretch", key="train_evaluation")
     st.caption("Your run's export: the hierarchy the run ended with, the trained stores if the run was kept and the "
-               "stores' rule if not, the warehouse and supplier on forecast base-stock. One preset and few paths: "
+               "stores' rule if not, the warehouse and supplier on their tuned rule. One preset and few paths: "
                "the acceptance check above weighs every preset.")
     name, data = trained_run["policy_name"], trained_run["policy"]
     kept = "kept" if trained_run["kept"] else "not kept"

@@ -32,8 +32,8 @@ from core.simulation.presets import PRESETS
 from core.simulation.scenario import Scenario
 
 LEARNED = {  # report row -> each role's policy, besides one row per applicable rule of the registry
-    "phase1_stores": {**uniform("forecast_base_stock"), "store": "learned"},
-    "phase2_warehouse": {**uniform("forecast_base_stock"), "store": "learned", "warehouse": "learned"},
+    "phase1_stores": {**uniform("tuned_forecast_base_stock"), "store": "learned"},
+    "phase2_warehouse": {**uniform("tuned_forecast_base_stock"), "store": "learned", "warehouse": "learned"},
     "learned_hierarchy": uniform("learned"),
 }
 COMPARED = ("cost_per_day", "fill_rate")  # KPIs with paired differences

@@ -44,8 +44,8 @@ class Actor(nn.Module):
     every feature to the range whose standardised value lies within the extractor's
     +-``STANDARD_CLIP`` (and the observations' +-``CLIP``), the actor network with the
     standardisation folded into its first layer, the head (the correction, a linear layer of the latent, plus
-    the tuned safety factor's part, a linear layer of the clipped observation), argmax and softmax. Equal to the policy's own
-    clip -> standardise -> clip -> network up to float rounding (so a near-tie of two menu entries
+    the tuned safety factor's part, a linear layer of the clipped observation), argmax and softmax. Equal to the
+    policy's own clip -> standardise -> clip -> network up to float rounding (so a near-tie of two menu entries
     may resolve either way)."""
 
     def __init__(self, model: PPO) -> None:

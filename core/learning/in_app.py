@@ -41,7 +41,8 @@ EVALUATION_PRESET = "steady"
 EVALUATION_SEEDS = 10
 COMPARED_RULES = ("reorder_point", "tuned_base_stock", "forecast_base_stock")
 EXPORT = "phase1_stores"  # the report's row of the run's export: the stores' policy, the rest on forecast base-stock
-START = "forecast_base_stock"  # what every role runs before phase 1: its reference menu entry
+START = "tuned_forecast_base_stock"  # what every role runs before phase 1: its tuned menu entry
+POOL_SCENARIOS = 8  # random training scenarios of an in-app run, besides the presets (each tuned first, 1-5 s)
 _ONE_RUN = threading.Lock()  # held by the process's in-app run while it goes on
 
 Result = TypeVar("Result")
@@ -64,9 +65,15 @@ class InAppRun:
     updates: list[dict] = field(default_factory=list)
 
 
+def in_app_config(budget: int) -> TrainConfig:
+    """An in-app run of ``budget`` transitions: a small pool, accepted on the presets alone, 4 seeds each."""
+    return TrainConfig(timesteps=budget, store_timesteps=budget, progress_bar=False, acceptance_seeds=4,
+                       pool_scenarios=POOL_SCENARIOS, acceptance_scenarios=0)
+
+
 def rows(config: TrainConfig) -> int:
-    """Store agents stepped together while training phase 1: scenarios x chains x stores."""
-    return config.groups * config.chains * config.num_stores
+    """Store agents stepped together while training phase 1: scenarios x stores per scenario."""
+    return config.groups * config.rows
 
 
 def curve_note(config: TrainConfig, run: InAppRun) -> str:
