@@ -9,10 +9,12 @@ import math
 import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test
+from pools import TUNED as TUNED_FACTORS
+from pools import pool_of, preset_pool
 
-from core.agents.menus import NUM_ACTIONS, SAFETY_FACTORS, ConstantChooser, menu_quantities
-from core.agents.observations import FEATURES, observe
-from core.agents.roles import ROLES
+from core.agents.menus import NUM_ACTIONS, SAFETY_FACTORS, ConstantChooser, TunedEntry, menu_index, menu_quantities
+from core.agents.observations import FEATURES, TUNED, observe
+from core.agents.roles import ROLE, ROLES
 from core.learning.pz_env import SupplyChainParallelEnv
 from core.learning.vec_env import RoleVecEnv
 from core.simulation.presets import get_preset
@@ -32,10 +34,11 @@ def frozen_for(role: str) -> dict[str, ConstantChooser]:
     return {r: ConstantChooser(DEFAULT_INDEX) for r in ROLES if r != role}
 
 
-def role_env(role: str, **kwargs) -> RoleVecEnv:
-    options = {"groups": GROUPS, "chains": CHAINS, "num_stores": STORES, "horizon": HORIZON, "seed": 7}
+def role_env(role: str, pool=None, **kwargs) -> RoleVecEnv:
+    """``CHAINS`` chains of ``STORES`` stores per group (``steady`` by default)."""
+    options = {"groups": GROUPS, "rows": CHAINS * (STORES if role == "store" else 1), "horizon": HORIZON, "seed": 7}
     options.update(kwargs)
-    return RoleVecEnv(role, frozen_for(role), **options)
+    return RoleVecEnv(role, frozen_for(role), preset_pool("steady") if pool is None else pool, **options)
 
 
 def spread_actions(num_envs: int, k: int = 0) -> np.ndarray:
@@ -102,11 +105,17 @@ def test_parallel_env_reset_seed_is_reproducible() -> None:
 
 # --- RoleVecEnv -----------------------------------------------------------------------------------
 
-def test_role_vec_env_rejects_bad_roles_and_missing_frozen_policies() -> None:
+def test_role_vec_env_rejects_bad_roles_missing_frozen_policies_and_pools_it_cannot_use() -> None:
+    pool = preset_pool("steady")
     with pytest.raises(ValueError, match="role"):
-        RoleVecEnv("retailer", frozen_for("store"))
+        RoleVecEnv("retailer", frozen_for("store"), pool)
     with pytest.raises(ValueError, match="supplier"):
-        RoleVecEnv("store", {"warehouse": ConstantChooser(0)})
+        RoleVecEnv("store", {"warehouse": ConstantChooser(0)}, pool)
+    with pytest.raises(ValueError, match="stores \\[3\\]"):  # 3 stores do not divide 8 rows
+        RoleVecEnv("store", frozen_for("store"), pool, rows=8)
+    with pytest.raises(ValueError, match="no scenario for the warehouse"):  # an ample source: no upstream work
+        RoleVecEnv("warehouse", frozen_for("warehouse"), preset_pool("lost_sales_textbook"))
+    RoleVecEnv("warehouse", frozen_for("warehouse"), pool, rows=8)  # upstream rows are chains, any number
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -119,6 +128,8 @@ def test_role_vec_env_rows_and_observations(role: str) -> None:
     obs = env.reset()
     assert obs.shape == (env.num_envs, len(FEATURES[role])) and obs.dtype == np.float32
     assert np.isfinite(obs).all()
+    assert FEATURES[role][-1] == TUNED
+    np.testing.assert_array_equal(obs[:, -1], np.float32(TUNED_FACTORS[role]))  # the role's own tuned factor
     agents = [env.row_agent(row) for row in range(env.num_envs)]
     expected = [(g, c, f"store_{s}" if role == "store" else role)
                 for g in range(GROUPS) for c in range(CHAINS) for s in range(per_chain)]
@@ -163,7 +174,7 @@ def test_role_vec_env_truncates_at_the_horizon(role: str) -> None:
 
 
 def test_role_vec_env_auto_reset_is_a_fresh_episode_of_a_fixed_scenario() -> None:
-    env = role_env("warehouse", scenarios=[get_preset("steady")])
+    env = role_env("warehouse", pool=preset_pool("steady"))
     first = env.reset()
     rng = np.random.default_rng(1)
     for _ in range(HORIZON):
@@ -174,21 +185,64 @@ def test_role_vec_env_auto_reset_is_a_fresh_episode_of_a_fixed_scenario() -> Non
     assert not np.array_equal(terminal, first)
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_row_agent_maps_actions_to_the_right_agent(role: str) -> None:
-    """Each row's action drives exactly the (group, chain, store) ``row_agent`` names: replaying
-    the twin with orders built from that mapping reproduces the environment's state bit for bit."""
-    scenarios = [dataclasses.replace(get_preset(name), initial_cover_days=0.0) for name in ("steady", "seasonal")]
-    env = role_env(role, scenarios=scenarios)
+def _mixed_pool():
+    """Three pool scenarios of 1, 3 and 4 stores (12 store rows: 12, 4 or 3 chains), each with its own tuned
+    factors, no initial cover (so that every action orders something)."""
+    names = {"serial_textbook": -0.5, "steady": 0.7, "thin_margin": 1.6}
+    return [entry for name, store in names.items()
+            for entry in pool_of(get_preset(name), tuned={**TUNED_FACTORS, "store": store}, initial_cover_days=0.0)]
+
+
+MIXED_ROWS = {"store": 12, "warehouse": CHAINS, "supplier": CHAINS}
+
+
+def mixed_env(role: str, frozen=None, groups: int = 6, seed: int = 3) -> RoleVecEnv:
+    env = RoleVecEnv(role, frozen_for(role) if frozen is None else frozen, _mixed_pool(), groups=groups,
+                     rows=MIXED_ROWS[role], horizon=HORIZON, seed=seed)
     env.reset()
-    rows = env.num_envs // GROUPS
+    assert {g.scenario.num_stores for g in env.groups} == {1, 3, 4}, "the test needs every store count drawn"
+    return env
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_role_vec_env_groups_of_different_store_counts_fill_their_rows(role: str) -> None:
+    env = mixed_env(role)
+    assert env.num_envs == 6 * MIXED_ROWS[role]
+    agents = [env.row_agent(row) for row in range(env.num_envs)]
+    expected = []
+    for g, group in enumerate(env.groups):
+        n = group.scenario.num_stores
+        chains = MIXED_ROWS[role] // (n if role == "store" else 1)
+        assert group.state.store_on_hand.shape == (chains, n) == group.shadow.store_on_hand.shape
+        assert group.demand.shape[:1] == (chains,)
+        expected += [(g, c, f"store_{s}" if role == "store" else role)
+                     for c in range(chains) for s in range(n if role == "store" else 1)]
+    assert agents == expected  # every agent of every group exactly once, groups contiguous
+    obs = env._observe()
+    for g, group in enumerate(env.groups):  # each group's rows observe the tuned factor of its own scenario
+        np.testing.assert_array_equal(obs[g * env.rows: (g + 1) * env.rows, -1], np.float32(group.tuned[role]))
+    assert len({g.tuned["store"] for g in env.groups}) == 3
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("mixed", [False, True], ids=["same_stores", "mixed_stores"])
+def test_row_agent_maps_actions_to_the_right_agent(role: str, mixed: bool) -> None:
+    """Each row's action drives exactly the (group, chain, store) ``row_agent`` names: replaying
+    the twin with orders built from that mapping reproduces the environment's state bit for bit (also where the
+    groups' scenarios have different numbers of stores, hence of chains)."""
+    if mixed:
+        env = mixed_env(role)
+    else:
+        env = role_env(role, pool=pool_of(get_preset("steady"), get_preset("seasonal"), initial_cover_days=0.0))
+        env.reset()
+    rows = env.rows
     for k in range(4):
         actions = spread_actions(env.num_envs, k)
         before = [g.state for g in env.groups]
         env.step(actions)
         for g, (group, state) in enumerate(zip(env.groups, before, strict=True)):
             sc, fc = group.scenario, group.forecast
-            picked = np.full((CHAINS, STORES) if role == "store" else (CHAINS,), -1)
+            picked = np.full(ROLE[role].agents_shape(state), -1)
             for row in range(g * rows, (g + 1) * rows):
                 group_index, chain, agent = env.row_agent(row)
                 assert group_index == g
@@ -200,13 +254,33 @@ def test_row_agent_maps_actions_to_the_right_agent(role: str) -> None:
             assert (picked >= 0).all()
             quantities = {}
             for r in ROLES:
-                shape = (CHAINS, STORES) if r == "store" else (CHAINS,)
-                choice = picked if r == role else np.full(shape, DEFAULT_INDEX)
+                choice = picked if r == role else np.full(ROLE[r].agents_shape(state), DEFAULT_INDEX)
                 quantities[r] = menu_quantities(state, sc, fc, r, choice)
             assert np.unique(np.round(quantities[role], 9)).size > 1, "the test needs actions that matter"
             expected, _ = step(state, Actions(quantities["store"], quantities["warehouse"], quantities["supplier"]),
                                group.demand[:, state.day], sc)
             _assert_same_state(group.state, expected)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_role_vec_env_shadow_runs_every_role_s_tuned_entry(role: str) -> None:
+    """The shadow chains run every role's tuned entry (of each group's own scenario) on the same demand: a trained
+    role that picks its tuned entry, the others frozen at theirs, is the shadow bit for bit and earns a reward of
+    exactly zero; one entry above it, the chains part from the shadow and the rewards do not stay zero."""
+    env = mixed_env(role, frozen={r: TunedEntry() for r in ROLES if r != role})
+    tuned_actions = np.concatenate([np.full(env.rows, menu_index(g.tuned[role])) for g in env.groups])
+    for _ in range(HORIZON // 2):
+        _, rewards, _, _ = env.step(tuned_actions)
+        np.testing.assert_array_equal(rewards, 0.0)
+        for group in env.groups:
+            _assert_same_state(group.state, group.shadow)
+    moved = []
+    for _ in range(HORIZON - HORIZON // 2 - 1):
+        _, rewards, _, _ = env.step(tuned_actions + 1)
+        moved.append(rewards)
+    assert np.any(np.concatenate(moved) != 0.0)
+    assert any(not np.array_equal(g.state.warehouse_on_hand, g.shadow.warehouse_on_hand)
+               or not np.array_equal(g.state.store_on_hand, g.shadow.store_on_hand) for g in env.groups)
 
 
 def _assert_same_state(got: State, want: State) -> None:
@@ -219,12 +293,28 @@ def _assert_same_state(got: State, want: State) -> None:
     np.testing.assert_array_equal(got.memory.upstream, want.memory.upstream)
 
 
+def test_role_vec_env_draws_presets_the_preset_share_of_the_time() -> None:
+    pool = [*preset_pool("steady"), *pool_of(get_preset("seasonal").with_num_stores(2), preset=False)]
+    for share, expected in ((1.0, {"steady"}), (0.0, {"seasonal"})):
+        env = RoleVecEnv("store", frozen_for("store"), pool, groups=8, rows=6, horizon=HORIZON, seed=1,
+                         preset_share=share)
+        names = set()
+        for _ in range(3):
+            env.reset()
+            names |= {g.scenario.name for g in env.groups}
+        assert names == expected, share
+    env = RoleVecEnv("store", frozen_for("store"), pool, groups=64, rows=6, horizon=HORIZON, seed=1, preset_share=0.2)
+    env.reset()
+    presets = sum(g.scenario.name == "steady" for g in env.groups)
+    assert 4 <= presets <= 24  # 12.8 expected (binomial, sd 3.2)
+    assert all(g.scenario.horizon == HORIZON for g in env.groups)
+
+
 def test_role_vec_env_store_rows_order_more_with_a_higher_safety_factor() -> None:
     """On identical chains, the store row given the top of the menu orders at least as much as the
     one given the bottom, and strictly more once there is anything to order."""
-    scenario = dataclasses.replace(get_preset("steady"), initial_cover_days=0.0)
-    env = RoleVecEnv("store", frozen_for("store"), groups=1, chains=2, num_stores=3, horizon=HORIZON,
-                     scenarios=[scenario])
+    env = RoleVecEnv("store", frozen_for("store"), pool_of(get_preset("steady"), initial_cover_days=0.0), groups=1,
+                     rows=6, horizon=HORIZON)
     env.reset()
     g = env.groups[0]
     g.demand[1] = g.demand[0]  # identical chains
@@ -245,7 +335,8 @@ def test_role_vec_env_store_rows_order_more_with_a_higher_safety_factor() -> Non
 def test_observation_width_does_not_depend_on_num_stores(role: str) -> None:
     widths = set()
     for stores in (1, 4):
-        env = role_env(role, num_stores=stores, groups=1, chains=2)
+        env = role_env(role, pool=pool_of(get_preset("steady").with_num_stores(stores)), groups=1,
+                       rows=2 * (stores if role == "store" else 1))
         obs = env.reset()
         assert obs.shape[0] == 2 * (stores if role == "store" else 1)
         widths.add(obs.shape[1])
@@ -263,6 +354,13 @@ def _with_identical_stores(n: int):
 def test_observations_of_identical_stores_do_not_depend_on_their_number() -> None:
     one, three = _with_identical_stores(1), _with_identical_stores(3)
     env_one, env_three = SupplyChainParallelEnv(one), SupplyChainParallelEnv(three)
+    for env in (env_one, env_three):  # every agent observes its role's tuned factor of the env's scenario, last
+        obs, _ = env.reset(seed=0)
+        for agent, observation in obs.items():
+            assert observation[-1] == np.float32(env.tuned[agent if agent in ROLES else "store"])
+    # tuning (8 demand paths of each chain) may settle on neighbouring menu entries for the two chains: what this test
+    # checks is the observers, so both chains are given the same tuned factors
+    env_three.tuned = env_one.tuned
     obs_one, _ = env_one.reset(seed=0)
     obs_three, _ = env_three.reset(seed=0)
     assert len(obs_three) == 5 and len(obs_one) == 3
@@ -285,8 +383,8 @@ def test_observations_stay_equal_when_identical_stores_see_the_same_customers() 
     demand = np.random.default_rng(5).poisson(one.stores[0].mean, size=30).astype(float)
     rng = np.random.default_rng(6)
     for t in range(30):
-        o_one = {r: observe(r, s_one, one, f_one) for r in ROLES}
-        o_three = {r: observe(r, s_three, three, f_three) for r in ROLES}
+        o_one = {r: observe(r, s_one, one, f_one, TUNED_FACTORS) for r in ROLES}
+        o_three = {r: observe(r, s_three, three, f_three, TUNED_FACTORS) for r in ROLES}
         for i in range(3):
             np.testing.assert_allclose(o_three["store"][0, i], o_one["store"][0, 0], rtol=1e-5, atol=1e-5,
                                        err_msg=f"store_{i} day {t}")
