@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pools import TUNED
 
 from core.agents import tuning
 from core.agents.observations import observe
@@ -27,7 +28,6 @@ from core.evaluation.generalisation import (
     MAX_SCENARIOS,
     MIN_SEEDS,
     SEED_STREAMS,
-    SLIDERS,
     HeldOutRow,
     HeldOutTask,
     evaluate_held_out,
@@ -41,17 +41,19 @@ from core.evaluation.generalisation import (
 from core.evaluation.report import rule_policies
 from core.evaluation.statistics import ACCEPTANCE_SEED, EVAL_SEED
 from core.evaluation.statistics import mean_cost as real_mean_cost
+from core.learning import pool as pools
 from core.learning import training
 from core.serving.models import EXPORTED_MODELS
 from core.serving.registry import uniform
 from core.simulation.forecast import Forecast
 from core.simulation.limits import MAX_SEED, MAX_SEEDS, MAX_STORES
 from core.simulation.presets import PRESETS
-from core.simulation.randomization import RANGES
+from core.simulation.randomization import RANGES, SLIDERS
 from core.simulation.scenario import Scenario
 from core.simulation.twin import reset
 
 DRAWS = held_out_scenarios(200, 0)
+POOL_SEED_OF = pools.pool_seed  # the pools' seeds, as a run hands them out
 
 
 def test_the_draws_are_the_same_for_a_seed_and_do_not_depend_on_how_many() -> None:
@@ -66,7 +68,7 @@ def test_every_draw_is_a_valid_scenario_the_learned_policies_can_observe() -> No
         assert Scenario.from_json(scenario.to_json()) == scenario
         state, forecast = reset(scenario, 1), Forecast.of(scenario)
         for role in ("store", "warehouse", "supplier"):
-            assert np.isfinite(observe(role, state, scenario, forecast)).all(), (scenario.name, role)
+            assert np.isfinite(observe(role, state, scenario, forecast, TUNED)).all(), (scenario.name, role)
 
 
 def test_the_draws_cover_the_business_settings() -> None:
@@ -116,15 +118,21 @@ def test_the_slider_ranges_are_the_live_pages() -> None:
 
 
 def _seeds_training_derives(config_seed: int, out: Path, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Every seed a full training run (all phases, every one kept) with ``config_seed`` hands its generators, and the
-    seed of every phase acceptance check. A role's seed reaches its environment, observation sample, PPO model and
-    start anchor through ``train_role``'s ``seed``; so it is recorded there (training itself replaced by a stand-in),
-    and the acceptance seed where ``mean_cost`` receives it."""
+    """Every seed a full training run (all phases, every one kept) with ``config_seed`` hands its generators: the
+    seeds of its training and acceptance pools' draws (``core.learning.pool.pool_seed``, recorded where the pool asks
+    for them; their tuning, whose seed is the tuner's own, replaced by a stand-in), every role's seed, and the seed of
+    every phase acceptance check. A role's seed reaches its environment, observation sample, PPO model and start
+    anchor through ``train_role``'s ``seed``; so it is recorded there (training itself replaced by a stand-in), and
+    the acceptance seed where ``mean_cost`` receives it."""
     seeds: list[int] = []
     costs = itertools.count(1000.0, -1.0)  # every check cheaper than the last: every phase is kept
 
-    def train_role(config: training.TrainConfig, role: str, phase_dir: Path, models: dict, timesteps: int,
-                   learning_rate: float, seed: int, **_: Any) -> SimpleNamespace:
+    def pool_seed(seed: int, stream: str) -> int:
+        seeds.append(POOL_SEED_OF(seed, stream))
+        return seeds[-1]
+
+    def train_role(config: training.TrainConfig, role: str, phase_dir: Path, models: dict, pool: list,
+                   timesteps: int, learning_rate: float, seed: int, **_: Any) -> SimpleNamespace:
         seeds.append(seed)
         return SimpleNamespace(policy=None, num_timesteps=0)
 
@@ -135,20 +143,25 @@ def _seeds_training_derives(config_seed: int, out: Path, monkeypatch: pytest.Mon
         cost = next(costs)
         return {s.name: cost for s in call.arguments["scenarios"]}
 
+    monkeypatch.setattr(pools, "pool_seed", pool_seed)
+    monkeypatch.setattr(pools, "tune_all", lambda scenarios, processes=None: [TUNED] * len(scenarios))
     monkeypatch.setattr(training, "train_role", train_role)
     monkeypatch.setattr(training, "mean_cost", mean_cost)
     config = training.TrainConfig(out=str(out), seed=config_seed, progress_bar=False)
     hierarchy = training.run_phases(config, list(training.PHASES))
     assert all(record.kept for record in hierarchy.phases)
+    assert [s for s in seeds if s >= pools.POOL_SEED] == [POOL_SEED_OF(config_seed, stream)
+                                                         for stream in ("training", "acceptance")]
     return seeds
 
 
 def test_training_acceptance_and_evaluate_never_use_a_benchmark_seed(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """Training's seeds grow with its ``--seed`` (100 x it plus a phase offset), whose largest is ``MAX_SEED`` plus
-    the runs of ``train --runs`` after the first; the benchmark's, from ``held_out_seed``, grow with its ``--seed``
-    and stream. So the largest training, acceptance, evaluation or tuning seed below the smallest benchmark seed
-    proves that no ``--seed`` of either can make them meet."""
+    """Training's seeds grow with its ``--seed`` (100 x it plus a phase offset; its pools' from ``POOL_SEED`` up, two
+    per seed), whose largest is ``MAX_SEED`` plus the runs of ``train --runs`` after the first; the benchmark's, from
+    ``held_out_seed``, grow with its ``--seed`` and stream. So the largest training, pool, acceptance, evaluation or
+    tuning seed below the smallest benchmark seed proves that no ``--seed`` of either can make them meet; and the
+    pools' seeds lie above every other, so no pool scenario is drawn from a generator that draws demand."""
     largest_config_seed = MAX_SEED + ARGUMENT_RANGES["runs"][1] - 1
     smallest = _seeds_training_derives(0, tmp_path / "first", monkeypatch)
     largest = _seeds_training_derives(largest_config_seed, tmp_path / "last", monkeypatch)
@@ -158,8 +171,36 @@ def test_training_acceptance_and_evaluate_never_use_a_benchmark_seed(tmp_path: P
     others = [*smallest, *largest, EVAL_SEED, *tuner_seeds]
     assert all(isinstance(s, int) and s >= 0 for s in others)
     assert max(others) < held_out_seed(0, 0)
+    pool = [s for s in others if s >= pools.POOL_SEED]
+    assert len(pool) == 4 and max(s for s in others if s < pools.POOL_SEED) < pools.POOL_SEED
     assert held_out_seed(0, 0) < held_out_seed(MAX_SEED, MAX_SCENARIOS)  # the benchmark's range, every --seed
     assert held_out_seed(7, MAX_SCENARIOS) < held_out_seed(8, 0) and SEED_STREAMS == MAX_SCENARIOS + 1
+
+
+def _unnamed(scenario: Scenario) -> str:
+    return scenario.to_json().replace(scenario.name, "")
+
+
+def test_the_pools_draw_the_benchmark_s_family_but_none_of_its_scenarios() -> None:
+    """Training and acceptance scenarios are ``draw_scenario``'s (every preset, both unmet-demand rules, the app's
+    sliders), training's with a store count that divides the VecEnv's store rows; not one is a benchmark scenario."""
+    training_draws = pools.drawn_scenarios(100, 0, "training")
+    acceptance_draws = pools.drawn_scenarios(40, 0, "acceptance")
+    assert training_draws == pools.drawn_scenarios(100, 0, "training")  # the same for a seed
+    assert training_draws[:5] != pools.drawn_scenarios(5, 1, "training")
+    assert {s.num_stores for s in training_draws} <= set(pools.STORE_COUNTS)
+    assert all(pools.STORE_ROWS % s.num_stores == 0 for s in training_draws)
+    assert len({s.num_stores for s in training_draws}) >= 6
+    assert max(s.num_stores for s in acceptance_draws) > 1
+    for draws, prefix in ((training_draws, "train"), (acceptance_draws, "accept")):
+        assert all(s.name.startswith(f"{prefix}_{k}_") for k, s in enumerate(draws, start=1))
+        assert {s.unmet_demand for s in draws} == {"lost_sales", "backorders"}
+        assert all(s.horizon == 365 for s in draws)
+        assert {s.name.split("_", 2)[2] for s in draws} <= set(PRESETS)
+    assert len({s.name.split("_", 2)[2] for s in training_draws}) == len(PRESETS)
+    benchmark = {_unnamed(s) for s in DRAWS}
+    assert not benchmark & {_unnamed(s) for s in [*training_draws, *acceptance_draws]}
+    assert not {_unnamed(s) for s in training_draws} & {_unnamed(s) for s in acceptance_draws}
 
 
 def _row(relative: float, low: float, high: float, ratio: float, unmet: str) -> HeldOutRow:
