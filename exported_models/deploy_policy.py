@@ -11,15 +11,19 @@ the store policy (onnxruntime, one thread, ``RUN_ROWS`` rows a run) and turns it
     order = max(0, forecast_over_lead_time + z * demand_sd_per_day * sqrt(lead_time_days) - inventory position)
     inventory position = on_hand + sum of pipeline_day_* - backorders
 
-The features are the training's (``core.agents.observations.store_observation``), computed in float64 with the
-same operations, so the policy sees the same float32 observation as in the twin. Stock is in days of forecast
-demand (forecast_over_lead_time / lead_time_days), among them the stock expected on hand when tonight's order
-arrives: on hand less backorders, plus each earlier morning's pipeline, less a day's forecast a day; where sales
-are lost (backorders_allowed 0) what is left each evening cannot go below zero, and its expectation under normal
-demand (variance demand_sd_per_day^2 a day, summed) is carried on, so sales lost before the order arrives are
-counted (``expected_stock_at_arrival``; the normal distribution function by Abramowitz and Stegun 7.1.26, as in
-training). ``expected_lost_before_arrival_spreads`` is the sales expected to be lost before then: how much more
-stock that leaves than the same without lost sales, in standard deviations of lead-time demand.
+The features are the training's (``core.agents.observations.store_observation``), computed in float64 with the same
+operations, so the policy sees the same float32 observation as in the twin. The last one, tuned_safety_factor, is
+the input's column of that name, passed through: the store's tuned constant menu entry for its product's scenario
+(the safety factor forecast base-stock does best with there, tuned by simulation; ``python -m core tune --scenario
+FILE --menu`` prints it as "store Z"), the same for every row of a scenario. The policy aims at that factor plus a
+learned correction. Stock is in days of forecast demand (forecast_over_lead_time / lead_time_days), among them the
+stock expected on hand when tonight's order arrives: on hand less backorders, plus each earlier morning's pipeline,
+less a day's forecast a day; where sales are lost (backorders_allowed 0) what is left each evening cannot go below
+zero, and its expectation under normal demand (variance demand_sd_per_day^2 a day, summed) is carried on, so sales
+lost before the order arrives are counted (``expected_stock_at_arrival``; the normal distribution function by
+Abramowitz and Stegun 7.1.26, as in training). ``expected_lost_before_arrival_spreads`` is the sales expected to be
+lost before then: how much more stock that leaves than the same without lost sales, in standard deviations of
+lead-time demand.
 
 The input's columns (``STATE_COLUMNS``; units in brackets) are listed below; ``example_states.csv`` beside this
 script is a small example. Extra columns are ignored (not even read), except ``store`` and ``product`` (numbers or
@@ -27,21 +31,22 @@ text), which are copied to the output. The output has one row per input row: sto
 safety_factor (the chosen z, in standard deviations of lead-time demand) and order_quantity_units, the order as
 placed (``rounded_orders``): whole units where whole_units is 1, else ``DECIMALS`` decimals.
 
-Memory is bounded by a block, whatever the number of rows: the file is read, checked, decided and written a block
-at a time, ``BLOCK_ROWS`` rows of Parquet (its columns read ``READ_BUFFER`` bytes at a time) or ``BLOCK_BYTES``
-bytes of CSV, each block's orders appended to the output's temporary file. The header is checked before any row
-is decided: each column once, none missing, numbers of an integer or floating-point type (not text, lists,
-structs or maps), role text, pipeline_day_1 to pipeline_day_K with none missing in between and K at most
-``MAX_LEAD_DAYS``. Every row then has a finite number in every number column (no empty cell, no NaN); quantities,
-forecasts, demands, costs and the day from 0 to ``MAX_VALUE`` (1e12: far beyond any store, exact in float64 for
-whole numbers, and no order can overflow), average_demand_per_day above 0, a whole lead time of 1 to
-``MAX_LEAD_DAYS`` days, flags 0 or 1 and a known role. The first bad row stops the run with one line naming the
-row (1 = the first data row, counted across blocks) and the column (exit 2); text from the file is shown with
-control characters escaped. Nothing is written then: the orders go to a new file of random name in the output's
-folder (created exclusively, never through a symlink), removed on any error and on Ctrl-C or SIGTERM (one line,
-"interrupted", exit 130 or 143), and renamed onto --output only once complete. --output must be a .csv file in an
-existing folder and not the input (nor a link to it); a symlink at --output is replaced, not followed. A closed
-stdout ends the run quietly (exit 141).
+Memory is bounded by a block, whatever the number of rows: the file is read, checked, decided and written a block at
+a time, ``BLOCK_ROWS`` rows of Parquet (its columns read ``READ_BUFFER`` bytes at a time) or ``BLOCK_BYTES`` bytes
+of CSV, each block's orders appended to the output's temporary file. The header is checked before any row is
+decided: each column once, none missing, numbers of an integer or floating-point type (not text, lists, structs or
+maps), role text, pipeline_day_1 to pipeline_day_K with none missing in between and K at most ``MAX_LEAD_DAYS``.
+Every row then has a finite number in every number column (no empty cell, no NaN); quantities, forecasts, demands,
+costs and the day from 0 to ``MAX_VALUE`` (1e12: far beyond any store, exact in float64 for whole numbers, and no
+order can overflow), average_demand_per_day above 0, a whole lead time of 1 to ``MAX_LEAD_DAYS`` days, flags 0 or 1,
+tuned_safety_factor within ``TUNED_RANGE`` (-2 to 10, the menu's lowest and highest entries) and a known role. The
+first bad row stops the run with one line naming the row (1 = the first data row, counted across blocks), the
+column, the value and what is allowed there (exit 2); text from the file is shown with control characters escaped.
+Nothing is written then: the orders go to a new file of random name in the output's folder (created exclusively,
+never through a symlink), removed on any error and on Ctrl-C or SIGTERM (one line, "interrupted", exit 130 or 143),
+and renamed onto --output only once complete. --output must be a .csv file in an existing folder and not the input
+(nor a link to it); a symlink at --output is replaced, not followed. A closed stdout ends the run quietly (exit
+141).
 
 With ``--ray`` every row is checked first (the same streaming pass), then the decisions run as a Ray Data
 ``map_batches`` over the file (read with the same column types), in order, on a local Ray or on the cluster in
@@ -54,9 +59,10 @@ Single-observation mode (engineered features, any role):
 
 observation.json holds the role's features by name (the names and their order are in
 manifest.json; a list in that order works too) and, optionally, what is needed to turn the
-decision into units:
+decision into units. Every role's last feature is tuned_safety_factor, the role's tuned constant menu entry for the
+scenario (``python -m core tune --scenario FILE --menu`` prints it per role), from -2 to 10:
 
-    {"features": {"on_hand_days": 3.2, "in_transit_days": 2.0, ...},
+    {"features": {"on_hand_days": 3.2, "in_transit_days": 2.0, ..., "tuned_safety_factor": 1.3},
      "order": {"forecast_per_day": 40, "protection_days": 2, "demand_sd_per_day": 12,
                "inventory_position": 150, "prebuild": 0, "whole_units": true}}
 
@@ -198,13 +204,14 @@ def observation_row(features: object, names: list[str]) -> np.ndarray:
     """The features in the manifest's order, as one float32 row."""
     if isinstance(features, list):
         if len(features) != len(names):
-            raise InputError(f"observation has {len(features)} features; allowed: {len(names)} "
-                             f"({', '.join(names[:3])}, ...)")
+            raise InputError(f"observation has {len(features)} features; allowed: {len(names)}, in the manifest's "
+                             f"order ({', '.join(names[:3])}, ..., {names[-1]}){_tuned_hint(names)}")
         values = dict(zip(names, features, strict=True))
     elif isinstance(features, dict):
         missing = [n for n in names if n not in features]
         if missing:
-            raise InputError(f"observation lacks features: {', '.join(missing)}")
+            raise InputError(f"observation lacks features: {', '.join(missing)} (the names are in manifest.json)"
+                             f"{_tuned_hint(missing)}")
         unknown = [checks.printable(str(n)[:40]) for n in features if n not in names]
         if unknown:
             raise InputError(f"observation has unknown features: {', '.join(unknown[:5])}")
@@ -212,9 +219,18 @@ def observation_row(features: object, names: list[str]) -> np.ndarray:
     else:
         raise InputError("observation: 'features' must be an object by feature name or a list")
     row = np.array([[number(values[n], f"feature {n}") for n in names]], dtype=np.float64)
+    if TUNED in names and not TUNED_RANGE[0] <= row[0, names.index(TUNED)] <= TUNED_RANGE[1]:
+        raise InputError(f"feature {TUNED}: {row[0, names.index(TUNED)]:g}; allowed: {TUNED_RANGE[0]:g} to "
+                         f"{TUNED_RANGE[1]:g} (a safety factor of the menu)")
     if np.abs(row).max() > np.finfo(np.float32).max:
         raise InputError("observation: a feature beyond the float32 range")
     return row.astype(np.float32)
+
+
+def _tuned_hint(names: list[str]) -> str:
+    """Where the tuned safety factor comes from, for a message about ``names`` if it is among them."""
+    return f"; {TUNED} is the role's tuned constant menu entry for the scenario, from " \
+        "`python -m core tune --scenario FILE --menu`" if TUNED in names else ""
 
 
 def shown(value: object) -> str:
@@ -411,7 +427,12 @@ STATE_COLUMNS = {  # column -> (unit, meaning); every one is required, a number 
                                      "expected at an order's arrival then counts the sales lost before it)"),
     "whole_units": ("0 or 1", "1 where demand comes in whole units: the order-up-to target is rounded to a whole "
                               "unit (as in training)"),
+    "tuned_safety_factor": ("safety factor", "the store's tuned constant menu entry for its product's scenario, from "
+                                             "`python -m core tune --scenario FILE --menu` (its store entry), the "
+                                             "same for every row of a scenario; -2 to 10 (TUNED_RANGE)"),
 }
+TUNED = "tuned_safety_factor"  # every role's last feature (a column of its own in batch mode)
+TUNED_RANGE = (-2.0, 10.0)  # the menu's lowest and highest safety factors: what a tuned entry can be
 FLAGS = ("backorders_allowed", "whole_units")
 PASSED_THROUGH = ("store", "product")
 
@@ -541,6 +562,8 @@ def _numbers(column: object, name: str, offset: int) -> np.ndarray:
 
 def _valid(name: str, values: np.ndarray) -> np.ndarray:
     """Which rows of number column ``name`` hold an allowed value (NaN never does)."""
+    if name == TUNED:
+        return (values >= TUNED_RANGE[0]) & (values <= TUNED_RANGE[1])
     if name == "lead_time_days":
         return (values >= 1) & (values <= MAX_LEAD_DAYS) & (values == np.round(values))
     if name in FLAGS:
@@ -553,6 +576,8 @@ def _allowed(name: str, value: float) -> str:
     """The values number column ``name`` allows, for a message about ``value``."""
     if not math.isfinite(value):
         return "a finite number (no empty cell, no NaN)"
+    if name == TUNED:
+        return f"{TUNED_RANGE[0]:g} to {TUNED_RANGE[1]:g} (a safety factor of the menu)"
     if name == "lead_time_days":
         return f"a whole number of days, 1 to {MAX_LEAD_DAYS}"
     if name in FLAGS:
@@ -648,6 +673,7 @@ def store_features(states: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray]
         "critical_ratio": ratio,
         "newsvendor_safety_factor": newsvendor_safety_factor(ratio),
         "backorders_mode": states["backorders_allowed"],
+        TUNED: states[TUNED],
     }
     return features, {"forecast_per_day": f, "lead_time_days": lead, "position": position,
                       "whole_units": states["whole_units"] == 1}

@@ -53,6 +53,7 @@ def base_table() -> pa.Table:
 
 BASE = base_table()
 NUMBERS = deploy.number_columns([f"pipeline_day_{k}" for k in range(1, PIPELINE_DAYS + 1)])
+TUNED = deploy.TUNED  # the store's tuned safety factor: a number from -2 to 10, not a quantity
 
 
 @dataclass
@@ -185,6 +186,8 @@ def values_at_the_bound(rng, suffix) -> Case:
         if name not in ("lead_time_days", "backorders_allowed", "whole_units"):
             values = table.column(name).to_numpy().copy()
             values[rows] = deploy.MAX_VALUE if rng.random() < 0.7 else 0.0
+            if name == TUNED:  # its bounds are the menu's
+                values[rows] = deploy.TUNED_RANGE[int(rng.integers(2))]
             table = replaced(table, name, pa.array(values))
     table = replaced(table, "average_demand_per_day", pa.array(np.maximum(table.column("average_demand_per_day")
                                                                          .to_numpy(), 1e-9)))
@@ -192,7 +195,7 @@ def values_at_the_bound(rng, suffix) -> Case:
 
 
 def negative_value(rng, suffix) -> Case:
-    name, row = str(rng.choice(NUMBERS)), int(rng.integers(BASE.num_rows))
+    name, row = str(rng.choice([n for n in NUMBERS if n != TUNED])), int(rng.integers(BASE.num_rows))
     return Case(suffix, with_cell(BASE, name, row, -float(rng.choice([1e-9, 1.0, 5e3]))),
                 expect=f"row {row + 1}, column {name}: got -")
 
@@ -260,10 +263,12 @@ def shuffled_columns(rng, suffix) -> Case:
 
 
 def bad_flag_or_lead(rng, suffix) -> Case:
-    name, row = str(rng.choice(["lead_time_days", "backorders_allowed", "whole_units"])), int(rng.integers(2000))
+    name = str(rng.choice(["lead_time_days", "backorders_allowed", "whole_units", TUNED]))
+    row = int(rng.integers(2000))
     value = {"lead_time_days": float(rng.choice([0.0, 1.5, 366.0])), "backorders_allowed": 0.5,
-             "whole_units": 2.0}[name]
-    allowed = {"lead_time_days": "a whole number of days, 1 to 365"}.get(name, "0 or 1")
+             "whole_units": 2.0, TUNED: float(rng.choice([-2.5, 10.5, 64.0]))}[name]
+    allowed = {"lead_time_days": "a whole number of days, 1 to 365",
+               TUNED: "-2 to 10 (a safety factor of the menu)"}.get(name, "0 or 1")
     return Case(suffix, with_cell(BASE, name, row, value),
                 expect=f"row {row + 1}, column {name}: got {value!r}; allowed: {allowed}")
 
@@ -347,6 +352,52 @@ def test_every_mutation_kind_is_drawn() -> None:
     kinds = {case_of(seed).expect is None for seed in SEEDS}
     assert kinds == {True, False}
     assert {MUTATIONS[seed % len(MUTATIONS)] for seed in SEEDS} == set(MUTATIONS)
+
+
+# --- the tuned safety factor ------------------------------------------------------------------------------------
+
+def test_the_tuned_safety_factor_is_the_store_s_tuned_entry_passed_through() -> None:
+    """The twin's rows carry the store's tuned entry (one value for the scenario, on the menu), and the script
+    passes the column through as the feature of that name, the store policy's last."""
+    from core.agents.menus import SAFETY_FACTORS
+    from core.serving.registry import scenario_tuning
+    from core.simulation.presets import get_preset
+
+    tuned = BASE.column(TUNED).to_numpy()
+    store = scenario_tuning()(get_preset("steady").with_num_stores(10))["store"]
+    assert (tuned == store).all() and store in SAFETY_FACTORS
+    assert list(deploy.STATE_COLUMNS)[-1] == TUNED
+    features, _ = deploy.store_features(deploy.checked_states(BASE))
+    np.testing.assert_array_equal(features[TUNED], tuned)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize("value, expect", [
+    ("missing", f"header: missing column {TUNED}"),
+    (-2.5, f"row 17, column {TUNED}: got -2.5; allowed: -2 to 10 (a safety factor of the menu)"),
+    (10.25, f"row 17, column {TUNED}: got 10.25; allowed: -2 to 10 (a safety factor of the menu)"),
+    (None, f"row 17, column {TUNED}: got an empty cell; allowed: a finite number (no empty cell, no NaN)"),
+])
+def test_a_missing_or_out_of_range_tuned_safety_factor_is_refused_in_one_line(value: object, expect: str, suffix: str,
+                                                                             tmp_path: Path, capsys) -> None:
+    """A file without the column, or a row whose value is off the menu's range (-2 to 10) or empty: exit 2, one
+    line naming the column (and the row, the value and the allowed range), nothing written; at the range's ends
+    the rows are decided. In this process, and as a command for the CSV file."""
+    table = BASE.slice(0, 40)
+    table = table.drop_columns([TUNED]) if value == "missing" else with_cell(table, TUNED, 16, value)
+    states, out = tmp_path / f"states{suffix}", tmp_path / "orders.csv"
+    write(Case(suffix, table), states)
+    runs = [run_in_process(capsys, "--input", str(states), "--output", str(out))]
+    if suffix == ".csv":
+        runs.append(run_process("--input", str(states), "--output", str(out)))
+    for code, stdout, err in runs:
+        assert_one_error(code, err, expect)
+        assert stdout == "" and list(tmp_path.iterdir()) == [states]
+    for edge in deploy.TUNED_RANGE:
+        write(Case(suffix, with_cell(BASE.slice(0, 40), TUNED, 16, edge)), states)
+        code, _, err = run_in_process(capsys, "--input", str(states), "--output", str(out))
+        assert code == 0 and err == "", err
+        out.unlink()
 
 
 # --- blocks ---------------------------------------------------------------------------------------------------

@@ -228,6 +228,40 @@ def test_hostile_model_folders_are_refused_in_one_line(folder: Path, tmp_path: P
         assert files(tmp_path) == before
 
 
+TUNED_HINT = "tuned_safety_factor is the role's tuned constant menu entry for the scenario, from `python -m core tune"
+
+
+@pytest.mark.parametrize("case, pattern", [
+    ("dropped", r"observation lacks features: tuned_safety_factor \(the names are in manifest\.json\); "
+                + re.escape(TUNED_HINT)),
+    ("list without it", rf"observation has {WIDTH - 1} features; allowed: {WIDTH}, in the manifest's order "
+                        rf"\(on_hand_days, .*, \.\.\., tuned_safety_factor\); " + re.escape(TUNED_HINT)),
+    ("above the menu", r"feature tuned_safety_factor: 10\.5; allowed: -2 to 10 \(a safety factor of the menu\)"),
+    ("below the menu", r"feature tuned_safety_factor: -2\.01; allowed: -2 to 10"),
+])
+def test_an_observation_without_a_valid_tuned_safety_factor_is_one_clear_line(
+        folder: Path, tmp_path: Path, case: str, pattern: str, capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The single mode reads the store card's features by name; the last is the tuned safety factor: an observation
+    written without it (by name or as a list of the other features) or with one off the menu's range is refused in
+    one line that says what the feature is and where it comes from."""
+    names = json.loads((folder / "manifest.json").read_text())["roles"]["store"]["features"]
+    assert names == list(FEATURES["store"]) and names[-1] == "tuned_safety_factor"
+    features: dict | list = dict.fromkeys(names, 1.0)
+    if case == "dropped":
+        features.pop("tuned_safety_factor")
+    elif case == "list without it":
+        features = [1.0] * (len(names) - 1)
+    else:
+        features["tuned_safety_factor"] = 10.5 if case == "above the menu" else -2.01
+    path = tmp_path / "observation.json"
+    path.write_text(json.dumps({"features": features}))
+    refused(in_process(["--role", "store", "--observation", str(path), "--models", str(folder)], capsys, monkeypatch),
+            pattern)
+    if case == "dropped":
+        refused(as_command(["--role", "store", "--observation", str(path), "--models", str(folder)]), pattern)
+
+
 @pytest.mark.parametrize("mode", ["single", "batch"])
 def test_a_rule_card_decides_without_a_model(folder: Path, tmp_path: Path, mode: str, capsys: pytest.CaptureFixture,
                                              monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,8 @@ import importlib.util
 import json
 import subprocess
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
-from core.agents.observations import FEATURES, observe
+from core.agents.observations import FEATURES, TUNED, observe
 from core.agents.tuning import tune_base_stock
 from core.cli import main
 from core.evaluation.distributed import RayExecutor, SerialExecutor, per_seed, policy_job
@@ -30,7 +32,7 @@ from core.serving.deployment import (
     write_example_observation,
 )
 from core.serving.models import EXPORTED_MODELS, learned_mix, learned_policy
-from core.serving.registry import Sources, mix_of, uniform
+from core.serving.registry import Sources, mix_of, scenario_tuning, uniform
 from core.simulation.demand import sample_demand
 from core.simulation.forecast import Forecast
 from core.simulation.presets import PRESETS
@@ -176,13 +178,16 @@ def test_batch_features_equal_the_twin_observations() -> None:
     lead times (1, 2 and 5 days), lost sales and backorders mixed in one table: the same float64 operations, so
     equal after the cast to float32 but for a float32 rounding step (rtol 2**-23) where the last float64 bits
     differ, and atol 1e-9 for features that are zero up to float64 rounding (the sales lost before arrival
-    where demand waits)."""
-    rows, observed = [], []
+    where demand waits). The last feature, the store's tuned safety factor, is the rows' column of that name
+    (the scenario's tuned store entry, as serving observes it), passed through."""
+    rows, observed, entries = [], [], []
     for name in ("thin_margin", "serial_textbook", "seasonal"):
+        tuned = scenario_tuning()(PRESETS[name])
         for scenario, state, _ in twin_states(name, chains=3, days=(0, 9, 33)):
             forecast = Forecast.of(scenario)
             rows.append(store_rows(state, scenario, forecast))
-            observed.append(observe("store", state, scenario, forecast).reshape(-1, len(FEATURES["store"])))
+            observed.append(observe("store", state, scenario, forecast, tuned).reshape(-1, len(FEATURES["store"])))
+            entries.append(np.full(len(rows[-1]["role"]), tuned["store"]))
     widest = max(rows, key=len)  # every row gets the widest pipeline: a day past a row's own lead brings nothing
     table = pa.concat_tables([pa.table({c: r.get(c, np.zeros(len(r["role"]))) for c in widest}) for r in rows])
     features, _ = deploy.store_features(deploy.checked_states(table))
@@ -192,6 +197,9 @@ def test_batch_features_equal_the_twin_observations() -> None:
     lost = FEATURES["store"].index("expected_lost_before_arrival_spreads")
     assert (expected[:, lost] > 0.1).any()  # sales lost before arrival (which leave stock unsold) are in the sample
     np.testing.assert_allclose(matrix, expected, rtol=2.0**-23, atol=1e-9)
+    assert FEATURES["store"][-1] == TUNED and TUNED in table.column_names
+    np.testing.assert_array_equal(table.column(TUNED).to_numpy(), np.concatenate(entries))
+    np.testing.assert_array_equal(matrix[:, -1], np.concatenate(entries).astype(np.float32))
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
@@ -248,24 +256,28 @@ def _drop(column: str) -> str:
     return "\n".join(",".join(c for i, c in enumerate(cells) if i != index) for cells in lines) + "\n"
 
 
-@pytest.mark.parametrize("text, message", [
-    (_drop("on_hand"), "header: missing column on_hand"),
-    (_drop("pipeline_day_1"), "header: column pipeline_day_2 without pipeline_day_1"),
-    (_edit("on_hand", "NaN"), "row 3, column on_hand"),
-    (_edit("on_hand", ""), "row 3, column on_hand"),
-    (_edit("on_hand", "-4"), "row 3, column on_hand: got -4.0; allowed: 0 or more"),
-    (_edit("pipeline_day_2", "-1", row=5), "row 5, column pipeline_day_2"),
-    (_edit("role", '"shop"', row=2), "row 2, column role: got 'shop'; allowed: store"),
-    (_edit("lead_time_days", "1.5"), "row 3, column lead_time_days"),
-    (_edit("lead_time_days", "366", row=4), "row 4, column lead_time_days: got 366.0; allowed: a whole number of days, "
-                                            "1 to 365"),
-    (_edit("demand_cv", "abc"), "row 3, column demand_cv: got 'abc'; allowed: a number"),
+@pytest.mark.parametrize("make, message", [  # made when the test runs
+    (partial(_drop, "on_hand"), "header: missing column on_hand"),
+    (partial(_drop, "pipeline_day_1"), "header: column pipeline_day_2 without pipeline_day_1"),
+    (partial(_edit, "on_hand", "NaN"), "row 3, column on_hand"),
+    (partial(_edit, "on_hand", ""), "row 3, column on_hand"),
+    (partial(_edit, "on_hand", "-4"), "row 3, column on_hand: got -4.0; allowed: 0 or more"),
+    (partial(_edit, "pipeline_day_2", "-1", row=5), "row 5, column pipeline_day_2"),
+    (partial(_edit, "role", '"shop"', row=2), "row 2, column role: got 'shop'; allowed: store"),
+    (partial(_edit, "lead_time_days", "1.5"), "row 3, column lead_time_days"),
+    (partial(_edit, "lead_time_days", "366", row=4), "row 4, column lead_time_days: got 366.0; allowed: a whole "
+                                                      "number of days, 1 to 365"),
+    (partial(_edit, "demand_cv", "abc"), "row 3, column demand_cv: got 'abc'; allowed: a number"),
+    (partial(_drop, TUNED), f"header: missing column {TUNED}"),
+    (partial(_edit, TUNED, "10.5", row=2), f"row 2, column {TUNED}: got 10.5; allowed: -2 to 10 (a safety factor"),
+    (partial(_edit, TUNED, "-3"), f"row 3, column {TUNED}: got -3.0; allowed: -2 to 10 (a safety factor"),
 ], ids=["no on_hand", "no pipeline", "NaN", "empty", "negative stock", "negative pipeline", "unknown role",
-        "fractional lead time", "lead time beyond a year", "text"])
-def test_bad_rows_are_rejected_by_row_and_column_and_nothing_is_written(text: str, message: str,
+        "fractional lead time", "lead time beyond a year", "text", "no tuned safety factor",
+        "tuned safety factor above the menu", "tuned safety factor below the menu"])
+def test_bad_rows_are_rejected_by_row_and_column_and_nothing_is_written(make: Callable[[], str], message: str,
                                                                         tmp_path: Path) -> None:
     states, out = tmp_path / "states.csv", tmp_path / "orders.csv"
-    states.write_text(text)
+    states.write_text(make())
     result = subprocess.run([sys.executable, str(DEPLOY), "--input", str(states), "--output", str(out)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2

@@ -4,7 +4,10 @@ single mode's example observation.
 A deployer knows stock, the pipeline by arrival day, a forecast and its error, lead times, recent sales and
 costs per store and product, not this project's engineered features; ``store_rows`` writes a twin state in
 those terms (the columns of ``deploy_policy.STATE_COLUMNS``), one row per chain (a product) and store, so the batch
-deployment can be checked against the served policies and timed on states the twin produces.
+deployment can be checked against the served policies and timed on states the twin produces. Its column
+``tuned_safety_factor`` is the store's tuned constant menu entry for the scenario, the one the served store policy
+observes (``core.serving.registry.scenario_tuning``: shipped in the models' manifest or tuned here, the entries
+``python -m core tune --scenario FILE --menu`` prints).
 
 The single mode reads a role's engineered features and the terms of its order instead: ``example_observation`` is
 one store's, from the twin, and ``write_example_observation`` writes it beside the script
@@ -16,17 +19,19 @@ one store's, from the twin, and ``write_example_observation`` writes it beside t
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from core.agents.menus import reference_policy
-from core.agents.observations import FEATURES, observe
+from core.agents.observations import FEATURES, TUNED, observe
 from core.agents.roles import ROLES, STORE
 from core.agents.rules import PolicyMix, demand_sd
 from core.agents.tuning import tuned_safety_factors
 from core.serving.files import write_bytes_atomic
 from core.serving.models import EXPORTED_MODELS
+from core.serving.registry import scenario_tuning
 from core.simulation.demand import demand_cv, sample_demand
 from core.simulation.forecast import Forecast
 from core.simulation.presets import PRESETS
@@ -37,8 +42,13 @@ EXAMPLE_OBSERVATION = EXPORTED_MODELS / "example_observation.json"
 EXAMPLE_PRESET, EXAMPLE_DAY, EXAMPLE_SEED = "steady", 60, 0
 
 
-def store_rows(state: State, scenario: Scenario, forecast: Forecast) -> dict[str, np.ndarray]:
-    """Every store of every chain of ``state`` as a raw row (B * N rows, chain-major), by column."""
+def store_rows(state: State, scenario: Scenario, forecast: Forecast,
+               tuned: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
+    """Every store of every chain of ``state`` as a raw row (B * N rows, chain-major), by column; ``tuned`` holds
+    each role's tuned safety factor for ``scenario`` (its store entry is the column ``tuned_safety_factor``), by
+    default what serving observes (``registry.scenario_tuning``: shipped for the scenario or tuned here once)."""
+    if tuned is None:
+        tuned = scenario_tuning()(scenario)
     b, n = state.store_on_hand.shape
     day, memory = state.day, state.memory
     lead = scenario.lead_times.warehouse_to_store
@@ -68,6 +78,7 @@ def store_rows(state: State, scenario: Scenario, forecast: Forecast) -> dict[str
         "stockout_cost_per_unit": per_store(scenario.costs.stockout),
         "backorders_allowed": per_store(float(scenario.unmet_demand == "backorders")),
         "whole_units": per_store(float(scenario.whole_units)),
+        TUNED: per_store(float(tuned["store"])),
     })
     return rows
 
