@@ -15,17 +15,28 @@ import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
+from pools import TUNED
 from stable_baselines3 import PPO
 from torch import nn
 
 import core.serving.registry as registry
-from core.agents.menus import NUM_ACTIONS, SAFETY_FACTORS, ConstantChooser
+from core.agents.menus import (
+    NUM_ACTIONS,
+    SAFETY_FACTORS,
+    ConstantChooser,
+    MenuPolicy,
+    NoTuning,
+    TunedEntry,
+    forecast_base_stock,
+    menu_index,
+)
 from core.agents.observations import FEATURES
-from core.agents.roles import ROLE, ROLES
+from core.agents.roles import ROLES
 from core.agents.rules import PolicyMix
 from core.cli import main
 from core.learning.export import export_actor, export_run, merge_roles, torch_probabilities
 from core.learning.policies import SafetyFactorPolicy, Standardize, model_chooser, model_mix
+from core.learning.pool import PoolScenario, drawn_scenarios
 from core.learning.training import TrainConfig
 from core.learning.vec_env import RoleVecEnv
 from core.serving.model_sets import set_files
@@ -43,7 +54,8 @@ from core.serving.models import (
 from core.serving.policy_spec import PolicySpecError, parse_policy
 from core.simulation.demand import sample_demand
 from core.simulation.presets import get_preset
-from core.simulation.rollout import kpis, rollout
+from core.simulation.rollout import kpis, rollout, run_mixes
+from core.simulation.twin import reset
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_INDEX = SAFETY_FACTORS.index(2.0)
@@ -53,23 +65,32 @@ PROBABILITY_TOLERANCE = 1e-4
 WIDTH = {role: len(FEATURES[role]) for role in ROLES}  # each role's observation width
 
 
-def role_env(role: str, groups: int = 2, chains: int = 4, horizon: int = 60, seed: int = 0) -> RoleVecEnv:
+def random_pool(n: int = 24) -> list[PoolScenario]:
+    """Scenarios of the training family, each with tuned factors drawn from the menu (what a tuning may find)."""
+    rng = np.random.default_rng(17)
+    return [PoolScenario(scenario, {role: float(rng.choice(SAFETY_FACTORS)) for role in ROLES})
+            for scenario in drawn_scenarios(n, 5, "training")]
+
+
+POOL = random_pool()
+
+
+def role_env(role: str, groups: int = 2, rows: int = 48, horizon: int = 60, seed: int = 0) -> RoleVecEnv:
     frozen = {r: ConstantChooser(DEFAULT_INDEX) for r in ROLES if r != role}
-    return RoleVecEnv(role, frozen, groups=groups, chains=chains, num_stores=3, horizon=horizon, seed=seed)
+    return RoleVecEnv(role, frozen, POOL, groups=groups, rows=rows, horizon=horizon, seed=seed)
 
 
 def untrained_model(role: str, seed: int) -> PPO:
     """An SB3 PPO policy as training builds it (standardised observations), with its weights shaken
     so that the menu probabilities are far from uniform (a fresh action head is almost flat). The
     standardisation statistics are random, narrow enough that its +-10 clip often applies."""
-    env = role_env(role, chains=4 if role == "store" else 12)
+    env = role_env(role, rows=48 if role == "store" else 12)
     rng = np.random.default_rng(seed)
     width = len(FEATURES[role])
     standardize = {"mean": rng.normal(0.0, 3.0, width).tolist(), "std": rng.uniform(0.2, 5.0, width).tolist()}
     model = PPO(SafetyFactorPolicy, env, n_steps=8, batch_size=32, seed=seed, device="cpu",
                 policy_kwargs={"net_arch": [64, 64], "features_extractor_class": Standardize,
-                               "features_extractor_kwargs": standardize,
-                               "safety_factor": ROLE[role].reference_safety_factor, "spread": 0.3})
+                               "features_extractor_kwargs": standardize, "spread": 0.3})
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in model.policy.parameters():
@@ -95,7 +116,7 @@ def learned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, P
 
 def rollout_observations(role: str, steps: int) -> np.ndarray:
     """Observations an agent of ``role`` really sees, from random play in random scenarios."""
-    env = role_env(role, groups=4, chains=8 if role == "store" else 24, horizon=steps, seed=3)
+    env = role_env(role, groups=4, rows=48, horizon=steps, seed=3)
     rng = np.random.default_rng(4)
     seen = [env.reset()]
     for _ in range(steps):
@@ -285,6 +306,63 @@ def test_one_call_hierarchy_decides_like_the_role_files(learned) -> None:
         np.testing.assert_array_equal(one_call[key], values, err_msg=key)
 
 
+def test_the_served_policies_observe_the_tuning_they_are_given(learned) -> None:
+    """``learned_mix(folder, tuning)``: every learned role observes its tuned factor from ``tuning`` (last), and the
+    served year is the SB3 policies' year with the same tuning, decision for decision; another tuning, another
+    year. Without a tuning, a learned chooser refuses to act (``NoTuning``)."""
+    folder, models = learned
+    scenario = dataclasses.replace(get_preset("thin_margin"), horizon=60)
+    other = {"store": 3.0, "warehouse": -1.0, "supplier": 5.0}
+    served = learned_mix(folder, tuning=lambda s: TUNED)
+    seen = []
+    real_run = served.joint.run
+
+    def recording(observations):
+        seen.append({role: o[:, -1].copy() for role, o in observations.items()})
+        return real_run(observations)
+
+    served.joint.run = recording
+    demand = sample_demand(scenario, 3, np.random.default_rng(8))
+    year = kpis(rollout(scenario, served, demand))
+    assert len(seen) == scenario.horizon
+    for day in seen:
+        for role in ROLES:
+            np.testing.assert_array_equal(day[role], np.float32(TUNED[role]))
+    trained = kpis(rollout(scenario, model_mix(models, lambda s: TUNED), demand))
+    for key, values in trained.items():
+        np.testing.assert_allclose(year[key], values, rtol=1e-12, err_msg=key)
+    elsewhere = kpis(rollout(scenario, learned_mix(folder, tuning=lambda s: other), demand))
+    assert not np.array_equal(elsewhere["cost_per_day"], year["cost_per_day"])
+    with pytest.raises(NoTuning, match="store"):
+        MenuPolicy("store", load_policy("store", folder)).act(reset(scenario, 1), scenario)
+
+
+def test_a_rule_role_of_the_manifest_acts_by_its_tuned_entry(learned, tmp_path: Path) -> None:
+    """A role of kind "rule" (no phase of it kept) acts by its tuned entry for the scenario, whatever its card's
+    safety factor: the hierarchy of the learned store and two rule roles is the learned store with the tuned
+    forecast base-stock upstream."""
+    folder = copy_export(learned[0], tmp_path / "models")
+
+    def rules_upstream(manifest: dict) -> None:
+        for role in ("warehouse", "supplier"):
+            manifest["roles"][role] = {"kind": "rule", "safety_factor": -2.0, "features": list(FEATURES[role])}
+        manifest["hierarchy"] = {}
+
+    edit_manifest(folder, rules_upstream)
+    mix = learned_mix(folder, tuning=lambda s: TUNED)
+    assert isinstance(mix.store.choose, OnnxChooser)
+    assert mix.warehouse.choose == TunedEntry() == mix.supplier.choose
+    scenario = dataclasses.replace(get_preset("steady"), horizon=40)
+    expected = PolicyMix(mix.store, *(forecast_base_stock(role, TUNED[role]) for role in ("warehouse", "supplier")))
+    costs = run_mixes(scenario, {"served": mix, "expected": expected}, 3, 5)
+    np.testing.assert_array_equal(costs["served"]["cost_per_day"], costs["expected"]["cost_per_day"])
+    state = reset(scenario, 2)
+    forecast, tuned = mix.warehouse.context(scenario, 1)
+    assert tuned == TUNED
+    np.testing.assert_array_equal(mix.warehouse.choices(state, scenario, forecast, tuned),
+                                  np.full(2, menu_index(TUNED["warehouse"])))
+
+
 def _another_warehouse_hierarchy(folder: Path) -> None:
     """A hierarchy file whose warehouse graph is not the one in warehouse_policy.onnx."""
     other = folder / "other_warehouse.onnx"
@@ -445,7 +523,7 @@ def test_serving_needs_no_torch_and_matches_the_sb3_policies(learned) -> None:
     # the same year with the SB3 policies themselves (torch, in this process): the same decisions
     scenario = get_preset("seasonal")
     demand = sample_demand(scenario, 2, np.random.default_rng(21))
-    run = rollout(scenario, model_mix(models), demand)
+    run = rollout(scenario, model_mix(models, registry.scenario_tuning(folder)), demand)
     np.testing.assert_allclose(served["cost_per_day"], kpis(run)["cost_per_day"], rtol=1e-12)
     assert served["store_orders"] == pytest.approx(float(run.store_orders.sum()), rel=1e-12)
 
