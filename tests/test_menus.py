@@ -8,15 +8,25 @@ import dataclasses
 
 import numpy as np
 import pytest
+from pools import TUNED
 
 from core.agents.menus import (
+    NUM_ACTIONS,
     SAFETY_FACTORS,
     BlockChooser,
+    ConstantChooser,
     MenuPolicy,
+    NoTuning,
+    TunedEntry,
+    choose,
     forecast_base_stock,
+    menu_index,
     menu_quantities,
+    reference_index,
     reference_policy,
+    tuned_entry_policy,
 )
+from core.agents.observations import FEATURES
 from core.agents.roles import ROLES
 from core.agents.rules import PolicyMix
 from core.agents.tuning import block_costs
@@ -130,3 +140,100 @@ def test_menu_entries_side_by_side_cost_what_each_costs_alone(name: str) -> None
         cost = run_mixes(scenario, {"alone": alone}, seeds, EVAL_SEED, 120)["alone"]["cost_per_day"].mean()
         assert together[k] == pytest.approx(cost, rel=1e-9)  # the same flows; sums in another order
     assert len(set(np.round(together, 6))) == 3  # the blocks really differ
+
+
+# --- the tuned entry --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("factor", "entry"), [(-5.0, -2.0), (-2.0, -2.0), (0.04, 0.0), (0.96, 1.0), (4.4, 4.0),
+                                               (4.6, 5.0), (5.9, 5.0), (6.1, 7.0), (8.4, 7.0), (8.6, 10.0),
+                                               (25.0, 10.0)])
+def test_menu_index_is_the_nearest_entry(factor: float, entry: float) -> None:
+    assert SAFETY_FACTORS[menu_index(factor)] == entry
+
+
+def test_menu_index_of_every_entry_is_its_own() -> None:
+    assert [menu_index(z) for z in SAFETY_FACTORS] == list(range(NUM_ACTIONS))
+
+
+def test_the_tuned_entry_is_each_role_s_own_for_every_agent() -> None:
+    scenario = PRESETS["thin_margin"]
+    state, forecast = reset(scenario, 3), Forecast.of(scenario, 1)
+    for role, shape in (("store", (3, scenario.num_stores)), ("warehouse", (3,)), ("supplier", (3,))):
+        picked = choose(TunedEntry(), role, state, scenario, forecast, TUNED)
+        assert picked.shape == shape and picked.dtype == np.int64
+        assert (picked == menu_index(TUNED[role])).all()
+
+
+def test_choosers_that_observe_need_the_tuning_and_the_others_do_not() -> None:
+    """``TunedEntry`` and a learned chooser (one that observes) refuse to act without the scenario's tuned factors
+    (``NoTuning``, naming the role); constant and block choosers need none. A learned chooser sees its tuned factor
+    last."""
+    scenario = PRESETS["steady"]
+    state, forecast = reset(scenario, 2), Forecast.of(scenario, 1)
+    seen = []
+
+    def learned(observations: np.ndarray) -> np.ndarray:
+        seen.append(observations)
+        return np.zeros(len(observations), np.int64)
+
+    for chooser in (TunedEntry(), learned):
+        with pytest.raises(NoTuning, match="warehouse"):
+            choose(chooser, "warehouse", state, scenario, forecast, None)
+    assert not seen
+    assert (choose(ConstantChooser(7), "store", state, scenario, forecast, None) == 7).all()
+    assert choose(BlockChooser(np.array([3, 9]), 1), "warehouse", state, scenario, forecast, None).tolist() == [3, 9]
+    choose(learned, "store", state, scenario, forecast, TUNED)
+    (observations,) = seen
+    assert observations.shape == (2 * scenario.num_stores, len(FEATURES["store"]))
+    np.testing.assert_array_equal(observations[:, -1], np.float32(TUNED["store"]))
+
+
+def test_a_menu_policy_tunes_once_per_scenario() -> None:
+    """``MenuPolicy.context``: the scenario's forecast and tuned factors, asked of ``tuning`` once while the scenario
+    is the same (the forecast grown as the run goes on) and again for another scenario."""
+    asked: list[str] = []
+
+    def tuning(scenario: Scenario) -> dict[str, float]:
+        asked.append(scenario.name)
+        return {**TUNED, "store": 0.1 * len(asked)}
+
+    policy = tuned_entry_policy("store", tuning)
+    steady, seasonal = PRESETS["steady"], PRESETS["seasonal"]
+    state = reset(steady, 2)
+    first = policy.act(state, steady)
+    forecast, tuned = policy.context(steady, 400)  # past the horizon: the forecast grows
+    assert forecast.periods >= 400 and tuned == {**TUNED, "store": 0.1}
+    np.testing.assert_array_equal(policy.act(state, steady), first)
+    assert asked == ["steady"]
+    policy.act(reset(seasonal, 2), seasonal)
+    assert asked == ["steady", "seasonal"] and policy.context(seasonal, 1)[1]["store"] == pytest.approx(0.2)
+    assert MenuPolicy("store", ConstantChooser(0)).context(steady, 1)[1] is None  # no tuning: none asked
+
+
+def test_the_tuned_entry_policy_orders_as_the_constant_entry_it_names() -> None:
+    for name in ("steady", "thin_margin", "serial_textbook"):
+        scenario = PRESETS[name]
+        tuned = PolicyMix(*(tuned_entry_policy(role, lambda s: TUNED) for role in ROLES))
+        constant = PolicyMix(*(forecast_base_stock(role, TUNED[role]) for role in ROLES))
+        costs = run_mixes(scenario, {"tuned": tuned, "constant": constant}, 3, 2, 60)
+        np.testing.assert_array_equal(costs["tuned"]["cost_per_day"], costs["constant"]["cost_per_day"])
+
+
+def test_a_hierarchy_with_no_learned_role_is_the_registry_s_tuned_forecast_base_stock() -> None:
+    """Every role on its tuned entry (``TunedEntry``, the registry's tuning; what roles without a learned policy do)
+    costs exactly what the registry's rule ``tuned_forecast_base_stock`` costs on the same demand."""
+    from core.learning.policies import model_mix
+    from core.serving.registry import mix_of, scenario_tuning, tuned, uniform
+
+    for name in ("thin_margin", "seasonal"):
+        scenario = dataclasses.replace(PRESETS[name], horizon=45)
+        untrained = model_mix({}, scenario_tuning())
+        assert all(getattr(untrained, role).choose == TunedEntry() for role in ROLES)
+        rule = mix_of(uniform("tuned_forecast_base_stock"), scenario)
+        costs = run_mixes(scenario, {"untrained": untrained, "rule": rule}, 4, EVAL_SEED)
+        np.testing.assert_array_equal(costs["untrained"]["cost_per_day"], costs["rule"]["cost_per_day"])
+        if name == "thin_margin":  # the check can tell entries apart: thin margins tune far below the reference
+            assert menu_index(tuned("tuned_forecast_base_stock", scenario)["store"]) < reference_index("store")
+            reference = PolicyMix(*(reference_policy(role) for role in ROLES))
+            other = run_mixes(scenario, {"reference": reference}, 4, EVAL_SEED)["reference"]["cost_per_day"]
+            assert not np.array_equal(other, costs["rule"]["cost_per_day"])
