@@ -583,7 +583,7 @@ def test_growing_forecast_decides_as_the_whole_horizon_forecast() -> None:
     def mix(whole: bool) -> PolicyMix:
         policies = [reference_policy(role) for role in ("store", "warehouse", "supplier")]
         for policy in policies:
-            policy._cache = (scenario, Forecast.of(scenario)) if whole else None
+            policy._cache = (scenario, Forecast.of(scenario), None) if whole else None  # (scenario, forecast, tuned)
         return PolicyMix(*policies)
 
     growing, whole = mix(False), mix(True)

@@ -122,4 +122,5 @@ FEATURE_WORDS = {  # every observation feature (``core.agents.observations.FEATU
     "critical_ratio": "stockout penalty over stockout penalty plus holding cost",
     "newsvendor_safety_factor": "the newsvendor's safety factor for that ratio (standard deviations)",
     "backorders_mode": "whether unserved customers wait (1) or are lost (0)",
+    "tuned_safety_factor": "its tuned rule's safety factor for the scenario, which it corrects (standard deviations)",
 }
