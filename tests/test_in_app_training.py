@@ -4,21 +4,36 @@ curve's points."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from test_training import TINY, biased_acceptance
+from test_training import TINY, biased_acceptance, quick_tuned
 
 from core.agents.observations import FEATURES
+from core.evaluation.report import evaluate
+from core.learning import pool as pools
 from core.learning import training
 from core.learning.hierarchy import PhaseRecord
-from core.learning.in_app import TRAINED_FILE, acceptance_rows, curve_note, percent, train_store_policy, verdict
+from core.learning.in_app import (
+    EVALUATION_PRESET,
+    EVALUATION_SEEDS,
+    POOL_SCENARIOS,
+    TRAINED_FILE,
+    acceptance_rows,
+    curve_note,
+    in_app_config,
+    percent,
+    train_store_policy,
+    verdict,
+)
 from core.learning.training import TrainConfig
 from core.serving.models import OnnxChooser
-from core.serving.registry import POLICIES
+from core.serving.registry import POLICIES, uniform
+from core.simulation.presets import PRESETS
 
 
 @pytest.mark.parametrize(("factor", "kept"), [(1e3, False), (1e-3, True)])
@@ -26,7 +41,9 @@ def test_a_short_run_always_exports_its_store_policy(tmp_path: Path, factor: flo
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(training, "acceptance_cost", biased_acceptance(factor))
-        config = TrainConfig(out=str(tmp_path / "run"), **TINY)
+        # the pool's tuning is the tuner's tests' business (seconds a scenario): a stand-in here
+        mp.setattr(pools, "tune_all", lambda scenarios, processes=None: [quick_tuned(s) for s in scenarios])
+        config = TrainConfig(out=str(tmp_path / "run"), **{**TINY, "acceptance_scenarios": 0})
         reports = []  # (fraction, episode points, update points) as each report came
         run = train_store_policy(config, progress=lambda r: reports.append((r.fraction, len(r.episodes),
                                                                             len(r.updates))))
@@ -48,11 +65,14 @@ def test_a_short_run_always_exports_its_store_policy(tmp_path: Path, factor: flo
         POLICIES[k].label for k in ("reorder_point", "tuned_base_stock", "forecast_base_stock")}
     assert sum(p.endswith(" (best of these rules)") for p in policies) == 1
     assert not any("_" in p for p in policies)
-    if not kept:  # the export serves forecast base-stock, every role on its reference entry: the same costs
-        start = next(row for row in run.evaluation if row["Policy"].startswith(POLICIES["forecast_base_stock"].label))
-        assert run.evaluation[0]["Cost per day ($, 95 % interval)"] == start["Cost per day ($, 95 % interval)"]
+    if not kept:  # the export serves the tuned forecast base-stock, every role on its tuned entry: the same costs
+        report = evaluate([EVALUATION_PRESET], EVALUATION_SEEDS, tmp_path / "run" / "export",
+                          policies={"start": uniform("tuned_forecast_base_stock")})
+        cost = report.presets[EVALUATION_PRESET].policies["start"]["cost_per_day"]
+        assert run.evaluation[0]["Cost per day ($, 95 % interval)"] == \
+            f"{cost.mean:,.2f} ({cost.low:,.2f} to {cost.high:,.2f})"
     acceptance = acceptance_rows(run.record)  # the verdict's ratio is the mean of these presets' ratios
-    assert [row["Preset"] for row in acceptance] == list(run.record.cost_before)
+    assert [row["Preset"] for row in acceptance] == list(run.record.cost_before) == list(PRESETS)
     assert f"the mean of the {len(acceptance)} presets' ratios" in run.verdict
     assert "forecast base-stock" in run.verdict
     assert run.episodes and all({"timesteps", "reward", "cost_per_day"} <= set(e) for e in run.episodes)
@@ -79,11 +99,11 @@ def test_the_verdict_says_what_is_compared_with_what_and_why_a_phase_was_not_kep
     rose = record({"steady": 140.0, "thin_margin": 40.0}, {"steady": 141.7, "thin_margin": 33.0})
     assert rose.relative_cost < 1.0
     assert verdict(rose).startswith(f"not kept: held-out system cost x{rose.relative_cost:.3f} of the rule it "
-                                    "started from (forecast base-stock), the mean of the 2 presets' ratios")
+                                    "started from (forecast base-stock, tuned), the mean of the 2 presets' ratios")
     assert "steady rose 1.2 %, above the 1 % any preset may rise" in verdict(rose)
     rows = acceptance_rows(rose)
     assert [row["Change"] for row in rows] == ["+1.2 %", "-17.5 %"]
-    assert rows[0]["Before: forecast base-stock ($/day)"] == "140.00"
+    assert rows[0]["Before: forecast base-stock, tuned ($/day)"] == "140.00"
     dearer = record({"steady": 140.0}, {"steady": 140.04})
     assert "the mean ratio must be below x1.000" in verdict(dearer)
     assert acceptance_rows(dearer)[0]["Change"] == "+0.03 %"
@@ -95,3 +115,14 @@ def test_the_verdict_says_what_is_compared_with_what_and_why_a_phase_was_not_kep
 ])
 def test_percentages_never_round_a_change_away(value: float, spread: float, shown: str) -> None:
     assert percent(value, spread) == shown
+
+
+def test_an_in_app_run_trains_on_a_small_pool_and_is_accepted_on_the_presets(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pools, "tune_all", lambda scenarios, processes=None: [quick_tuned(s) for s in scenarios])
+    config = in_app_config(5_000)
+    assert (config.timesteps, config.store_timesteps, config.acceptance_seeds) == (5_000, 5_000, 4)
+    run_pools = training.Pools.of(dataclasses.replace(config, out=str(tmp_path)))
+    assert [p.scenario.name for p in run_pools.acceptance] == list(PRESETS)
+    assert [p.scenario for p in run_pools.training if p.preset] == list(PRESETS.values())
+    assert sum(not p.preset for p in run_pools.training) == POOL_SCENARIOS
