@@ -125,18 +125,37 @@ def decision_latency(models: Path = EXPORTED_MODELS, repeats: int = 2000) -> dic
 
 def onnx_layers(model: bytes) -> dict[str, np.ndarray] | None:
     """The weights of a graph laid out as ``core.learning.export.Actor`` writes it (clip, Gemm + Tanh layers,
-    a Gemm head, ArgMax, Softmax), by name; None for any other graph."""
+    a Gemm head plus a Gemm of the clipped observation (the tuned safety factor's part), ArgMax, Softmax), named as
+    the Actor names them, read off the Gemm nodes' inputs (the exporter leaves out a zero bias, such as a fresh
+    policy's); None for any other graph."""
     import onnx
     from onnx import numpy_helper
 
     graph = onnx.load_model_from_string(model).graph
-    weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    hidden = sum(1 for name in weights if name.startswith("features.") and name.endswith(".weight"))
-    expected = {"low", "high", "head.weight", "head.bias"} | {f"features.{2 * i}.{p}" for i in range(hidden)
-                                                             for p in ("weight", "bias")}
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     operators = [node.op_type for node in graph.node]
-    layout = ["Max", "Min", *["Gemm", "Tanh"] * hidden, "Gemm", "ArgMax", "Softmax"]
-    return weights if set(weights) == expected and operators == layout else None
+    hidden = operators.count("Tanh")
+    layout = ["Max", "Min", *["Gemm", "Tanh"] * hidden, "Gemm", "Gemm", "Add", "ArgMax", "Softmax"]
+    if operators != layout:
+        return None
+    names = [*(f"features.{2 * i}" for i in range(hidden)), "head", "tuned"]
+    gemms = [node for node in graph.node if node.op_type == "Gemm"]
+    clips = graph.node[:2]
+    plain = {"alpha": 1.0, "beta": 1.0, "transA": 0}
+    if any(onnx.helper.get_attribute_value(a) != plain[a.name] for node in gemms for a in node.attribute
+           if a.name in plain):
+        return None
+    weights = {"low": constants.get(clips[0].input[1]), "high": constants.get(clips[1].input[1])}
+    for name, node in zip(names, gemms, strict=True):
+        transposed = any(a.name == "transB" and a.i for a in node.attribute)
+        weight = constants.get(node.input[1])
+        weights[f"{name}.weight"] = None if weight is None else weight if transposed else weight.T
+        if name != "tuned" and weight is not None:
+            bias = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+            weights[f"{name}.bias"] = np.zeros(len(weights[f"{name}.weight"]), weight.dtype) if bias is None else bias
+        elif len(node.input) > 2 and node.input[2]:
+            return None  # the tuned part has no bias
+    return None if any(value is None for value in weights.values()) else weights
 
 
 def torch_latency(layers: dict[str, dict[str, np.ndarray]], obs: dict[str, np.ndarray], choosers: dict,
@@ -160,7 +179,8 @@ def torch_latency(layers: dict[str, dict[str, np.ndarray]], obs: dict[str, np.nd
             out_features, in_features = weights[f"features.{2 * i}.weight"].shape
             modules += [nn.Linear(in_features, out_features), nn.Tanh()]
         head = nn.Linear(*reversed(weights["head.weight"].shape))
-        actor = nn.ModuleDict({"features": nn.Sequential(*modules), "head": head}).eval()
+        tuned = nn.Linear(*reversed(weights["tuned.weight"].shape), bias=False)
+        actor = nn.ModuleDict({"features": nn.Sequential(*modules), "head": head, "tuned": tuned}).eval()
         actor.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.items() if k not in ("low", "high")})
         actors[role] = (actor, torch.from_numpy(weights["low"].copy()), torch.from_numpy(weights["high"].copy()))
         width = len(FEATURES[role])
@@ -175,7 +195,8 @@ def torch_latency(layers: dict[str, dict[str, np.ndarray]], obs: dict[str, np.nd
         decided = {}
         with torch.no_grad():
             for role, (actor, low, high) in actors.items():
-                logits = actor["head"](actor["features"](torch.minimum(torch.maximum(tensors[role], low), high)))
+                clipped = torch.minimum(torch.maximum(tensors[role], low), high)
+                logits = actor["head"](actor["features"](clipped)) + actor["tuned"](clipped)
                 decided[role] = torch.argmax(logits, dim=-1), torch.softmax(logits, dim=-1)
         return decided
 
