@@ -77,13 +77,22 @@ def test_a_reshaped_scenario_is_tuned_once_and_says_so(monkeypatch: pytest.Monke
 @pytest.mark.parametrize("broken", [{"safety_factors": {"store": "x"}}, {"safety_factors": {"store": 1.0}},
                                     {"safety_factors": None}, "not an entry"])
 def test_a_malformed_entry_is_tuned_again(broken, models_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A well-formed shipped entry is served as it is; a malformed one is tuned again (whether or not the shipped
+    manifest has tuned rules of its own: the entry is written here)."""
     scenario = preset_year("steady")
     manifest_path = models_copy / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    entry = manifest[registry.TUNED_RULES]["scenarios"][registry.scenario_key(scenario)]
-    entry["tuned_forecast_base_stock"] = broken
-    manifest_path.write_text(json.dumps(manifest))
     monkeypatch.setitem(registry.TUNERS, "tuned_forecast_base_stock", lambda s: {"tuned": "here"})
+
+    def ship(entry) -> None:
+        manifest = json.loads(manifest_path.read_text())
+        section = manifest.setdefault(registry.TUNED_RULES, {"command": "test", "scenarios": {}})
+        section["scenarios"].setdefault(registry.scenario_key(scenario), {})["tuned_forecast_base_stock"] = entry
+        manifest_path.write_text(json.dumps(manifest))
+
+    well_formed = {"store": 1.0, "warehouse": 0.5, "supplier": 0.0}
+    ship({"safety_factors": well_formed, "cost_per_day": 1.0})
+    assert registry.tuned("tuned_forecast_base_stock", scenario, models_copy) == well_formed
+    ship(broken)
     assert registry.tuned("tuned_forecast_base_stock", scenario, models_copy) == {"tuned": "here"}
 
 
