@@ -326,13 +326,25 @@ def test_about_page_shows_a_sweep_table(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 def test_training_runs_on_ray_equal_the_serial_runs_and_the_best_is_the_cheapest(ray_run, tmp_path: Path) -> None:
     """Two tiny store-phase runs (seeds 3 and 4) as Ray tasks give the same held-out costs as in this process
-    (each run owns its seed; torch is single-threaded), and best.json names the cheaper one."""
+    (each run owns its seed; torch is single-threaded), and best.json names the cheaper one. Each run's pools are
+    tuned beforehand, here, by a quick stand-in, and kept in its folder, where the run (here or in a Ray worker)
+    finds them."""
+    from core.learning import pool
     from core.learning.runs import BEST, train_runs
-    from core.learning.training import TrainConfig
+    from core.learning.training import Pools, TrainConfig
 
-    tiny = {"timesteps": 256, "store_timesteps": 256, "groups": 1, "chains": 2, "n_steps": 8, "batch_size": 32,
+    tiny = {"timesteps": 256, "store_timesteps": 256, "groups": 1, "rows": 48, "upstream_chains": 2,
+            "pool_scenarios": 1, "acceptance_scenarios": 0, "n_steps": 8, "batch_size": 32,
             "acceptance_seeds": 1, "acceptance_days": 10, "checkpoint_every": 10_000, "progress_bar": False,
             "horizon": 10, "seed": 3}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pool, "tune_all", lambda scenarios, processes=None: [
+            {"store": 1.0 + 0.1 * k, "warehouse": 2.0, "supplier": 2.0} for k in range(len(scenarios))])
+        for out in ("serial", "ray"):
+            for seed in (3, 4):
+                folder = tmp_path / out / f"seed{seed}"
+                folder.mkdir(parents=True)
+                Pools.of(TrainConfig(**{**tiny, "seed": seed}, out=str(folder)))
     serial = train_runs(TrainConfig(out=str(tmp_path / "serial"), **tiny), 2, [1], SerialExecutor())
     on_ray = train_runs(TrainConfig(out=str(tmp_path / "ray"), **tiny), 2, [1], ray_run)
     assert list(serial["runs"].values()) == list(on_ray["runs"].values())
