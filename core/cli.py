@@ -595,14 +595,17 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
         _check_run(scenario, args.seeds, scenario.horizon)
     _writable(Path(args.out), "--out", folder=True)
     _writable(Path(args.models), "--models", folder=True)
-    print("== 1/4 validate every preset", flush=True)
+    print("== 1/5 validate every preset", flush=True)
     if _cmd_validate(argparse.Namespace(scenario=None, periods=None)):
         return 1
-    print("== 2/4 train all phases", flush=True)
+    print("== 2/5 train all phases", flush=True)
     run_phases(_train_config(args, args.out), list(PHASES))
-    print("== 3/4 export", flush=True)
+    print("== 3/5 export", flush=True)
     _cmd_export(argparse.Namespace(source=args.out, out=args.models))
-    print("== 4/4 evaluate", flush=True)
+    print("== 4/5 tune every preset's rules and record them in the manifest (tune --all --record)", flush=True)
+    _tune_all(argparse.Namespace(scenario=None, seeds=8, periods=None, menu=False, capped=False, ray=None,
+                                 models=args.models, record=True, json=False))
+    print("== 5/5 evaluate", flush=True)
     report = evaluate(list(PRESETS), args.seeds, Path(args.models))
     with _signals_held():
         with _writing(Path(args.out) / "evaluation", "--out"):

@@ -39,7 +39,7 @@ maps), role text, pipeline_day_1 to pipeline_day_K with none missing in between 
 Every row then has a finite number in every number column (no empty cell, no NaN); quantities, forecasts, demands,
 costs and the day from 0 to ``MAX_VALUE`` (1e12: far beyond any store, exact in float64 for whole numbers, and no
 order can overflow), average_demand_per_day above 0, a whole lead time of 1 to ``MAX_LEAD_DAYS`` days, flags 0 or 1,
-tuned_safety_factor within ``TUNED_RANGE`` (-2 to 10, the menu's lowest and highest entries) and a known role. The
+tuned_safety_factor within ``TUNED_RANGE`` (-4 to 10, the menu's lowest and highest entries) and a known role. The
 first bad row stops the run with one line naming the row (1 = the first data row, counted across blocks), the
 column, the value and what is allowed there (exit 2); text from the file is shown with control characters escaped.
 Nothing is written then: the orders go to a new file of random name in the output's folder (created exclusively,
@@ -60,7 +60,7 @@ Single-observation mode (engineered features, any role):
 observation.json holds the role's features by name (the names and their order are in
 manifest.json; a list in that order works too) and, optionally, what is needed to turn the
 decision into units. Every role's last feature is tuned_safety_factor, the role's tuned constant menu entry for the
-scenario (``python -m core tune --scenario FILE --menu`` prints it per role), from -2 to 10:
+scenario (``python -m core tune --scenario FILE --menu`` prints it per role), from -4 to 10:
 
     {"features": {"on_hand_days": 3.2, "in_transit_days": 2.0, ..., "tuned_safety_factor": 1.3},
      "order": {"forecast_per_day": 40, "protection_days": 2, "demand_sd_per_day": 12,
@@ -125,7 +125,7 @@ import onnxruntime as ort  # noqa: E402
 
 MAX_JSON_BYTES = 2**20
 FILE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}(/[A-Za-z0-9_.-]{1,128}){0,3}")
-MAX_SAFETY_FACTOR = 10.0  # a menu entry beyond +-this many standard deviations is refused (training's: -2 to 4.3)
+MAX_SAFETY_FACTOR = 10.0  # a menu entry beyond +-this many standard deviations is refused (the menu: -4 to 10)
 MAX_FEATURE_NAME = 80  # characters
 RUN_FLOOR_SECONDS = 0.5  # a run may take this long besides its rows' allowance (onnx_checks.MAX_SECONDS_PER_ROW)
 RUN_ROWS = 16_384  # rows per onnxruntime run: its buffers stay small (the checked session has no memory arena)
@@ -429,10 +429,10 @@ STATE_COLUMNS = {  # column -> (unit, meaning); every one is required, a number 
                               "unit (as in training)"),
     "tuned_safety_factor": ("safety factor", "the store's tuned constant menu entry for its product's scenario, from "
                                              "`python -m core tune --scenario FILE --menu` (its store entry), the "
-                                             "same for every row of a scenario; -2 to 10 (TUNED_RANGE)"),
+                                             "same for every row of a scenario; -4 to 10 (TUNED_RANGE)"),
 }
 TUNED = "tuned_safety_factor"  # every role's last feature (a column of its own in batch mode)
-TUNED_RANGE = (-2.0, 10.0)  # the menu's lowest and highest safety factors: what a tuned entry can be
+TUNED_RANGE = (-4.0, 10.0)  # the menu's lowest and highest safety factors: what a tuned entry can be
 FLAGS = ("backorders_allowed", "whole_units")
 PASSED_THROUGH = ("store", "product")
 

@@ -53,7 +53,7 @@ def base_table() -> pa.Table:
 
 BASE = base_table()
 NUMBERS = deploy.number_columns([f"pipeline_day_{k}" for k in range(1, PIPELINE_DAYS + 1)])
-TUNED = deploy.TUNED  # the store's tuned safety factor: a number from -2 to 10, not a quantity
+TUNED = deploy.TUNED  # the store's tuned safety factor: a number from -4 to 10, not a quantity
 
 
 @dataclass
@@ -266,9 +266,9 @@ def bad_flag_or_lead(rng, suffix) -> Case:
     name = str(rng.choice(["lead_time_days", "backorders_allowed", "whole_units", TUNED]))
     row = int(rng.integers(2000))
     value = {"lead_time_days": float(rng.choice([0.0, 1.5, 366.0])), "backorders_allowed": 0.5,
-             "whole_units": 2.0, TUNED: float(rng.choice([-2.5, 10.5, 64.0]))}[name]
+             "whole_units": 2.0, TUNED: float(rng.choice([-4.5, 10.5, 64.0]))}[name]
     allowed = {"lead_time_days": "a whole number of days, 1 to 365",
-               TUNED: "-2 to 10 (a safety factor of the menu)"}.get(name, "0 or 1")
+               TUNED: "-4 to 10 (a safety factor of the menu)"}.get(name, "0 or 1")
     return Case(suffix, with_cell(BASE, name, row, value),
                 expect=f"row {row + 1}, column {name}: got {value!r}; allowed: {allowed}")
 
@@ -374,13 +374,13 @@ def test_the_tuned_safety_factor_is_the_store_s_tuned_entry_passed_through() -> 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 @pytest.mark.parametrize("value, expect", [
     ("missing", f"header: missing column {TUNED}"),
-    (-2.5, f"row 17, column {TUNED}: got -2.5; allowed: -2 to 10 (a safety factor of the menu)"),
-    (10.25, f"row 17, column {TUNED}: got 10.25; allowed: -2 to 10 (a safety factor of the menu)"),
+    (-4.5, f"row 17, column {TUNED}: got -4.5; allowed: -4 to 10 (a safety factor of the menu)"),
+    (10.25, f"row 17, column {TUNED}: got 10.25; allowed: -4 to 10 (a safety factor of the menu)"),
     (None, f"row 17, column {TUNED}: got an empty cell; allowed: a finite number (no empty cell, no NaN)"),
 ])
 def test_a_missing_or_out_of_range_tuned_safety_factor_is_refused_in_one_line(value: object, expect: str, suffix: str,
                                                                              tmp_path: Path, capsys) -> None:
-    """A file without the column, or a row whose value is off the menu's range (-2 to 10) or empty: exit 2, one
+    """A file without the column, or a row whose value is off the menu's range (-4 to 10) or empty: exit 2, one
     line naming the column (and the row, the value and the allowed range), nothing written; at the range's ends
     the rows are decided. In this process, and as a command for the CSV file."""
     table = BASE.slice(0, 40)

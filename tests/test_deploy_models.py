@@ -236,8 +236,8 @@ TUNED_HINT = "tuned_safety_factor is the role's tuned constant menu entry for th
                 + re.escape(TUNED_HINT)),
     ("list without it", rf"observation has {WIDTH - 1} features; allowed: {WIDTH}, in the manifest's order "
                         rf"\(on_hand_days, .*, \.\.\., tuned_safety_factor\); " + re.escape(TUNED_HINT)),
-    ("above the menu", r"feature tuned_safety_factor: 10\.5; allowed: -2 to 10 \(a safety factor of the menu\)"),
-    ("below the menu", r"feature tuned_safety_factor: -2\.01; allowed: -2 to 10"),
+    ("above the menu", r"feature tuned_safety_factor: 10\.5; allowed: -4 to 10 \(a safety factor of the menu\)"),
+    ("below the menu", r"feature tuned_safety_factor: -4\.01; allowed: -4 to 10"),
 ])
 def test_an_observation_without_a_valid_tuned_safety_factor_is_one_clear_line(
         folder: Path, tmp_path: Path, case: str, pattern: str, capsys: pytest.CaptureFixture,
@@ -253,7 +253,7 @@ def test_an_observation_without_a_valid_tuned_safety_factor_is_one_clear_line(
     elif case == "list without it":
         features = [1.0] * (len(names) - 1)
     else:
-        features["tuned_safety_factor"] = 10.5 if case == "above the menu" else -2.01
+        features["tuned_safety_factor"] = 10.5 if case == "above the menu" else -4.01
     path = tmp_path / "observation.json"
     path.write_text(json.dumps({"features": features}))
     refused(in_process(["--role", "store", "--observation", str(path), "--models", str(folder)], capsys, monkeypatch),

@@ -269,8 +269,8 @@ def _drop(column: str) -> str:
                                                       "number of days, 1 to 365"),
     (partial(_edit, "demand_cv", "abc"), "row 3, column demand_cv: got 'abc'; allowed: a number"),
     (partial(_drop, TUNED), f"header: missing column {TUNED}"),
-    (partial(_edit, TUNED, "10.5", row=2), f"row 2, column {TUNED}: got 10.5; allowed: -2 to 10 (a safety factor"),
-    (partial(_edit, TUNED, "-3"), f"row 3, column {TUNED}: got -3.0; allowed: -2 to 10 (a safety factor"),
+    (partial(_edit, TUNED, "10.5", row=2), f"row 2, column {TUNED}: got 10.5; allowed: -4 to 10 (a safety factor"),
+    (partial(_edit, TUNED, "-5"), f"row 3, column {TUNED}: got -5.0; allowed: -4 to 10 (a safety factor"),
 ], ids=["no on_hand", "no pipeline", "NaN", "empty", "negative stock", "negative pipeline", "unknown role",
         "fractional lead time", "lead time beyond a year", "text", "no tuned safety factor",
         "tuned safety factor above the menu", "tuned safety factor below the menu"])

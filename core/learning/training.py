@@ -75,7 +75,7 @@ class TrainConfig:
     rows: int = pools.STORE_ROWS  # stores per scenario while the stores learn (rows / its stores chains)
     upstream_chains: int = 16  # chains per scenario while the warehouse or the supplier learns
     pool_scenarios: int = 192  # random training scenarios (``core.learning.pool``), besides the presets
-    acceptance_scenarios: int = 16  # random scenarios of the phase acceptance check, besides the presets
+    acceptance_scenarios: int = 24  # random scenarios of the phase acceptance check, besides the presets
     preset_share: float = 0.2  # share of training scenarios that are presets
     horizon: int = 365  # days per training episode
     learning_rate: float = 1e-3
@@ -93,7 +93,7 @@ class TrainConfig:
     learning_rate_end: float = 0.02  # the learning rate at a phase's end, as a share of its start (linear decay)
     anchor_pull: float = 1 / 150  # share of the way back to the start's aims after every update (``StartAnchor``)
     critic_warmup: float = 0.1  # share of a fresh policy's phase at its start in which only the value function learns
-    acceptance_seeds: int = 24  # held-out seeds per preset for the phase acceptance check
+    acceptance_seeds: int = 16  # held-out seeds per scenario for the phase acceptance check
     acceptance_days: int | None = None  # days of each preset in the acceptance check (None: its horizon, as evaluated)
     checkpoint_every: int = 250_000  # transitions
     progress_bar: bool = True
