@@ -5,6 +5,7 @@ random shocks included."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -144,11 +145,12 @@ def test_menu_entries_side_by_side_cost_what_each_costs_alone(name: str) -> None
 
 # --- the tuned entry --------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("factor", "entry"), [(-5.0, -2.0), (-2.0, -2.0), (0.04, 0.0), (0.96, 1.0), (4.4, 4.0),
-                                               (4.6, 5.0), (5.9, 5.0), (6.1, 7.0), (8.4, 7.0), (8.6, 10.0),
-                                               (25.0, 10.0)])
-def test_menu_index_is_the_nearest_entry(factor: float, entry: float) -> None:
-    assert SAFETY_FACTORS[menu_index(factor)] == entry
+def test_menu_index_is_the_nearest_entry() -> None:
+    """Between two neighbouring entries (the menu's steps are uneven), the nearer one; beyond its ends, the end."""
+    for i, (low, high) in enumerate(itertools.pairwise(SAFETY_FACTORS)):
+        assert menu_index(low + 0.4 * (high - low)) == i and menu_index(low + 0.6 * (high - low)) == i + 1
+    assert menu_index(min(SAFETY_FACTORS) - 3.0) == 0 and menu_index(max(SAFETY_FACTORS) + 30.0) == NUM_ACTIONS - 1
+    assert SAFETY_FACTORS[menu_index(0.04)] == 0.0 and SAFETY_FACTORS[menu_index(0.96)] == 1.0
 
 
 def test_menu_index_of_every_entry_is_its_own() -> None:
