@@ -14,6 +14,7 @@ from core.app.live import (
     HEADLINE_PATHS,
     SLIDERS,
     TICK_SECONDS,
+    VERDICT_COLOURS,
     Controls,
     apply_controls,
     comparison_note,
@@ -43,8 +44,6 @@ from pages.common import (
     uploaded_models,
     valid_choice,
 )
-
-VERDICT_COLOURS = {"cheaper": "green", "dearer": "orange", "same": "gray"}
 
 
 @st.cache_data(show_spinner=False, ttl=CACHE_SECONDS)

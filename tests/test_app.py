@@ -220,8 +220,17 @@ def test_live_widgets_exist_with_stable_keys() -> None:
 @needs_models
 def test_live_opens_where_learning_pays_against_the_presets_best_rule() -> None:
     """The first screen: thin_margin, the learned policies against its best rule in the shipped evaluation, the
-    year's outcome before anyone presses Play, the spread over demand paths, and tiles with short deltas."""
-    from core.app.live import FIRST_PRESET, HEADLINE_PATHS, preset_year, run_year, year_kpis
+    year's outcome before anyone presses Play (in green where they are cheaper), what the shipped evaluation found,
+    the spread over demand paths, and tiles with short deltas."""
+    from core.app.live import (
+        FIRST_PRESET,
+        HEADLINE_PATHS,
+        VERDICT_COLOURS,
+        headline,
+        preset_year,
+        run_year,
+        year_kpis,
+    )
     from core.serving.registry import mix_of, uniform
 
     at = open_page("live_twin.py")
@@ -230,25 +239,27 @@ def test_live_opens_where_learning_pays_against_the_presets_best_rule() -> None:
     assert best == json.loads(MANIFEST.read_text())["evaluation"]["presets"][FIRST_PRESET]["best_rule"]
     assert at.selectbox(key="live_compare").value == best
     label = POLICIES[best].label
-    assert at.markdown[0].value.startswith("#### :green[")  # learning pays here: said in green
+    scenario = preset_year(FIRST_PRESET)
+    year, baseline = (run_year(scenario, mix_of(uniform(key), scenario), 0) for key in ("learned", best))
+    outcome = headline(year, baseline, ("the learned policies", label))
+    # the year's verdict, in its colour: green where the learned policies are cheaper (VERDICT_COLOURS)
+    assert at.markdown[0].value == f"#### :{VERDICT_COLOURS[outcome.verdict]}[{outcome.title}]"
     assert live_headline(at).startswith("Over the year, the learned policies cost ")
-    assert live_headline(at).endswith(f" % less than {label}")
     evaluation = json.loads(MANIFEST.read_text())["evaluation"]
     costs = {k: v["cost_per_day"] for k, v in evaluation["presets"][FIRST_PRESET]["policies"].items()}
-    evaluated = 100 * (1 - costs["learned_hierarchy"] / costs[best])  # about 4.7 % cheaper over 30 paths
-    assert evaluated > 0 and (f"Compared with {label}: thin_margin's best rule in the shipped evaluation, where the "
-                              f"learned hierarchy costs {evaluated:.1f} % less than it over {evaluation['seeds']} "
-                              "demand paths.") in at.markdown[1].value
+    evaluated = costs["learned_hierarchy"] / costs[best] - 1.0  # the shipped evaluation's, over its 30 paths
+    assert (f"Compared with {label}: thin_margin's best rule in the shipped evaluation, where the learned hierarchy "
+            f"costs {100 * abs(evaluated):.1f} % {'less' if evaluated < 0 else 'more'} than it over "
+            f"{evaluation['seeds']} demand paths.") in at.markdown[1].value
     spread = at.caption[0].value
-    assert "costs " in spread and f"significant on the same {HEADLINE_PATHS} demand paths" in spread
-    scenario = preset_year(FIRST_PRESET)
-    mine = year_kpis(run_year(scenario, mix_of(uniform("learned"), scenario), 0))
-    theirs = year_kpis(run_year(scenario, mix_of(uniform(best), scenario), 0))
+    assert f"on the same {HEADLINE_PATHS} demand paths" in spread
+    mine, theirs = year_kpis(year), year_kpis(baseline)
     tiles = {m.label: m for m in at.metric}
     assert tiles["Cost per day"].value == f"${mine['cost_per_day']:,.2f}"
     assert tiles["Cost per day"].delta == f"{100 * (mine['cost_per_day'] / theirs['cost_per_day'] - 1):+.1f} %"
-    assert tiles["Cost per day"].delta.startswith("-")  # cheaper: a falling cost, shown green (inverse)
-    assert tiles["Saved in the year"].value == f"${theirs['cost'] - mine['cost']:,.0f}"
+    saved = theirs["cost"] - mine["cost"]
+    tile = tiles["Saved in the year" if saved >= 0 else "Extra cost in the year"]
+    assert tile.value == f"${abs(saved):,.0f}"
     assert all(len(m.delta or "") <= 10 for m in at.metric)  # short enough for a narrow tile
 
 

@@ -30,6 +30,7 @@ from core.simulation.twin import reset
 YEAR = 365  # days the Live page plays
 TICK_SECONDS = 0.1  # the Live page's animation, played in the browser: the next day this often while playing
 FIRST_PRESET = "thin_margin"  # the page opens where the shipped hierarchy beats the preset's best rule
+VERDICT_COLOURS = {"cheaper": "green", "dearer": "orange", "same": "gray"}  # the headline's colour by verdict
 HEADLINE_PATHS = 16  # evaluation demand paths of the headline's spread (each mix in one batched rollout)
 
 
