@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.agents.menus import ACTION_LABELS, ACTION_MEANINGS, SAFETY_FACTORS, ConstantChooser
+from core.agents.menus import ACTION_LABELS, ACTION_MEANINGS, SAFETY_FACTORS, ConstantChooser, TunedEntry
 from core.agents.observations import FEATURES
 from core.app.inspector import DEFAULT_RULE, default_point, inspected_scenario, inspector_rules, store_rule
 from core.app.live import inspect_store_policy
@@ -43,6 +43,9 @@ if in_use:
 if isinstance(chooser, ConstantChooser):
     st.info(f"The store policy in use is rule-based, not learned: its training phase did not lower the held-out "
             f"cost, so it orders up to forecast + {SAFETY_FACTORS[chooser.index]:g} standard deviations everywhere.")
+elif isinstance(chooser, TunedEntry):
+    st.info("The store policy in use is rule-based, not learned: its training phase did not lower the held-out "
+            f"cost, so it orders by its tuned entry ({POLICIES['tuned_forecast_base_stock'].label}) everywhere.")
 st.plotly_chart(inspector_figure(grid, rule_label), width="stretch")
 
 st.markdown("**Action probabilities at one point of the grid**")

@@ -166,6 +166,23 @@ def test_the_tuned_entry_is_each_role_s_own_for_every_agent() -> None:
         assert (picked == menu_index(TUNED[role])).all()
 
 
+def test_the_tuned_entry_runs_on_observations_like_an_onnx_policy() -> None:
+    """``TunedEntry.run`` (what the policy inspector calls on a rule-based store): one-hot probabilities on the entry
+    ``choose`` gives, read off each observation's tuned factor."""
+    from core.agents.observations import observe
+
+    scenario = PRESETS["thin_margin"]
+    state, forecast = reset(scenario, 2), Forecast.of(scenario, 1)
+    for role in ROLES:
+        obs = observe(role, state, scenario, forecast, TUNED)
+        indices, probabilities = TunedEntry().run(obs.reshape(-1, obs.shape[-1]))
+        np.testing.assert_array_equal(indices, choose(TunedEntry(), role, state, scenario, forecast, TUNED).ravel())
+        assert probabilities.shape == (len(indices), NUM_ACTIONS) and (probabilities.sum(axis=1) == 1.0).all()
+        assert (probabilities[np.arange(len(indices)), indices] == 1.0).all()
+    indices, _ = TunedEntry().run(np.array([[5.0, 4.2], [0.0, -9.0], [1.0, 9.4]], np.float32))
+    assert [SAFETY_FACTORS[i] for i in indices] == [SAFETY_FACTORS[menu_index(z)] for z in (4.2, -9.0, 9.4)]
+
+
 def test_choosers_that_observe_need_the_tuning_and_the_others_do_not() -> None:
     """``TunedEntry`` and a learned chooser (one that observes) refuse to act without the scenario's tuned factors
     (``NoTuning``, naming the role); constant and block choosers need none. A learned chooser sees its tuned factor

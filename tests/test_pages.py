@@ -14,11 +14,14 @@ import pytest
 import streamlit as st
 from test_app import MANIFEST, assert_clean, headline_of, needs_models, open_page, plotly_specs
 
+from core.agents.menus import TunedEntry, menu_index
 from core.app import compare
 from core.app.errors import UNEXPECTED, unexpected_error
-from core.app.inspector import DEFAULT_RULE, inspector_rules
+from core.app.inspector import DEFAULT_RULE, DIFFERENT, default_point, inspected_scenario, inspector_rules, store_rule
+from core.app.live import inspect_store_policy
 from core.evaluation import plots
-from core.serving.registry import POLICIES
+from core.serving.models import learned_policy
+from core.serving.registry import POLICIES, tuned_menu
 from core.simulation.presets import PRESETS
 
 # --------------------------------------------------------------------------------------------- unexpected errors
@@ -126,14 +129,62 @@ def test_head_to_head_says_when_the_two_cost_lines_coincide() -> None:
 # --------------------------------------------------------------------------------------------- policy inspector
 
 
+def _opened_orders(at) -> tuple[float, float]:
+    caption = at.caption[-1].value
+    learned, rule = re.search(r"learned order ([\d.]+) units, .* order ([\d.]+) units", caption).groups()
+    return float(learned), float(rule)
+
+
 @needs_models
 def test_the_inspector_opens_where_both_policies_order_and_differ() -> None:
+    """The page opens on the grid point ``default_point`` picks on the shipped store policy's grid: where both
+    policies order and differ if there is one (a trained store), else the middle (a store still on its tuned entry
+    may order as the rule everywhere)."""
     at = open_page("policy_inspector.py")
     assert at.selectbox(key="inspect_rule").value == DEFAULT_RULE
-    caption = at.caption[-1].value
-    learned, rule = (float(x) for x in re.search(r"learned order ([\d.]+) units, .* order ([\d.]+) units",
-                                                 caption).groups())
-    assert learned > 0 and rule > 0 and abs(learned - rule) >= 1, caption
+    scenario = inspected_scenario(40.0, 2)
+    grid = inspect_store_policy(learned_policy("store").choose, store_rule(DEFAULT_RULE, scenario), 40.0, 2)
+    i, j = default_point(grid)
+    assert (at.select_slider(key="inspect_i").value, at.select_slider(key="inspect_j").value) == (i, j)
+    learned, rule = _opened_orders(at)
+    assert (learned, rule) == (round(grid["learned_order"][i, j], 1), round(grid["rule_order"][i, j], 1))
+    both = (grid["learned_order"] > 0.5) & (grid["rule_order"] > 0.5) & \
+        (np.abs(grid["learned_order"] - grid["rule_order"]) >= DIFFERENT)
+    if both.any():
+        assert learned > 0 and rule > 0 and abs(learned - rule) >= 1
+    else:
+        assert (i, j) == (len(grid["on_hand_days"]) // 2,) * 2
+
+
+def test_the_inspector_opens_where_both_order_and_differ_with_the_most_stock() -> None:
+    """``default_point``: among the points where both policies order and differ, the one with the most stock (then
+    the nearest the diagonal); the middle where there is none."""
+    rule = np.maximum(0.0, 10.0 - np.add.outer(np.arange(7.0), np.arange(7.0)))  # orders up to 10 units of position
+    learned = rule.copy()
+    assert default_point({"learned_order": learned, "rule_order": rule}) == (3, 3)  # the same everywhere
+    learned[1, 2] += 2.0
+    learned[3, 1] += 2.0  # more stock than (1, 2)
+    learned[5, 5] += 2.0  # the rule no longer orders there
+    assert default_point({"learned_order": learned, "rule_order": rule}) == (3, 1)
+
+
+def test_the_inspector_shows_a_rule_based_store_as_its_tuned_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shipped store of kind "rule" (no phase of it kept) acts by its tuned entry (``TunedEntry``): the inspector
+    draws it (no error) and says it is rule-based; it orders as the tuned forecast base-stock everywhere."""
+    import pages.common
+
+    monkeypatch.setattr(pages.common, "shipped_chooser", lambda role: TunedEntry())
+    at = open_page("policy_inspector.py")
+    assert any("rule-based" in info.value for info in at.info)
+    at.selectbox(key="inspect_rule").set_value("tuned_forecast_base_stock").run()
+    assert_clean(at)
+    learned, rule = _opened_orders(at)
+    assert learned == rule
+    scenario = inspected_scenario(40.0, 2)
+    grid = inspect_store_policy(TunedEntry(), store_rule("tuned_forecast_base_stock", scenario), 40.0, 2)
+    np.testing.assert_array_equal(grid["learned_order"], grid["rule_order"])
+    tuned = menu_index(tuned_menu(scenario)["store"])
+    assert (grid["probabilities"].argmax(axis=-1) == tuned).all() and (grid["probabilities"].max(axis=-1) == 1).all()
 
 
 @needs_models
@@ -202,7 +253,12 @@ def shipped_versus_best_rule() -> dict[str, tuple[float, str]]:
     return shown
 
 
+def _evaluated() -> bool:
+    return MANIFEST.exists() and bool(json.loads(MANIFEST.read_text()).get("evaluation", {}).get("presets"))
+
+
 @needs_models
+@pytest.mark.skipif(not _evaluated(), reason="the shipped manifest records no evaluation yet (a pipeline step)")
 def test_about_shows_where_learning_pays_on_the_presets_wins_and_losses() -> None:
     """Every preset of the shipped evaluation, in the group its interval puts it in (wins and losses alike), named in
     the caption cheapest first with its change."""

@@ -151,6 +151,14 @@ class TunedEntry:
     """The role's tuned constant menu entry for the scenario (forecast base-stock, tuned): what a learned policy
     starts from and corrects, and what a role without a learned policy does."""
 
+    def run(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and (one-hot) probabilities of observations, like an ONNX policy's outputs: the entry nearest each
+        observation's tuned safety factor (its last feature, ``core.agents.observations.TUNED``)."""
+        indices = np.abs(np.asarray(obs)[:, -1:] - np.asarray(SAFETY_FACTORS)).argmin(axis=1)
+        probabilities = np.zeros((len(indices), NUM_ACTIONS), np.float32)
+        probabilities[np.arange(len(indices)), indices] = 1.0
+        return indices.astype(np.int64), probabilities
+
 
 class NoTuning(ValueError):
     """A chooser needs the scenario's tuned safety factors, and its policy has no ``tuning``."""
