@@ -604,10 +604,11 @@ def test_a_fresh_policy_is_the_tuned_rule_and_so_is_its_onnx_export(tmp_path: Pa
 
 def test_the_start_phase_is_the_tuned_rule_and_always_kept(tmp_path: Path) -> None:
     """Phase 0 (every role's fresh policy) costs exactly what the roles' tuned entries cost on every acceptance
-    scenario, and is kept even where the acceptance check would reject it. (With 16 groups, as training runs, the
-    observation sample spans the pool's tuned factors widely enough: see the next test.)"""
+    scenario, and is kept even where the acceptance check would reject it. (With 16 groups of 8 drawn scenarios the
+    observation sample spans the tuned factors widely enough to reach the presets' too: see the next test.)"""
     torch.set_num_threads(1)
-    config = TrainConfig(out=str(tmp_path / "run"), **{**TINY, "groups": 16, "acceptance_scenarios": 2})
+    config = TrainConfig(out=str(tmp_path / "run"), **{**TINY, "groups": 16, "pool_scenarios": 8,
+                                                       "acceptance_scenarios": 2})
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(training, "acceptance_cost", biased_acceptance(1e3))
         hierarchy = run_phases(config, [0])
